@@ -1,0 +1,23 @@
+// Binary cross-entropy on logits with optional pos_weight p (broadcast over the last
+// dimension), torch.nn.BCEWithLogitsLoss:
+//   l = p y softplus(-x) + (1 - y) softplus(x)
+//   dl/dx = (p y + 1 - y) sigmoid(x) - p y
+// A term whose coefficient is 0 is dropped rather than multiplied, so a logit of +-inf
+// with the matching hard label gives the limit 0 instead of 0 * inf = NaN.
+
+#if HAS_POS_WEIGHT
+@group(0) @binding(8) var<storage, read> pos_weight: array<f32>;
+#endif
+
+fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
+    var p = 1.0;
+#if HAS_POS_WEIGHT
+    p = pos_weight[index % params.last_dim];
+#endif
+    let py = p * y;
+    let positive = select(0.0, py * softplus(-x), py != 0.0);
+    let negative = select(0.0, (1.0 - y) * softplus(x), y != 1.0);
+    let grad = (py + 1.0 - y) * sigmoid(x) - py;
+    return LossGrad(positive + negative, grad, false);
+}
+#import lib/pointwise

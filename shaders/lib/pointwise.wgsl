@@ -1,0 +1,99 @@
+// Driver shared by every elementwise loss: one grid-stride pass that reads each input
+// once, writes each gradient element once, and leaves one `Partial` per workgroup.
+//
+// The loss file that imports this defines
+//     fn pointwise(x: f32, y: f32, index: u32) -> LossGrad
+// giving the loss of one element and its derivative with respect to x. `index` is the
+// element's position in the whole tensor (not the chunk), for broadcast operands.
+//
+// Variants (host defines): HAS_WEIGHT (per-element weight, chunked like the input),
+// HAS_WEIGHT_BROADCAST (weight over the last dimension), UPSTREAM_SCALAR (mean/sum:
+// gradient times upstream[0]), UPSTREAM_ELEMENTWISE (none: times upstream[i]),
+// REDUCTION_NONE (write per-element losses).
+
+#import lib/elem
+#import lib/numerics
+#import lib/reduce
+
+struct LossGrad {
+    value: f32,
+    grad: f32,
+    // The input lies outside the loss's domain (counted, reported as an error).
+    invalid: bool,
+}
+
+struct Params {
+    // Elements in this chunk.
+    len: u32,
+    // Index of the chunk's first element in the whole tensor.
+    chunk_start: u32,
+    // Where this chunk's workgroups write their partials.
+    partial_base: u32,
+    // Size of the last dimension, the period of broadcast operands.
+    last_dim: u32,
+    // 1/N for mean, 1 for sum and none.
+    grad_scale: f32,
+    // Loss parameters (delta, beta, ...), meaning given by the loss file.
+    p0: f32,
+    p1: f32,
+    _pad: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<Elem>;
+@group(0) @binding(2) var<storage, read> labels: array<Elem>;
+@group(0) @binding(3) var<storage, read_write> grad: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> partials: array<Partial>;
+#if HAS_WEIGHT || HAS_WEIGHT_BROADCAST
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+#endif
+#if UPSTREAM_SCALAR || UPSTREAM_ELEMENTWISE
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
+#endif
+#if REDUCTION_NONE
+@group(0) @binding(7) var<storage, read_write> losses: array<f32>;
+#endif
+// Binding 8 is reserved for a loss file's own broadcast operand (pos_weight).
+
+@compute @workgroup_size(WG_SIZE)
+fn main(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let stride = groups.x * WG_SIZE;
+    var grad_scale = params.grad_scale;
+#if UPSTREAM_SCALAR
+    grad_scale = grad_scale * upstream[0];
+#endif
+    var acc = partial_zero();
+    for (var i = gid.x; i < params.len; i += stride) {
+        let x = elem_load(input[i]);
+        let y = elem_load(labels[i]);
+        let r = pointwise(x, y, params.chunk_start + i);
+        var w = 1.0;
+#if HAS_WEIGHT
+        w = weight[i];
+#endif
+#if HAS_WEIGHT_BROADCAST
+        w = weight[(params.chunk_start + i) % params.last_dim];
+#endif
+        var g = r.grad * w * grad_scale;
+#if UPSTREAM_ELEMENTWISE
+        g = g * upstream[i];
+#endif
+        grad[i] = elem_store(g);
+        let value = r.value * w;
+#if REDUCTION_NONE
+        losses[i] = value;
+#endif
+        acc.sum += value;
+        acc.nonfinite += select(1u, 0u, is_finite(x) && is_finite(y));
+        acc.invalid += select(0u, 1u, r.invalid);
+    }
+    let total = workgroup_reduce(lid.x, acc);
+    if (lid.x == 0u) {
+        partials[params.partial_base + wid.x] = total;
+    }
+}

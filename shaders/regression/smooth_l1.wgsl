@@ -1,0 +1,12 @@
+// Smooth L1, beta = p0 >= 0: l = d^2 / (2 beta) for |d| < beta, else |d| - beta/2;
+// dl/dx = clamp(d / beta, -1, 1). beta = 0 is exactly L1. torch.nn.SmoothL1Loss.
+fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
+    let beta = params.p0;
+    let d = x - y;
+    let a = abs(d);
+    if (a < beta) {
+        return LossGrad(0.5 * d * d / beta, d / beta, false);
+    }
+    return LossGrad(a - 0.5 * beta, sign(d), false);
+}
+#import lib/pointwise

@@ -1,0 +1,215 @@
+//! Adapter and device selection, limits, and the per-device pipeline cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::shader::{self, Defines};
+
+/// A device and queue with the pipelines this crate compiled on them.
+///
+/// Cheap to clone (the state is shared). Create one with [`Gpu::new`], or wrap the
+/// caller's own device with [`Gpu::from_device`].
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    // Largest byte range of one operand bound at once; the adapter's storage binding
+    // limit unless lowered by `with_max_binding_bytes`.
+    max_binding_bytes: u64,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+}
+
+/// Device features this crate uses when the adapter has them.
+pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
+
+fn backend_rank(backend: wgpu::Backend) -> u8 {
+    match backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+fn device_rank(kind: wgpu::DeviceType) -> u8 {
+    match kind {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+impl Gpu {
+    /// Picks an adapter and opens a device on it (blocking).
+    ///
+    /// `WGPU_BACKEND` (e.g. `vulkan`, `gl`) restricts the backends searched and
+    /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case
+    /// insensitive). Otherwise a real GPU wins over a software one, then Vulkan/Metal/DX12
+    /// over GL. The device gets the adapter's own limits (storage binding size, buffer
+    /// size, workgroup storage: not wgpu's defaults) and `SHADER_F16` / `SUBGROUP` when
+    /// the adapter has them.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async())
+    }
+
+    /// Async form of [`Gpu::new`].
+    pub async fn new_async() -> Result<Self> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = instance.enumerate_adapters(backends).await;
+        let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
+            Ok(wanted) if !wanted.is_empty() => {
+                let needle = wanted.to_lowercase();
+                let found = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&needle));
+                match found {
+                    Some(i) => adapters.into_iter().nth(i),
+                    None => {
+                        let available = adapters
+                            .iter()
+                            .map(|a| {
+                                let info = a.get_info();
+                                format!("{} ({:?})", info.name, info.backend)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(Error::AdapterNotFound { wanted, available });
+                    }
+                }
+            }
+            _ => adapters.into_iter().min_by_key(|a| {
+                let info = a.get_info();
+                (device_rank(info.device_type), backend_rank(info.backend))
+            }),
+        };
+        let adapter = adapter.ok_or_else(|| Error::NoAdapter {
+            backends: format!("{backends:?}"),
+        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("fused-loss"),
+                required_features: adapter.features() & WANTED_FEATURES,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(Self::from_device(device, queue))
+    }
+
+    /// Wraps a device and queue the caller already has. Kernels use only the features
+    /// and limits that device was created with.
+    pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let limits = device.limits();
+        let info = device.adapter_info();
+        let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        Self {
+            inner: Arc::new(Inner {
+                device,
+                queue,
+                info,
+                limits,
+                max_binding_bytes,
+                pipelines: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Lowers the largest byte range bound per operand, so that smaller inputs are
+    /// processed in chunks. For tests of the chunked path and for callers who want
+    /// smaller bindings; values above the adapter's limit are capped to it. Returns a
+    /// new handle with its own pipeline cache.
+    pub fn with_max_binding_bytes(&self, bytes: u64) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                device: inner.device.clone(),
+                queue: inner.queue.clone(),
+                info: inner.info.clone(),
+                limits: inner.limits.clone(),
+                max_binding_bytes: bytes.clamp(4096, inner.max_binding_bytes),
+                pipelines: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+
+    /// The queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+
+    /// The adapter the device came from.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+
+    /// The device's limits.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+
+    /// The device's features.
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.device.features()
+    }
+
+    /// Largest number of bytes of one operand bound in one dispatch; longer operands
+    /// are processed in chunks.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner.max_binding_bytes
+    }
+
+    /// The compute pipeline for `shader` (path under `shaders/`, no extension) and
+    /// `entry` under `defines`, compiled on first use and cached for the device's life.
+    pub(crate) fn pipeline(&self, shader: &str, entry: &str, defines: &Defines) -> Result<wgpu::ComputePipeline> {
+        let key = format!("{shader}:{entry}:{defines:?}");
+        if let Some(found) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return Ok(found.clone());
+        }
+        let code = shader::assemble(shader, defines)?;
+        let device = &self.inner.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader),
+            source: wgpu::ShaderSource::Wgsl(code.into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&key),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(Error::Wgpu(format!("compiling {key}: {error}")));
+        }
+        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let info = &self.inner.info;
+        f.debug_struct("Gpu")
+            .field("adapter", &info.name)
+            .field("backend", &info.backend)
+            .field("max_binding_bytes", &self.inner.max_binding_bytes)
+            .finish()
+    }
+}

@@ -1,0 +1,61 @@
+//! Twin of `shaders/lib/pointwise.wgsl`.
+
+use super::{CpuOutput, Element, LossGrad};
+use crate::error::{Error, Result};
+use crate::losses::{weight_layout, Inputs, Reduction, Spec, WeightLayout};
+
+/// One element's loss and derivative: the twin of a shader's `pointwise`.
+pub type PointwiseFn = fn(x: f64, y: f64, element: &Element) -> LossGrad;
+
+pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
+    let shape = inputs.resolved_shape();
+    let len = shape.len();
+    let last_dim = shape.last_dim();
+    let grad_scale = match reduction {
+        Reduction::Mean => 1.0 / len as f64,
+        _ => 1.0,
+    };
+    let upstream_scalar = match (reduction, inputs.upstream) {
+        (Reduction::None, _) | (_, None) => 1.0,
+        (_, Some(u)) => u[0] as f64,
+    };
+    let weight = match inputs.weight {
+        Some(w) => Some((w, weight_layout("weight", w.len(), &shape)?)),
+        None => None,
+    };
+    let params = spec.params.map(f64::from);
+    let mut grad = Vec::with_capacity(len);
+    let mut per_element = (reduction == Reduction::None).then(|| Vec::with_capacity(len));
+    let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
+    for i in 0..len {
+        let x = inputs.input[i] as f64;
+        let y = inputs.target[i] as f64;
+        let element = Element {
+            params,
+            pos_weight: inputs.pos_weight.map_or(1.0, |p| p[i % last_dim] as f64),
+        };
+        let r = (spec.cpu)(x, y, &element);
+        let w = match weight {
+            None => 1.0,
+            Some((w, WeightLayout::PerElement)) => w[i] as f64,
+            Some((w, WeightLayout::LastDim)) => w[i % last_dim] as f64,
+        };
+        let mut g = r.grad * w * grad_scale * upstream_scalar;
+        if let (Reduction::None, Some(u)) = (reduction, inputs.upstream) {
+            g *= u[i] as f64;
+        }
+        grad.push(g);
+        let value = r.value * w;
+        if let Some(losses) = per_element.as_mut() {
+            losses.push(value);
+        }
+        sum += value;
+        nonfinite += u64::from(!(x.is_finite() && y.is_finite()));
+        invalid += u64::from(r.invalid);
+    }
+    if invalid > 0 {
+        let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
+        return Err(Error::OutOfDomain { argument, count: invalid, domain });
+    }
+    Ok(CpuOutput { value: sum * grad_scale, grad, per_element, nonfinite })
+}

@@ -1,0 +1,145 @@
+//! The crate's one error type.
+
+/// Shorthand for `Result<T, fused_loss::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, named after what the caller passed in.
+///
+/// Validation happens before anything is recorded or uploaded: a call that returns one
+/// of the argument errors has touched no buffer of the caller's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter was found on the enabled backends.
+    #[error("no GPU adapter found on backends {backends}; set WGPU_BACKEND (vulkan, gl, ...) or install a driver (e.g. mesa-vulkan-drivers)")]
+    NoAdapter {
+        /// The backends that were searched.
+        backends: String,
+    },
+    /// `WGPU_ADAPTER_NAME` is set but no adapter's name contains it.
+    #[error("WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {available}")]
+    AdapterNotFound {
+        /// The requested name fragment.
+        wanted: String,
+        /// Names of the adapters that were found.
+        available: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("requesting a device failed: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// A loss parameter is outside its valid range.
+    #[error("{loss}: parameter `{name}` = {value} is invalid; it must be {requirement}")]
+    InvalidParameter {
+        /// The loss that rejected it.
+        loss: &'static str,
+        /// The parameter's name (as in the loss's fields).
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The valid range, in words.
+        requirement: &'static str,
+    },
+    /// An operand's length does not match the problem's shape.
+    #[error("`{argument}` has {actual} elements but {expected} are required")]
+    LengthMismatch {
+        /// Which operand.
+        argument: &'static str,
+        /// What was required, in words (e.g. "1000 (one per element) or 10 (last dimension)").
+        expected: String,
+        /// What was given.
+        actual: usize,
+    },
+    /// The input is empty and the loss with this reduction is undefined there
+    /// (a mean over zero elements).
+    #[error("`input` is empty; {loss} with reduction `{reduction}` is undefined on empty input (use `sum` or `none`)")]
+    EmptyInput {
+        /// The loss.
+        loss: &'static str,
+        /// The reduction asked for.
+        reduction: &'static str,
+    },
+    /// The shape is malformed (a zero dimension with elements, more elements than
+    /// a kernel can index).
+    #[error("invalid shape {shape:?}: {why}")]
+    InvalidShape {
+        /// The dimensions given.
+        shape: Vec<usize>,
+        /// What is wrong with them.
+        why: String,
+    },
+    /// The loss does not take this operand (e.g. `pos_weight` for MSE).
+    #[error("{loss} does not take `{argument}`")]
+    UnsupportedArgument {
+        /// The loss.
+        loss: &'static str,
+        /// The operand given.
+        argument: &'static str,
+    },
+    /// An operand the call needs is missing (e.g. the per-element loss buffer for
+    /// reduction `none`).
+    #[error("`{argument}` is required: {why}")]
+    MissingArgument {
+        /// The operand.
+        argument: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+    /// A caller's buffer lacks a usage the call needs.
+    #[error("buffer for `{argument}` lacks usage {missing:?} (it has {has:?})")]
+    BufferUsage {
+        /// Which operand.
+        argument: &'static str,
+        /// The usages that are missing.
+        missing: wgpu::BufferUsages,
+        /// The usages the buffer has.
+        has: wgpu::BufferUsages,
+    },
+    /// A caller's buffer slice is smaller than the operand.
+    #[error("buffer slice for `{argument}` holds {actual} bytes but {required} are needed")]
+    BufferTooSmall {
+        /// Which operand.
+        argument: &'static str,
+        /// Bytes needed.
+        required: u64,
+        /// Bytes in the slice.
+        actual: u64,
+    },
+    /// A caller's buffer slice starts at an offset the adapter cannot bind.
+    #[error("buffer slice for `{argument}` starts at byte {offset}, which is not a multiple of the adapter's storage offset alignment {alignment}")]
+    MisalignedOffset {
+        /// Which operand.
+        argument: &'static str,
+        /// The slice's offset.
+        offset: u64,
+        /// The required alignment.
+        alignment: u32,
+    },
+    /// Elements of an operand lie outside the loss's domain (probabilities outside
+    /// [0, 1], labels out of range). Counted on the GPU.
+    #[error("{count} elements of `{argument}` are outside {domain}")]
+    OutOfDomain {
+        /// Which operand.
+        argument: &'static str,
+        /// How many elements.
+        count: u64,
+        /// The valid domain, in words.
+        domain: &'static str,
+    },
+    /// A shader failed to assemble (preprocessor error).
+    #[error("shader {name}: {message}")]
+    Shader {
+        /// The entry shader.
+        name: String,
+        /// What went wrong, with file and line.
+        message: String,
+    },
+    /// wgpu reported a validation or out-of-memory error for work this crate created.
+    #[error("wgpu error: {0}")]
+    Wgpu(String),
+    /// Mapping a readback buffer failed.
+    #[error("mapping a readback buffer failed: {0}")]
+    Map(#[from] wgpu::BufferAsyncError),
+    /// Waiting for the device failed.
+    #[error("waiting for the device failed: {0}")]
+    Poll(#[from] wgpu::PollError),
+}

@@ -1,0 +1,395 @@
+//! Loss specifications, the registry, and operands shared by the GPU and CPU paths.
+//!
+//! A loss is one [`Loss`] variant plus one arm in [`Loss::spec`], which names its
+//! shader (`shaders/<family>/<name>.wgsl`) and its CPU twin (`src/cpu/<family>.rs`).
+//! Tests, benchmarks and the CLI reach every loss through [`registry`].
+
+pub mod pointwise;
+
+use crate::cpu::{self, binary, regression};
+use crate::error::{Error, Result};
+
+/// How per-element losses are combined, as PyTorch's `reduction` argument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// One loss per element; the gradient is that of their sum (times the upstream
+    /// gradient, element by element, when one is given).
+    None,
+    /// The mean over all elements (PyTorch's default). Undefined on empty input.
+    #[default]
+    Mean,
+    /// The sum over all elements (0 on empty input).
+    Sum,
+}
+
+impl Reduction {
+    /// All reductions, for iteration.
+    pub const ALL: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduction::Sum];
+
+    /// PyTorch's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::None => "none",
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        }
+    }
+}
+
+/// The losses. Each variant's doc gives the per-element formula; `x` is the input
+/// (prediction, probability or logit), `y` the target, `d = x - y`. Shapes: input,
+/// target and gradient have the same number of elements; see [`Shape`] for broadcast
+/// operands. The gradient returned is with respect to the input only; for the
+/// regression losses the gradient with respect to the target is its negation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Loss {
+    /// `d²`. `torch.nn.MSELoss`.
+    Mse,
+    /// `|d|`, gradient `sign(d)` (0 at 0). `torch.nn.L1Loss`.
+    L1,
+    /// `d²/2` for `|d| ≤ δ`, else `δ(|d| − δ/2)`; `delta > 0`. `torch.nn.HuberLoss(delta)`.
+    Huber {
+        /// Threshold between the quadratic and linear parts, > 0.
+        delta: f32,
+    },
+    /// `d²/(2β)` for `|d| < β`, else `|d| − β/2`; `beta ≥ 0` (0 is L1).
+    /// `torch.nn.SmoothL1Loss(beta)`.
+    SmoothL1 {
+        /// Threshold between the quadratic and linear parts, ≥ 0.
+        beta: f32,
+    },
+    /// Binary cross-entropy on probabilities `x ∈ [0, 1]`:
+    /// `−w (y max(ln x, −100) + (1 − y) max(ln(1 − x), −100))`, gradient as PyTorch's
+    /// `(x − y) / max(x(1 − x), 1e-12)`. Takes `weight`. `torch.nn.BCELoss`.
+    /// Inputs outside [0, 1] are an [`Error::OutOfDomain`].
+    Bce,
+    /// Binary cross-entropy on logits: `w (p y softplus(−x) + (1 − y) softplus(x))`
+    /// with `pos_weight` `p` broadcast over the last dimension. Takes `weight` and
+    /// `pos_weight`. Finite at logits of ±1e4; at ±inf with the matching hard label it
+    /// gives the limit 0 where PyTorch gives NaN. `torch.nn.BCEWithLogitsLoss`.
+    BceWithLogits,
+    /// `ln(1 + exp(−y x))` for `y ∈ {−1, 1}`. `torch.nn.SoftMarginLoss`.
+    SoftMargin,
+    /// `ln cosh(d)`, gradient `tanh(d)`. `optax.log_cosh` (optax leaves it
+    /// unreduced; `mean`/`sum` reduce it as the others).
+    LogCosh,
+}
+
+/// Where a loss's inputs or targets live; tests and the CLI draw random data from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Domain {
+    /// Any real number.
+    Real,
+    /// A probability in [0, 1].
+    Probability,
+    /// −1 or +1.
+    Sign,
+}
+
+/// Everything the rest of the crate needs to know about one loss.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    /// Short name, as in the CLI and the registry.
+    pub name: &'static str,
+    /// The PyTorch (or optax) equivalent.
+    pub reference: &'static str,
+    /// Domain of the input.
+    pub input_domain: Domain,
+    /// Domain of the target.
+    pub target_domain: Domain,
+    /// Whether a `weight` operand is accepted (per element, or broadcast over the
+    /// last dimension).
+    pub takes_weight: bool,
+    /// Whether a `pos_weight` operand is accepted (broadcast over the last dimension).
+    pub takes_pos_weight: bool,
+    /// What the GPU's invalid count means: (operand, valid domain in words).
+    pub(crate) invalid_means: Option<(&'static str, &'static str)>,
+    pub(crate) shader: &'static str,
+    pub(crate) params: [f32; 2],
+    pub(crate) constraints: &'static [Constraint],
+    pub(crate) cpu: cpu::PointwiseFn,
+}
+
+impl Spec {
+    fn new(name: &'static str, reference: &'static str, shader: &'static str, cpu: cpu::PointwiseFn) -> Self {
+        Spec {
+            name,
+            reference,
+            input_domain: Domain::Real,
+            target_domain: Domain::Real,
+            takes_weight: false,
+            takes_pos_weight: false,
+            invalid_means: None,
+            shader,
+            params: [0.0; 2],
+            constraints: &[],
+            cpu,
+        }
+    }
+
+    /// The loss's parameters as passed to the kernel (`p0`, `p1`).
+    pub fn params(&self) -> [f32; 2] {
+        self.params
+    }
+}
+
+/// A rule on one loss parameter: `params[index]` must satisfy `ok`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Constraint {
+    index: usize,
+    name: &'static str,
+    requirement: &'static str,
+    ok: fn(f32) -> bool,
+}
+
+const DELTA_POSITIVE: Constraint =
+    Constraint { index: 0, name: "delta", requirement: "finite and > 0", ok: |v| v.is_finite() && v > 0.0 };
+const BETA_NON_NEGATIVE: Constraint =
+    Constraint { index: 0, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+
+impl Loss {
+    /// The loss's specification. Parameters are not checked here; see [`Loss::validate`].
+    pub fn spec(&self) -> Spec {
+        match *self {
+            Loss::Mse => Spec::new("mse", "torch.nn.MSELoss", "regression/mse", regression::mse),
+            Loss::L1 => Spec::new("l1", "torch.nn.L1Loss", "regression/l1", regression::l1),
+            Loss::Huber { delta } => Spec {
+                params: [delta, 0.0],
+                constraints: &[DELTA_POSITIVE],
+                ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", regression::huber)
+            },
+            Loss::SmoothL1 { beta } => Spec {
+                params: [beta, 0.0],
+                constraints: &[BETA_NON_NEGATIVE],
+                ..Spec::new("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1", regression::smooth_l1)
+            },
+            Loss::LogCosh => Spec::new("log_cosh", "optax.log_cosh", "regression/log_cosh", regression::log_cosh),
+            Loss::Bce => Spec {
+                input_domain: Domain::Probability,
+                target_domain: Domain::Probability,
+                takes_weight: true,
+                invalid_means: Some(("input", "[0, 1]")),
+                ..Spec::new("bce", "torch.nn.BCELoss", "binary/bce", binary::bce)
+            },
+            Loss::BceWithLogits => Spec {
+                target_domain: Domain::Probability,
+                takes_weight: true,
+                takes_pos_weight: true,
+                ..Spec::new("bce_with_logits", "torch.nn.BCEWithLogitsLoss", "binary/bce_with_logits", binary::bce_with_logits)
+            },
+            Loss::SoftMargin => Spec {
+                target_domain: Domain::Sign,
+                ..Spec::new("soft_margin", "torch.nn.SoftMarginLoss", "binary/soft_margin", binary::soft_margin)
+            },
+        }
+    }
+
+    /// The loss's short name.
+    pub fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// Checks the loss's parameters, returning its spec.
+    pub fn validate(&self) -> Result<Spec> {
+        let spec = self.spec();
+        for rule in spec.constraints {
+            let value = spec.params[rule.index];
+            if !(rule.ok)(value) {
+                return Err(Error::InvalidParameter {
+                    loss: spec.name,
+                    name: rule.name,
+                    value: value as f64,
+                    requirement: rule.requirement,
+                });
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Every loss, once, with representative parameters. Tests, benchmarks and the CLI
+/// iterate this list; a new loss is added here and in [`Loss::spec`], nowhere else.
+pub fn registry() -> Vec<Loss> {
+    vec![
+        Loss::Mse,
+        Loss::L1,
+        Loss::Huber { delta: 0.5 },
+        Loss::SmoothL1 { beta: 0.25 },
+        Loss::LogCosh,
+        Loss::Bce,
+        Loss::BceWithLogits,
+        Loss::SoftMargin,
+    ]
+}
+
+/// The dimensions of the input. Broadcast operands (`weight` of a
+/// per-class size, `pos_weight`) run along the last dimension, as in PyTorch's
+/// broadcasting of a 1-D tensor against `(N, C)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    dims: Vec<usize>,
+}
+
+impl Shape {
+    /// A 1-D tensor of `len` elements.
+    pub fn elementwise(len: usize) -> Self {
+        Shape { dims: vec![len] }
+    }
+
+    /// A tensor of the given dimensions (row-major). `&[]` is a scalar.
+    pub fn new(dims: &[usize]) -> Self {
+        Shape { dims: dims.to_vec() }
+    }
+
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        &self.dims
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Size of the last dimension (1 for a scalar).
+    pub fn last_dim(&self) -> usize {
+        self.dims.last().copied().unwrap_or(1)
+    }
+}
+
+/// Host operands for the convenience path ([`crate::Gpu::compute`]) and the CPU
+/// reference ([`crate::cpu::compute`]).
+#[derive(Clone, Debug)]
+pub struct Inputs<'a> {
+    /// Predictions, probabilities or logits.
+    pub input: &'a [f32],
+    /// Targets, as many as inputs.
+    pub target: &'a [f32],
+    /// Dimensions; `None` means 1-D.
+    pub shape: Option<Shape>,
+    /// Per-element weight (as many as inputs) or per-last-dimension weight.
+    pub weight: Option<&'a [f32]>,
+    /// Weight of positive targets, one per entry of the last dimension.
+    pub pos_weight: Option<&'a [f32]>,
+    /// Upstream gradient: one value for `mean`/`sum`, one per element for `none`.
+    pub upstream: Option<&'a [f32]>,
+}
+
+impl<'a> Inputs<'a> {
+    /// Input and target, 1-D, no optional operands.
+    pub fn new(input: &'a [f32], target: &'a [f32]) -> Self {
+        Inputs { input, target, shape: None, weight: None, pos_weight: None, upstream: None }
+    }
+
+    /// Sets the dimensions.
+    pub fn shape(mut self, dims: &[usize]) -> Self {
+        self.shape = Some(Shape::new(dims));
+        self
+    }
+
+    /// Sets `weight`.
+    pub fn weight(mut self, weight: &'a [f32]) -> Self {
+        self.weight = Some(weight);
+        self
+    }
+
+    /// Sets `pos_weight`.
+    pub fn pos_weight(mut self, pos_weight: &'a [f32]) -> Self {
+        self.pos_weight = Some(pos_weight);
+        self
+    }
+
+    /// Sets the upstream gradient.
+    pub fn upstream(mut self, upstream: &'a [f32]) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// The shape, 1-D when none was set.
+    pub fn resolved_shape(&self) -> Shape {
+        self.shape.clone().unwrap_or_else(|| Shape::elementwise(self.input.len()))
+    }
+}
+
+/// How a weight operand lines up with the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WeightLayout {
+    PerElement,
+    LastDim,
+}
+
+/// Checks a loss, reduction and shape that every path shares.
+pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Spec> {
+    let spec = loss.validate()?;
+    let len = shape.len();
+    if len == 0 && reduction == Reduction::Mean {
+        return Err(Error::EmptyInput { loss: spec.name, reduction: reduction.name() });
+    }
+    if len > u32::MAX as usize {
+        return Err(Error::InvalidShape {
+            shape: shape.dims().to_vec(),
+            why: format!("{len} elements exceed the kernels' u32 indexing"),
+        });
+    }
+    Ok(spec)
+}
+
+/// Which layout a weight of `weight_len` elements has, or the error naming it.
+pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &Shape) -> Result<WeightLayout> {
+    if weight_len == shape.len() {
+        Ok(WeightLayout::PerElement)
+    } else if weight_len == shape.last_dim() {
+        Ok(WeightLayout::LastDim)
+    } else {
+        Err(Error::LengthMismatch {
+            argument,
+            expected: format!("{} (one per element) or {} (last dimension)", shape.len(), shape.last_dim()),
+            actual: weight_len,
+        })
+    }
+}
+
+pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
+    Error::UnsupportedArgument { loss: spec.name, argument }
+}
+
+/// Checks host operands against the loss; the CPU and convenience paths both call it.
+pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Spec> {
+    let shape = inputs.resolved_shape();
+    let len = shape.len();
+    let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch { argument, expected, actual };
+    if inputs.input.len() != len {
+        return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
+    }
+    let spec = check_problem(loss, reduction, &shape)?;
+    if inputs.target.len() != len {
+        return Err(mismatch("target", inputs.target.len(), format!("{len} (as many as input)")));
+    }
+    if let Some(weight) = inputs.weight {
+        if !spec.takes_weight {
+            return Err(unsupported(&spec, "weight"));
+        }
+        weight_layout("weight", weight.len(), &shape)?;
+    }
+    if let Some(pos_weight) = inputs.pos_weight {
+        if !spec.takes_pos_weight {
+            return Err(unsupported(&spec, "pos_weight"));
+        }
+        if pos_weight.len() != shape.last_dim() {
+            return Err(mismatch("pos_weight", pos_weight.len(), format!("{} (last dimension)", shape.last_dim())));
+        }
+    }
+    if let Some(upstream) = inputs.upstream {
+        let want = if reduction == Reduction::None { len } else { 1 };
+        if upstream.len() != want {
+            return Err(mismatch("upstream", upstream.len(), format!("{want} for reduction `{}`", reduction.name())));
+        }
+    }
+    Ok(spec)
+}
