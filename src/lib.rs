@@ -24,6 +24,7 @@
 pub use wgpu;
 
 mod context;
+pub mod check;
 pub mod cpu;
 mod error;
 pub mod losses;

@@ -1,1 +1,106 @@
-fn main(){}
+//! `fused-loss`: describe the adapter (`info`) and cross-check every loss on it (`check`).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fused_loss::check::{self, Case};
+use fused_loss::Gpu;
+
+#[derive(Parser)]
+#[command(version, about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the adapter, backend, driver, limits and features in use.
+    Info,
+    /// Run every registry loss on the GPU and the CPU reference and compare them.
+    Check {
+        /// Comma-separated dimensions to test, each like `1000` or `64x33`.
+        #[arg(long, default_value = "1,255,256,257,4097x3,100000")]
+        sizes: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let gpu = match Gpu::new() {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Info => {
+            info(&gpu);
+            ExitCode::SUCCESS
+        }
+        Command::Check { sizes } => match parse_sizes(&sizes) {
+            Ok(dims) => run_check(&gpu, &dims),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn parse_sizes(text: &str) -> Result<Vec<Vec<usize>>, String> {
+    text.split(',')
+        .map(|size| {
+            size.split('x')
+                .map(|d| d.trim().parse::<usize>().map_err(|e| format!("bad size {size:?}: {e}")))
+                .collect()
+        })
+        .collect()
+}
+
+fn info(gpu: &Gpu) {
+    let a = gpu.adapter_info();
+    let l = gpu.limits();
+    println!("adapter:   {} ({:?})", a.name, a.device_type);
+    println!("backend:   {:?}", a.backend);
+    println!("driver:    {} {}", a.driver, a.driver_info);
+    println!("vendor:    {:#06x}  device: {:#06x}", a.vendor, a.device);
+    println!("limits:");
+    println!("  max_storage_buffer_binding_size  {}", l.max_storage_buffer_binding_size);
+    println!("  max_buffer_size                  {}", l.max_buffer_size);
+    println!("  max_compute_workgroup_storage    {}", l.max_compute_workgroup_storage_size);
+    println!("  max_compute_invocations_per_wg   {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroups_per_dim   {}", l.max_compute_workgroups_per_dimension);
+    println!("  min_storage_buffer_offset_align  {}", l.min_storage_buffer_offset_alignment);
+    println!("  subgroup size                    {}..{}", a.subgroup_min_size, a.subgroup_max_size);
+    let f = gpu.features();
+    println!("features:  SHADER_F16={} SUBGROUP={}", f.contains(wgpu::Features::SHADER_F16), f.contains(wgpu::Features::SUBGROUP));
+    println!("chunking:  operands above {} bytes are processed in chunks", gpu.max_binding_bytes());
+}
+
+fn run_check(gpu: &Gpu, dims: &[Vec<usize>]) -> ExitCode {
+    let a = gpu.adapter_info();
+    println!("checking on {} ({:?})", a.name, a.backend);
+    let cases: Vec<Case> = check::standard_cases(dims);
+    println!("{:<64} {:>10} {:>10}  result", "case", "value err", "grad err");
+    let mut failed = 0;
+    for case in &cases {
+        let (cells, ok) = match check::run_case(gpu, case) {
+            Ok(agreement) => (
+                format!("{:>10.3} {:>10.3}", agreement.value, agreement.grad),
+                agreement.passes(),
+            ),
+            Err(e) => (format!("error: {e}"), false),
+        };
+        failed += usize::from(!ok);
+        println!("{:<64} {cells}  {}", case.to_string(), if ok { "pass" } else { "FAIL" });
+    }
+    println!("(errors are multiples of the allowed error: rel {:e} + abs floor; <= 1 passes)", check::REL_TOL);
+    println!("{} passed, {} failed", cases.len() - failed, failed);
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
