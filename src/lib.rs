@@ -32,7 +32,7 @@ pub mod shader;
 
 pub use context::{Gpu, WANTED_FEATURES};
 pub use error::{Error, Result};
-pub use losses::pointwise::{Bindings, LossStats, Plan};
+pub use losses::pointwise::{shader_variants, Bindings, LossStats, Plan};
 pub use losses::{registry, Domain, Inputs, Loss, Reduction, Shape, Spec};
 
 use wgpu::util::DeviceExt;

@@ -22,16 +22,18 @@ pub fn sources() -> &'static [(&'static str, &'static str)] {
     SOURCES
 }
 
-fn source(name: &str) -> Option<&'static str> {
-    SOURCES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
-}
 
 /// Variant flags and values passed to [`assemble`].
 pub type Defines = BTreeMap<String, String>;
 
 /// Assembles `shaders/<entry>.wgsl` with its imports under the given defines.
 pub fn assemble(entry: &str, defines: &Defines) -> Result<String> {
+    assemble_from(SOURCES, entry, defines)
+}
+
+fn assemble_from(sources: &'static [(&'static str, &'static str)], entry: &str, defines: &Defines) -> Result<String> {
     let mut state = State {
+        sources,
         defines: defines.clone(),
         imported: HashSet::new(),
         out: String::new(),
@@ -41,6 +43,7 @@ pub fn assemble(entry: &str, defines: &Defines) -> Result<String> {
 }
 
 struct State {
+    sources: &'static [(&'static str, &'static str)],
     defines: Defines,
     imported: HashSet<String>,
     out: String,
@@ -55,7 +58,12 @@ impl State {
             name: entry.to_string(),
             message: format!("{name}.wgsl:{line}: {message}"),
         };
-        let text = source(name).ok_or_else(|| err(0, format!("no shader named {name:?}")))?;
+        let text = self
+            .sources
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| err(0, format!("no shader named {name:?}")))?;
         // Each open #if: (enclosing block active, this branch's condition).
         let mut stack: Vec<(bool, bool)> = Vec::new();
         let active = |stack: &[(bool, bool)]| stack.last().is_none_or(|&(outer, cond)| outer && cond);
@@ -138,7 +146,7 @@ mod tests {
 
     #[test]
     fn conditionals_nest_and_combine() {
-        let mut state = State { defines: Defines::new(), imported: HashSet::new(), out: String::new() };
+        let mut state = State { sources: &[], defines: Defines::new(), imported: HashSet::new(), out: String::new() };
         state.defines.insert("A".into(), String::new());
         state.defines.insert("Z".into(), "0".into());
         assert!(state.eval("A"));
@@ -148,9 +156,35 @@ mod tests {
         assert!(!state.eval("Z || !A"));
     }
 
+    static FILES: &[(&str, &str)] = &[
+        ("main", "#import lib/a\n#import lib/a\n#if FLAG\nflag_on\n#else\nflag_off\n#endif\nN"),
+        ("lib/a", "#define N 7u\nfn a() {}"),
+        ("open", "#if FLAG\nx"),
+        ("stray", "#endif"),
+        ("unknown", "#pragma once"),
+    ];
+
+    #[test]
+    fn imports_once_and_selects_branches() {
+        let mut defines = Defines::new();
+        let off = assemble_from(FILES, "main", &defines).unwrap();
+        assert_eq!(off, "fn a() {}\nflag_off\n7u\n");
+        defines.insert("FLAG".into(), String::new());
+        let on = assemble_from(FILES, "main", &defines).unwrap();
+        assert_eq!(on, "fn a() {}\nflag_on\n7u\n");
+    }
+
+    #[test]
+    fn malformed_sources_are_errors_with_a_line() {
+        for (name, want) in [("open", "#if without #endif"), ("stray", "#endif without #if"), ("unknown", "unknown directive")] {
+            let err = assemble_from(FILES, name, &Defines::new()).unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains(&format!("{name}.wgsl:")), "{err}");
+        }
+    }
+
     #[test]
     fn substitution_is_whole_word() {
-        let mut state = State { defines: Defines::new(), imported: HashSet::new(), out: String::new() };
+        let mut state = State { sources: &[], defines: Defines::new(), imported: HashSet::new(), out: String::new() };
         state.defines.insert("N".into(), "4u".into());
         assert_eq!(state.substitute("let N_2 = N + vec2(N);"), "let N_2 = 4u + vec2(4u);");
     }

@@ -128,6 +128,11 @@ impl Spec {
         }
     }
 
+    /// The shader's path under `shaders/`, without extension.
+    pub fn shader_name(&self) -> &'static str {
+        self.shader
+    }
+
     /// The loss's parameters as passed to the kernel (`p0`, `p1`).
     pub fn params(&self) -> [f32; 2] {
         self.params

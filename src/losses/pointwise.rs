@@ -200,6 +200,30 @@ impl Gpu {
     }
 }
 
+/// Every variant of `spec`'s shader that [`Plan::encode`] can ask for, for validation
+/// ahead of time (the `shaders` test assembles and validates each with naga).
+pub fn shader_variants(spec: &Spec) -> Vec<Defines> {
+    let weights: &[Option<&str>] = if spec.takes_weight {
+        &[None, Some("HAS_WEIGHT"), Some("HAS_WEIGHT_BROADCAST")]
+    } else {
+        &[None]
+    };
+    let pos_weights: &[bool] = if spec.takes_pos_weight { &[false, true] } else { &[false] };
+    let mut variants = Vec::new();
+    for reduction in Reduction::ALL {
+        let none = reduction == Reduction::None;
+        for upstream in [None, Some(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" })] {
+            for weight in weights {
+                for &pos_weight in pos_weights {
+                    let flags = [none.then_some("REDUCTION_NONE"), upstream, *weight, pos_weight.then_some("HAS_POS_WEIGHT")];
+                    variants.push(flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect());
+                }
+            }
+        }
+    }
+    variants
+}
+
 /// Checks one operand's buffer: usage, alignment, size. Returns nothing; errors name
 /// the operand.
 fn check_slice(gpu: &Gpu, argument: &'static str, slice: &wgpu::BufferSlice, required: u64) -> Result<()> {

@@ -1,0 +1,51 @@
+//! Every assembled shader variant parses and validates with naga. Needs no GPU.
+
+use fused_loss::{registry, shader, shader_variants};
+
+fn validate(name: &str, defines: &shader::Defines) {
+    let code = shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
+    let module = naga::front::wgsl::parse_str(&code)
+        .unwrap_or_else(|e| panic!("{name} {defines:?} does not parse:\n{}", e.emit_to_string(&code)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
+}
+
+#[test]
+fn every_loss_variant_validates() {
+    let mut count = 0;
+    for loss in registry() {
+        let spec = loss.spec();
+        for defines in shader_variants(&spec) {
+            validate(spec.shader_name(), &defines);
+            count += 1;
+        }
+    }
+    validate("finalize", &shader::Defines::new());
+    eprintln!("validated {} shader variants", count + 1);
+    assert!(count >= registry().len() * 6);
+}
+
+#[test]
+fn every_shader_file_is_reached() {
+    // A file no loss imports is dead code or a forgotten registry entry.
+    let mut reached: Vec<String> = vec!["finalize".into()];
+    for loss in registry() {
+        reached.push(loss.spec().shader_name().into());
+    }
+    for (name, source) in shader::sources() {
+        if name.starts_with("lib/") {
+            let importer = shader::sources().iter().any(|(_, s)| s.contains(&format!("#import {name}")));
+            assert!(importer, "shaders/{name}.wgsl is imported by nothing");
+        } else {
+            assert!(reached.iter().any(|r| r == name), "shaders/{name}.wgsl is used by no registry loss");
+        }
+        assert!(!source.is_empty());
+    }
+}
+
+#[test]
+fn unknown_shader_is_an_error() {
+    let err = shader::assemble("no/such/shader", &shader::Defines::new()).unwrap_err();
+    assert!(err.to_string().contains("no shader named"), "{err}");
+}
