@@ -133,6 +133,11 @@ impl Spec {
         self.shader
     }
 
+    /// The CPU twin of one element (f64): the reference tests differentiate it.
+    pub fn cpu_element(&self) -> cpu::PointwiseFn {
+        self.cpu
+    }
+
     /// The loss's parameters as passed to the kernel (`p0`, `p1`).
     pub fn params(&self) -> [f32; 2] {
         self.params
