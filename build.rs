@@ -31,7 +31,10 @@ fn main() {
             .with_extension("")
             .to_string_lossy()
             .replace('\\', "/");
-        code += &format!("    ({key:?}, include_str!({:?})),\n", path.display().to_string());
+        code += &format!(
+            "    ({key:?}, include_str!({:?})),\n",
+            path.display().to_string()
+        );
     }
     code += "];\n";
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("shader_sources.rs");

@@ -51,7 +51,13 @@ pub struct Case {
 
 impl std::fmt::Display for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} {:?}", self.loss.name(), self.reduction.name(), self.dims)?;
+        write!(
+            f,
+            "{} {} {:?}",
+            self.loss.name(),
+            self.reduction.name(),
+            self.dims
+        )?;
         match self.weight {
             WeightKind::None => {}
             WeightKind::PerElement => write!(f, " +weight")?,
@@ -117,9 +123,17 @@ impl Case {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let len: usize = self.dims.iter().product();
         let last = self.dims.last().copied().unwrap_or(1);
-        let input = (0..len).map(|_| draw(&mut rng, spec.input_domain)).collect();
-        let target = (0..len).map(|_| draw(&mut rng, spec.target_domain)).collect();
-        let mut positive = |n: usize, hi: f32| (0..n).map(|_| rng.random_range(0.25..hi)).collect::<Vec<f32>>();
+        let input = (0..len)
+            .map(|_| draw(&mut rng, spec.input_domain))
+            .collect();
+        let target = (0..len)
+            .map(|_| draw(&mut rng, spec.target_domain))
+            .collect();
+        let mut positive = |n: usize, hi: f32| {
+            (0..n)
+                .map(|_| rng.random_range(0.25..hi))
+                .collect::<Vec<f32>>()
+        };
         let weight = match self.weight {
             WeightKind::None => None,
             WeightKind::PerElement => Some(positive(len, 2.0)),
@@ -127,10 +141,22 @@ impl Case {
         };
         let pos_weight = self.pos_weight.then(|| positive(last, 3.0));
         let upstream = self.upstream.then(|| {
-            let n = if self.reduction == Reduction::None { len } else { 1 };
-            (0..n).map(|_| rng.random_range(0.5..2.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 }).collect()
+            let n = if self.reduction == Reduction::None {
+                len
+            } else {
+                1
+            };
+            (0..n)
+                .map(|_| rng.random_range(0.5..2.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 })
+                .collect()
         });
-        CaseData { input, target, weight, pos_weight, upstream }
+        CaseData {
+            input,
+            target,
+            weight,
+            pos_weight,
+            upstream,
+        }
     }
 }
 
@@ -163,11 +189,31 @@ fn ratio(got: f64, want: f64, abs_tol: f64) -> f64 {
 /// Compares a GPU result with the CPU reference of the same case.
 pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> Agreement {
     let len = data.input.len().max(1) as f64;
-    let max_weight = data.weight.iter().flatten().fold(1.0f64, |m, &w| m.max(w as f64));
-    let max_pos = data.pos_weight.iter().flatten().fold(1.0f64, |m, &w| m.max(w as f64));
-    let upstream = data.upstream.iter().flatten().fold(0.0f64, |m, &u| m.max((u as f64).abs()));
-    let upstream = if data.upstream.is_some() { upstream } else { 1.0 };
-    let scale = if case.reduction == Reduction::Mean { 1.0 / len } else { 1.0 };
+    let max_weight = data
+        .weight
+        .iter()
+        .flatten()
+        .fold(1.0f64, |m, &w| m.max(w as f64));
+    let max_pos = data
+        .pos_weight
+        .iter()
+        .flatten()
+        .fold(1.0f64, |m, &w| m.max(w as f64));
+    let upstream = data
+        .upstream
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, &u| m.max((u as f64).abs()));
+    let upstream = if data.upstream.is_some() {
+        upstream
+    } else {
+        1.0
+    };
+    let scale = if case.reduction == Reduction::Mean {
+        1.0 / len
+    } else {
+        1.0
+    };
     let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos;
     let mut grad = 0.0f64;
     if gpu.grad.len() != cpu.grad.len() {
@@ -183,8 +229,16 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
             .map(|(&g, &c)| ratio(g as f64, c, VALUE_ABS_TOL * max_weight * max_pos))
             .fold(0.0, f64::max),
         (None, None) => {
-            let summed = if case.reduction == Reduction::Sum { len } else { 1.0 };
-            ratio(gpu.value as f64, cpu.value, VALUE_ABS_TOL * summed * max_weight * max_pos)
+            let summed = if case.reduction == Reduction::Sum {
+                len
+            } else {
+                1.0
+            };
+            ratio(
+                gpu.value as f64,
+                cpu.value,
+                VALUE_ABS_TOL * summed * max_weight * max_pos,
+            )
         }
         _ => f64::INFINITY,
     };
@@ -207,7 +261,10 @@ pub fn standard_cases(dims_list: &[Vec<usize>]) -> Vec<Case> {
     let mut cases = Vec::new();
     for loss in crate::registry() {
         let spec = loss.spec();
-        let mut options = vec![(WeightKind::None, false, false), (WeightKind::None, false, true)];
+        let mut options = vec![
+            (WeightKind::None, false, false),
+            (WeightKind::None, false, true),
+        ];
         if spec.takes_weight {
             options.push((WeightKind::PerElement, false, false));
             options.push((WeightKind::LastDim, false, false));
@@ -220,7 +277,15 @@ pub fn standard_cases(dims_list: &[Vec<usize>]) -> Vec<Case> {
             for reduction in Reduction::ALL {
                 for &(weight, pos_weight, upstream) in &options {
                     let seed = 0x5eed + cases.len() as u64;
-                    cases.push(Case { loss, reduction, dims: dims.clone(), weight, pos_weight, upstream, seed });
+                    cases.push(Case {
+                        loss,
+                        reduction,
+                        dims: dims.clone(),
+                        weight,
+                        pos_weight,
+                        upstream,
+                        seed,
+                    });
                 }
             }
         }

@@ -27,7 +27,8 @@ struct Inner {
 }
 
 /// Device features this crate uses when the adapter has them.
-pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
+pub const WANTED_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
 
 fn backend_rank(backend: wgpu::Backend) -> u8 {
     match backend {
@@ -111,7 +112,9 @@ impl Gpu {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let limits = device.limits();
         let info = device.adapter_info();
-        let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max_binding_bytes = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         Self {
             inner: Arc::new(Inner {
                 device,
@@ -175,7 +178,12 @@ impl Gpu {
 
     /// The compute pipeline for `shader` (path under `shaders/`, no extension) and
     /// `entry` under `defines`, compiled on first use and cached for the device's life.
-    pub(crate) fn pipeline(&self, shader: &str, entry: &str, defines: &Defines) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(
+        &self,
+        shader: &str,
+        entry: &str,
+        defines: &Defines,
+    ) -> Result<wgpu::ComputePipeline> {
         let key = format!("{shader}:{entry}:{defines:?}");
         if let Some(found) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(found.clone());
@@ -198,7 +206,11 @@ impl Gpu {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Wgpu(format!("compiling {key}: {error}")));
         }
-        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        self.inner
+            .pipelines
+            .lock()
+            .unwrap()
+            .insert(key, pipeline.clone());
         Ok(pipeline)
     }
 }

@@ -23,8 +23,8 @@
 
 pub use wgpu;
 
-mod context;
 pub mod check;
+mod context;
 pub mod cpu;
 mod error;
 pub mod losses;
@@ -58,13 +58,23 @@ impl Gpu {
     }
 
     /// Async form of [`Gpu::compute`]. Polls the device itself.
-    pub async fn compute_async(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Output> {
+    pub async fn compute_async(
+        &self,
+        loss: &Loss,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+    ) -> Result<Output> {
         let spec = losses::check_inputs(loss, reduction, inputs)?;
         let shape = inputs.resolved_shape();
         let len = shape.len();
         if len == 0 {
             let per_element = (reduction == Reduction::None).then(Vec::new);
-            return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0 });
+            return Ok(Output {
+                value: 0.0,
+                grad: Vec::new(),
+                per_element,
+                nonfinite: 0,
+            });
         }
         let plan = self.plan(loss, reduction, &shape)?;
         let device = self.device();
@@ -94,7 +104,12 @@ impl Gpu {
         let stats = output("stats", LossStats::SIZE);
         let per_element = (reduction == Reduction::None).then(|| output("per_element", bytes));
 
-        let mut bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+        let mut bindings = Bindings::new(
+            input.slice(..),
+            target.slice(..),
+            grad.slice(..),
+            stats.slice(..),
+        );
         bindings.weight = weight.as_ref().map(|b| b.slice(..));
         bindings.pos_weight = pos_weight.as_ref().map(|b| b.slice(..));
         bindings.upstream = upstream.as_ref().map(|b| b.slice(..));
@@ -123,29 +138,44 @@ impl Gpu {
         let stats: LossStats = bytemuck::pod_read_unaligned(&data[..LossStats::SIZE as usize]);
         if stats.invalid > 0 {
             let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
-            return Err(Error::OutOfDomain { argument, count: stats.invalid as u64, domain });
+            return Err(Error::OutOfDomain {
+                argument,
+                count: stats.invalid as u64,
+                domain,
+            });
         }
         let floats = |range: std::ops::Range<u64>| -> Vec<f32> {
             bytemuck::pod_collect_to_vec(&data[range.start as usize..range.end as usize])
         };
         let grad = floats(LossStats::SIZE..LossStats::SIZE + bytes);
         let per_element = per_element.map(|_| floats(LossStats::SIZE + bytes..readback_len));
-        Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite })
+        Ok(Output {
+            value: stats.value,
+            grad,
+            per_element,
+            nonfinite: stats.nonfinite,
+        })
     }
 }
 
 /// Maps `buffer` (MAP_READ) and copies its bytes out.
 pub(crate) async fn read_back(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
-        let _ = sender.send(result);
-    });
+    buffer
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
     device.poll(wgpu::PollType::wait_indefinitely())?;
     match receiver.receive().await {
         Some(result) => result?,
         None => return Err(Error::Wgpu("map callback dropped".into())),
     }
-    let data = buffer.slice(..).get_mapped_range().map_err(|e| Error::Wgpu(e.to_string()))?.to_vec();
+    let data = buffer
+        .slice(..)
+        .get_mapped_range()
+        .map_err(|e| Error::Wgpu(e.to_string()))?
+        .to_vec();
     buffer.unmap();
     Ok(data)
 }

@@ -7,7 +7,10 @@ use fused_loss::check::{self, Case};
 use fused_loss::Gpu;
 
 #[derive(Parser)]
-#[command(version, about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks")]
+#[command(
+    version,
+    about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +56,11 @@ fn parse_sizes(text: &str) -> Result<Vec<Vec<usize>>, String> {
     text.split(',')
         .map(|size| {
             size.split('x')
-                .map(|d| d.trim().parse::<usize>().map_err(|e| format!("bad size {size:?}: {e}")))
+                .map(|d| {
+                    d.trim()
+                        .parse::<usize>()
+                        .map_err(|e| format!("bad size {size:?}: {e}"))
+                })
                 .collect()
         })
         .collect()
@@ -67,23 +74,51 @@ fn info(gpu: &Gpu) {
     println!("driver:    {} {}", a.driver, a.driver_info);
     println!("vendor:    {:#06x}  device: {:#06x}", a.vendor, a.device);
     println!("limits:");
-    println!("  max_storage_buffer_binding_size  {}", l.max_storage_buffer_binding_size);
+    println!(
+        "  max_storage_buffer_binding_size  {}",
+        l.max_storage_buffer_binding_size
+    );
     println!("  max_buffer_size                  {}", l.max_buffer_size);
-    println!("  max_compute_workgroup_storage    {}", l.max_compute_workgroup_storage_size);
-    println!("  max_compute_invocations_per_wg   {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroups_per_dim   {}", l.max_compute_workgroups_per_dimension);
-    println!("  min_storage_buffer_offset_align  {}", l.min_storage_buffer_offset_alignment);
-    println!("  subgroup size                    {}..{}", a.subgroup_min_size, a.subgroup_max_size);
+    println!(
+        "  max_compute_workgroup_storage    {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  max_compute_invocations_per_wg   {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dim   {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  min_storage_buffer_offset_align  {}",
+        l.min_storage_buffer_offset_alignment
+    );
+    println!(
+        "  subgroup size                    {}..{}",
+        a.subgroup_min_size, a.subgroup_max_size
+    );
     let f = gpu.features();
-    println!("features:  SHADER_F16={} SUBGROUP={}", f.contains(wgpu::Features::SHADER_F16), f.contains(wgpu::Features::SUBGROUP));
-    println!("chunking:  operands above {} bytes are processed in chunks", gpu.max_binding_bytes());
+    println!(
+        "features:  SHADER_F16={} SUBGROUP={}",
+        f.contains(wgpu::Features::SHADER_F16),
+        f.contains(wgpu::Features::SUBGROUP)
+    );
+    println!(
+        "chunking:  operands above {} bytes are processed in chunks",
+        gpu.max_binding_bytes()
+    );
 }
 
 fn run_check(gpu: &Gpu, dims: &[Vec<usize>]) -> ExitCode {
     let a = gpu.adapter_info();
     println!("checking on {} ({:?})", a.name, a.backend);
     let cases: Vec<Case> = check::standard_cases(dims);
-    println!("{:<64} {:>10} {:>10}  result", "case", "value err", "grad err");
+    println!(
+        "{:<64} {:>10} {:>10}  result",
+        "case", "value err", "grad err"
+    );
     let mut failed = 0;
     for case in &cases {
         let (cells, ok) = match check::run_case(gpu, case) {
@@ -94,9 +129,16 @@ fn run_check(gpu: &Gpu, dims: &[Vec<usize>]) -> ExitCode {
             Err(e) => (format!("error: {e}"), false),
         };
         failed += usize::from(!ok);
-        println!("{:<64} {cells}  {}", case.to_string(), if ok { "pass" } else { "FAIL" });
+        println!(
+            "{:<64} {cells}  {}",
+            case.to_string(),
+            if ok { "pass" } else { "FAIL" }
+        );
     }
-    println!("(errors are multiples of the allowed error: rel {:e} + abs floor; <= 1 passes)", check::REL_TOL);
+    println!(
+        "(errors are multiples of the allowed error: rel {:e} + abs floor; <= 1 passes)",
+        check::REL_TOL
+    );
     println!("{} passed, {} failed", cases.len() - failed, failed);
     if failed == 0 {
         ExitCode::SUCCESS

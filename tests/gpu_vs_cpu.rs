@@ -11,25 +11,45 @@ fn run_all(gpu: &fused_loss::Gpu, cases: &[Case]) {
     for case in cases {
         match check::run_case(gpu, case) {
             Ok(a) if a.passes() => {}
-            Ok(a) => failures.push(format!("{case}: value err {:.3}, grad err {:.3} (x allowed)", a.value, a.grad)),
+            Ok(a) => failures.push(format!(
+                "{case}: value err {:.3}, grad err {:.3} (x allowed)",
+                a.value, a.grad
+            )),
             Err(e) => failures.push(format!("{case}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     eprintln!("{} cases agree", cases.len());
 }
 
 #[test]
 fn every_loss_agrees_with_cpu_at_awkward_sizes() {
-    let Some(gpu) = common::gpu("every_loss_agrees_with_cpu_at_awkward_sizes") else { return };
-    let dims: Vec<Vec<usize>> = vec![vec![1], vec![255], vec![256], vec![257], vec![100_000], vec![333, 7]];
+    let Some(gpu) = common::gpu("every_loss_agrees_with_cpu_at_awkward_sizes") else {
+        return;
+    };
+    let dims: Vec<Vec<usize>> = vec![
+        vec![1],
+        vec![255],
+        vec![256],
+        vec![257],
+        vec![100_000],
+        vec![333, 7],
+    ];
     run_all(&gpu, &check::standard_cases(&dims));
 }
 
 #[test]
 fn more_rows_than_one_dispatch_dimension_allows() {
     // 70 000 rows of 3: a per-row launch would exceed 65 535 workgroups.
-    let Some(gpu) = common::gpu("more_rows_than_one_dispatch_dimension_allows") else { return };
+    let Some(gpu) = common::gpu("more_rows_than_one_dispatch_dimension_allows") else {
+        return;
+    };
     let cases: Vec<Case> = check::standard_cases(&[vec![70_000, 3]])
         .into_iter()
         .filter(|c| c.reduction == Reduction::Mean)
@@ -41,10 +61,18 @@ fn more_rows_than_one_dispatch_dimension_allows() {
 fn chunked_calls_agree_with_cpu() {
     // 16 KiB bindings force 100 003 elements into 25 chunks, with broadcast operands
     // whose period (7) does not divide the chunk length.
-    let Some(gpu) = common::gpu("chunked_calls_agree_with_cpu") else { return };
+    let Some(gpu) = common::gpu("chunked_calls_agree_with_cpu") else {
+        return;
+    };
     let small = gpu.with_max_binding_bytes(16 * 1024);
     let cases = check::standard_cases(&[vec![14_286, 7]]);
-    assert_eq!(small.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
+    assert_eq!(
+        small
+            .plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[14_286, 7]))
+            .unwrap()
+            .dispatch_count(),
+        26
+    );
     run_all(&small, &cases);
 }
 
@@ -52,14 +80,29 @@ fn chunked_calls_agree_with_cpu() {
 fn input_above_the_binding_limit() {
     // The adapter's real limit (128 MiB on lavapipe): one f32 operand of this length
     // cannot be bound at once, so the plan must chunk it.
-    let Some(gpu) = common::gpu("input_above_the_binding_limit") else { return };
+    let Some(gpu) = common::gpu("input_above_the_binding_limit") else {
+        return;
+    };
     let len = (gpu.max_binding_bytes() / 4 + 4099) as usize;
     if len > 300_000_000 {
-        eprintln!("SKIP input_above_the_binding_limit: binding limit {} too large to exceed here", gpu.max_binding_bytes());
+        eprintln!(
+            "SKIP input_above_the_binding_limit: binding limit {} too large to exceed here",
+            gpu.max_binding_bytes()
+        );
         return;
     }
-    let plan = gpu.plan(&Loss::Huber { delta: 0.5 }, Reduction::Mean, &Shape::elementwise(len)).unwrap();
-    assert!(plan.dispatch_count() >= 3, "expected chunking, got {} dispatches", plan.dispatch_count());
+    let plan = gpu
+        .plan(
+            &Loss::Huber { delta: 0.5 },
+            Reduction::Mean,
+            &Shape::elementwise(len),
+        )
+        .unwrap();
+    assert!(
+        plan.dispatch_count() >= 3,
+        "expected chunking, got {} dispatches",
+        plan.dispatch_count()
+    );
     let case = Case {
         loss: Loss::Huber { delta: 0.5 },
         reduction: Reduction::Mean,
@@ -75,7 +118,9 @@ fn input_above_the_binding_limit() {
 
 #[test]
 fn deterministic_bit_for_bit() {
-    let Some(gpu) = common::gpu("deterministic_bit_for_bit") else { return };
+    let Some(gpu) = common::gpu("deterministic_bit_for_bit") else {
+        return;
+    };
     for loss in fused_loss::registry() {
         let case = Case {
             loss,
@@ -87,11 +132,24 @@ fn deterministic_bit_for_bit() {
             seed: 11,
         };
         let data = case.data();
-        let first = gpu.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap();
+        let first = gpu
+            .compute(&loss, Reduction::Mean, &data.inputs(&case))
+            .unwrap();
         for run in 1..10 {
-            let again = gpu.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap();
-            assert_eq!(first.value.to_bits(), again.value.to_bits(), "{}: loss differs on run {run}", loss.name());
-            let same = first.grad.iter().zip(&again.grad).all(|(a, b)| a.to_bits() == b.to_bits());
+            let again = gpu
+                .compute(&loss, Reduction::Mean, &data.inputs(&case))
+                .unwrap();
+            assert_eq!(
+                first.value.to_bits(),
+                again.value.to_bits(),
+                "{}: loss differs on run {run}",
+                loss.name()
+            );
+            let same = first
+                .grad
+                .iter()
+                .zip(&again.grad)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{}: gradient differs on run {run}", loss.name());
         }
     }
@@ -102,7 +160,9 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     // The embedding path: caller-owned buffers, operands at non-zero aligned offsets,
     // the upstream scale read on the GPU, two recordings in one encoder.
     use wgpu::util::DeviceExt;
-    let Some(gpu) = common::gpu("encode_records_into_the_callers_encoder_at_offsets") else { return };
+    let Some(gpu) = common::gpu("encode_records_into_the_callers_encoder_at_offsets") else {
+        return;
+    };
     let device = gpu.device();
     let n = 1000usize;
     let case = Case {
@@ -119,7 +179,11 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     let padded = |v: &[f32]| [vec![f32::NAN; pad], v.to_vec()].concat();
     let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     let init = |label, v: &[f32]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents: bytemuck::cast_slice(v), usage: storage })
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::cast_slice(v),
+            usage: storage,
+        })
     };
     let input = init("input", &padded(&data.input));
     let target = init("target", &padded(&data.target));
@@ -127,7 +191,9 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     let grad = init("grad", &vec![0.0; pad + n]);
     let stats = init("stats", &[0.0; 128]);
     let bytes = |elems: usize| (elems * 4) as u64;
-    let plan = gpu.plan(&case.loss, case.reduction, &Shape::elementwise(n)).unwrap();
+    let plan = gpu
+        .plan(&case.loss, case.reduction, &Shape::elementwise(n))
+        .unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     let upstream_scalar = init("upstream scalar", &[0.5]);
 
@@ -151,33 +217,68 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     encoder.copy_buffer_to_buffer(&grad, 0, &readback, 512, bytes(pad + n));
     gpu.queue().submit([encoder.finish()]);
     let (tx, rx) = std::sync::mpsc::channel();
-    readback.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r).unwrap());
+    readback
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, move |r| tx.send(r).unwrap());
     device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
     rx.recv().unwrap().unwrap();
     let view = readback.slice(..).get_mapped_range().unwrap();
     let first: LossStats = bytemuck::pod_read_unaligned(&view[0..16]);
     let second: LossStats = bytemuck::pod_read_unaligned(&view[256..272]);
     let grads: Vec<f32> = bytemuck::pod_collect_to_vec(&view[512..]);
-    let want = cpu::compute(&case.loss, case.reduction, &Inputs::new(&data.input, &data.target).upstream(&[0.5])).unwrap();
+    let want = cpu::compute(
+        &case.loss,
+        case.reduction,
+        &Inputs::new(&data.input, &data.target).upstream(&[0.5]),
+    )
+    .unwrap();
     assert_eq!(first, second, "two recordings of one plan differ");
-    assert!(((first.value as f64) - want.value).abs() <= 1e-5 * want.value.abs(), "{} vs {}", first.value, want.value);
+    assert!(
+        ((first.value as f64) - want.value).abs() <= 1e-5 * want.value.abs(),
+        "{} vs {}",
+        first.value,
+        want.value
+    );
     assert_eq!(first.nonfinite, 0);
-    assert!(grads[..pad].iter().all(|g| *g == 0.0), "wrote before the grad slice's offset");
+    assert!(
+        grads[..pad].iter().all(|g| *g == 0.0),
+        "wrote before the grad slice's offset"
+    );
     for (g, w) in grads[pad..].iter().zip(&want.grad) {
-        assert!(((*g as f64) - w).abs() <= 1e-5 * w.abs() + 1e-7, "{g} vs {w}");
+        assert!(
+            ((*g as f64) - w).abs() <= 1e-5 * w.abs() + 1e-7,
+            "{g} vs {w}"
+        );
     }
 }
 
 #[test]
 fn nonfinite_inputs_are_counted() {
-    let Some(gpu) = common::gpu("nonfinite_inputs_are_counted") else { return };
+    let Some(gpu) = common::gpu("nonfinite_inputs_are_counted") else {
+        return;
+    };
     let input = [0.5, f32::NAN, f32::INFINITY, -1.0, 2.0];
     let target = [0.0, 0.0, 1.0, f32::NEG_INFINITY, 1.0];
-    let out = gpu.compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
+    let out = gpu
+        .compute(
+            &Loss::BceWithLogits,
+            Reduction::Sum,
+            &Inputs::new(&input, &target),
+        )
+        .unwrap();
     assert_eq!(out.nonfinite, 3);
-    assert!(out.value.is_nan(), "a NaN input must not give a plausible loss");
+    assert!(
+        out.value.is_nan(),
+        "a NaN input must not give a plausible loss"
+    );
     // BCE-with-logits at +inf with target 1 is the limit 0, finite.
-    let out = gpu.compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0])).unwrap();
+    let out = gpu
+        .compute(
+            &Loss::BceWithLogits,
+            Reduction::Sum,
+            &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]),
+        )
+        .unwrap();
     assert_eq!(out.nonfinite, 2);
     assert_eq!(out.value, 0.0);
     assert_eq!(out.grad, vec![0.0, 0.0]);

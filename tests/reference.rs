@@ -36,13 +36,26 @@ fn cpu_gradients_match_central_differences() {
             };
             let y: f64 = match spec.target_domain {
                 fused_loss::Domain::Probability => rng.random_range(0.0..1.0),
-                fused_loss::Domain::Sign => if rng.random_bool(0.5) { 1.0 } else { -1.0 },
+                fused_loss::Domain::Sign => {
+                    if rng.random_bool(0.5) {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                }
                 fused_loss::Domain::Real => rng.random_range(-8.0..8.0),
             };
             if near_kink(&loss, x, y) {
                 continue;
             }
-            let element = Element { params, pos_weight: if spec.takes_pos_weight { rng.random_range(0.2..4.0) } else { 1.0 } };
+            let element = Element {
+                params,
+                pos_weight: if spec.takes_pos_weight {
+                    rng.random_range(0.2..4.0)
+                } else {
+                    1.0
+                },
+            };
             let h = 1e-5 * x.abs().max(1.0);
             let numeric = (f(x + h, y, &element).value - f(x - h, y, &element).value) / (2.0 * h);
             let analytic = f(x, y, &element).grad;
@@ -57,7 +70,11 @@ fn cpu_gradients_match_central_differences() {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
@@ -72,8 +89,12 @@ fn loss_of(case: &Value) -> Loss {
     match case["loss"].as_str().unwrap() {
         "mse" => Loss::Mse,
         "l1" => Loss::L1,
-        "huber" => Loss::Huber { delta: param("delta") },
-        "smooth_l1" => Loss::SmoothL1 { beta: param("beta") },
+        "huber" => Loss::Huber {
+            delta: param("delta"),
+        },
+        "smooth_l1" => Loss::SmoothL1 {
+            beta: param("beta"),
+        },
         "log_cosh" => Loss::LogCosh,
         "bce" => Loss::Bce,
         "bce_with_logits" => Loss::BceWithLogits,
@@ -99,14 +120,20 @@ fn close(got: f64, want: f64, scale: f64) -> bool {
 }
 
 fn torch_cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/torch_constants.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/torch_constants.json"
+    ))
+    .unwrap();
     let json: Value = serde_json::from_str(&text).unwrap();
     json["cases"].as_array().unwrap().clone()
 }
 
 /// Runs every PyTorch case through `compute` (value, per-element values, grad, all
 /// f64) and returns the mismatches.
-fn against_torch(compute: impl Fn(&Loss, Reduction, &Inputs) -> (Vec<f64>, Vec<f64>)) -> Vec<String> {
+fn against_torch(
+    compute: impl Fn(&Loss, Reduction, &Inputs) -> (Vec<f64>, Vec<f64>),
+) -> Vec<String> {
     let mut failures = Vec::new();
     let cases = torch_cases();
     let mut covered = std::collections::BTreeSet::new();
@@ -118,8 +145,15 @@ fn against_torch(compute: impl Fn(&Loss, Reduction, &Inputs) -> (Vec<f64>, Vec<f
         let input = floats(&case["input"]);
         let target = floats(&case["target"]);
         let weight = case["weight"].is_array().then(|| floats(&case["weight"]));
-        let pos_weight = case["pos_weight"].is_array().then(|| floats(&case["pos_weight"]));
-        let dims: Vec<usize> = case["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let pos_weight = case["pos_weight"]
+            .is_array()
+            .then(|| floats(&case["pos_weight"]));
+        let dims: Vec<usize> = case["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         let mut inputs = Inputs::new(&input, &target).shape(&dims);
         inputs.weight = weight.as_deref();
         inputs.pos_weight = pos_weight.as_deref();
@@ -127,17 +161,35 @@ fn against_torch(compute: impl Fn(&Loss, Reduction, &Inputs) -> (Vec<f64>, Vec<f
         let want_value = f64s(&case["value"]);
         let want_grad = f64s(&case["grad"]);
         let n = input.len() as f64;
-        let grad_scale = if reduction == Reduction::Mean { 1.0 / n } else { 1.0 };
+        let grad_scale = if reduction == Reduction::Mean {
+            1.0 / n
+        } else {
+            1.0
+        };
         let value_scale = if reduction == Reduction::Sum { n } else { 1.0 };
-        if value.len() != want_value.len() || value.iter().zip(&want_value).any(|(g, w)| !close(*g, *w, value_scale)) {
+        if value.len() != want_value.len()
+            || value
+                .iter()
+                .zip(&want_value)
+                .any(|(g, w)| !close(*g, *w, value_scale))
+        {
             failures.push(format!("{name}: value {value:?} vs torch {want_value:?}"));
         }
-        if grad.len() != want_grad.len() || grad.iter().zip(&want_grad).any(|(g, w)| !close(*g, *w, grad_scale)) {
+        if grad.len() != want_grad.len()
+            || grad
+                .iter()
+                .zip(&want_grad)
+                .any(|(g, w)| !close(*g, *w, grad_scale))
+        {
             failures.push(format!("{name}: grad {grad:?} vs torch {want_grad:?}"));
         }
     }
     for loss in registry() {
-        assert!(covered.contains(loss.name()), "no PyTorch constants for {}", loss.name());
+        assert!(
+            covered.contains(loss.name()),
+            "no PyTorch constants for {}",
+            loss.name()
+        );
     }
     eprintln!("{} PyTorch cases compared", cases.len());
     failures
@@ -154,11 +206,16 @@ fn cpu_matches_pytorch_constants() {
 
 #[test]
 fn gpu_matches_pytorch_constants() {
-    let Some(gpu) = common::gpu("gpu_matches_pytorch_constants") else { return };
+    let Some(gpu) = common::gpu("gpu_matches_pytorch_constants") else {
+        return;
+    };
     let failures = against_torch(|loss, reduction, inputs| {
         let out = gpu.compute(loss, reduction, inputs).unwrap();
         let value = out.per_element.unwrap_or_else(|| vec![out.value]);
-        (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
+        (
+            value.iter().map(|&v| v as f64).collect(),
+            out.grad.iter().map(|&g| g as f64).collect(),
+        )
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

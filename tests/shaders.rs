@@ -3,12 +3,25 @@
 use fused_loss::{registry, shader, shader_variants};
 
 fn validate(name: &str, defines: &shader::Defines) {
-    let code = shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
-    let module = naga::front::wgsl::parse_str(&code)
-        .unwrap_or_else(|e| panic!("{name} {defines:?} does not parse:\n{}", e.emit_to_string(&code)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
+    let code =
+        shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
+    let module = naga::front::wgsl::parse_str(&code).unwrap_or_else(|e| {
+        panic!(
+            "{name} {defines:?} does not parse:\n{}",
+            e.emit_to_string(&code)
+        )
+    });
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| {
+        panic!(
+            "{name} {defines:?} does not validate:\n{}",
+            e.emit_to_string(&code)
+        )
+    });
 }
 
 #[test]
@@ -35,10 +48,15 @@ fn every_shader_file_is_reached() {
     }
     for (name, source) in shader::sources() {
         if name.starts_with("lib/") {
-            let importer = shader::sources().iter().any(|(_, s)| s.contains(&format!("#import {name}")));
+            let importer = shader::sources()
+                .iter()
+                .any(|(_, s)| s.contains(&format!("#import {name}")));
             assert!(importer, "shaders/{name}.wgsl is imported by nothing");
         } else {
-            assert!(reached.iter().any(|r| r == name), "shaders/{name}.wgsl is used by no registry loss");
+            assert!(
+                reached.iter().any(|r| r == name),
+                "shaders/{name}.wgsl is used by no registry loss"
+            );
         }
         assert!(!source.is_empty());
     }

@@ -26,7 +26,11 @@ pub struct LossGrad {
 
 impl LossGrad {
     pub(crate) fn valid(value: f64, grad: f64) -> Self {
-        LossGrad { value, grad, invalid: false }
+        LossGrad {
+            value,
+            grad,
+            invalid: false,
+        }
     }
 }
 

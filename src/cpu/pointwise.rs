@@ -55,7 +55,16 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
     }
     if invalid > 0 {
         let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
-        return Err(Error::OutOfDomain { argument, count: invalid, domain });
+        return Err(Error::OutOfDomain {
+            argument,
+            count: invalid,
+            domain,
+        });
     }
-    Ok(CpuOutput { value: sum * grad_scale, grad, per_element, nonfinite })
+    Ok(CpuOutput {
+        value: sum * grad_scale,
+        grad,
+        per_element,
+        nonfinite,
+    })
 }

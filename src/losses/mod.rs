@@ -112,7 +112,12 @@ pub struct Spec {
 }
 
 impl Spec {
-    fn new(name: &'static str, reference: &'static str, shader: &'static str, cpu: cpu::PointwiseFn) -> Self {
+    fn new(
+        name: &'static str,
+        reference: &'static str,
+        shader: &'static str,
+        cpu: cpu::PointwiseFn,
+    ) -> Self {
         Spec {
             name,
             reference,
@@ -153,10 +158,18 @@ pub(crate) struct Constraint {
     ok: fn(f32) -> bool,
 }
 
-const DELTA_POSITIVE: Constraint =
-    Constraint { index: 0, name: "delta", requirement: "finite and > 0", ok: |v| v.is_finite() && v > 0.0 };
-const BETA_NON_NEGATIVE: Constraint =
-    Constraint { index: 0, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+const DELTA_POSITIVE: Constraint = Constraint {
+    index: 0,
+    name: "delta",
+    requirement: "finite and > 0",
+    ok: |v| v.is_finite() && v > 0.0,
+};
+const BETA_NON_NEGATIVE: Constraint = Constraint {
+    index: 0,
+    name: "beta",
+    requirement: "finite and >= 0",
+    ok: |v| v.is_finite() && v >= 0.0,
+};
 
 impl Loss {
     /// The loss's specification. Parameters are not checked here; see [`Loss::validate`].
@@ -167,14 +180,29 @@ impl Loss {
             Loss::Huber { delta } => Spec {
                 params: [delta, 0.0],
                 constraints: &[DELTA_POSITIVE],
-                ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", regression::huber)
+                ..Spec::new(
+                    "huber",
+                    "torch.nn.HuberLoss(delta)",
+                    "regression/huber",
+                    regression::huber,
+                )
             },
             Loss::SmoothL1 { beta } => Spec {
                 params: [beta, 0.0],
                 constraints: &[BETA_NON_NEGATIVE],
-                ..Spec::new("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1", regression::smooth_l1)
+                ..Spec::new(
+                    "smooth_l1",
+                    "torch.nn.SmoothL1Loss(beta)",
+                    "regression/smooth_l1",
+                    regression::smooth_l1,
+                )
             },
-            Loss::LogCosh => Spec::new("log_cosh", "optax.log_cosh", "regression/log_cosh", regression::log_cosh),
+            Loss::LogCosh => Spec::new(
+                "log_cosh",
+                "optax.log_cosh",
+                "regression/log_cosh",
+                regression::log_cosh,
+            ),
             Loss::Bce => Spec {
                 input_domain: Domain::Probability,
                 target_domain: Domain::Probability,
@@ -186,11 +214,21 @@ impl Loss {
                 target_domain: Domain::Probability,
                 takes_weight: true,
                 takes_pos_weight: true,
-                ..Spec::new("bce_with_logits", "torch.nn.BCEWithLogitsLoss", "binary/bce_with_logits", binary::bce_with_logits)
+                ..Spec::new(
+                    "bce_with_logits",
+                    "torch.nn.BCEWithLogitsLoss",
+                    "binary/bce_with_logits",
+                    binary::bce_with_logits,
+                )
             },
             Loss::SoftMargin => Spec {
                 target_domain: Domain::Sign,
-                ..Spec::new("soft_margin", "torch.nn.SoftMarginLoss", "binary/soft_margin", binary::soft_margin)
+                ..Spec::new(
+                    "soft_margin",
+                    "torch.nn.SoftMarginLoss",
+                    "binary/soft_margin",
+                    binary::soft_margin,
+                )
             },
         }
     }
@@ -249,7 +287,9 @@ impl Shape {
 
     /// A tensor of the given dimensions (row-major). `&[]` is a scalar.
     pub fn new(dims: &[usize]) -> Self {
-        Shape { dims: dims.to_vec() }
+        Shape {
+            dims: dims.to_vec(),
+        }
     }
 
     /// The dimensions.
@@ -294,7 +334,14 @@ pub struct Inputs<'a> {
 impl<'a> Inputs<'a> {
     /// Input and target, 1-D, no optional operands.
     pub fn new(input: &'a [f32], target: &'a [f32]) -> Self {
-        Inputs { input, target, shape: None, weight: None, pos_weight: None, upstream: None }
+        Inputs {
+            input,
+            target,
+            shape: None,
+            weight: None,
+            pos_weight: None,
+            upstream: None,
+        }
     }
 
     /// Sets the dimensions.
@@ -323,7 +370,9 @@ impl<'a> Inputs<'a> {
 
     /// The shape, 1-D when none was set.
     pub fn resolved_shape(&self) -> Shape {
-        self.shape.clone().unwrap_or_else(|| Shape::elementwise(self.input.len()))
+        self.shape
+            .clone()
+            .unwrap_or_else(|| Shape::elementwise(self.input.len()))
     }
 }
 
@@ -339,7 +388,10 @@ pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) ->
     let spec = loss.validate()?;
     let len = shape.len();
     if len == 0 && reduction == Reduction::Mean {
-        return Err(Error::EmptyInput { loss: spec.name, reduction: reduction.name() });
+        return Err(Error::EmptyInput {
+            loss: spec.name,
+            reduction: reduction.name(),
+        });
     }
     if len > u32::MAX as usize {
         return Err(Error::InvalidShape {
@@ -351,7 +403,11 @@ pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) ->
 }
 
 /// Which layout a weight of `weight_len` elements has, or the error naming it.
-pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &Shape) -> Result<WeightLayout> {
+pub(crate) fn weight_layout(
+    argument: &'static str,
+    weight_len: usize,
+    shape: &Shape,
+) -> Result<WeightLayout> {
     if weight_len == shape.len() {
         Ok(WeightLayout::PerElement)
     } else if weight_len == shape.last_dim() {
@@ -359,27 +415,46 @@ pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &S
     } else {
         Err(Error::LengthMismatch {
             argument,
-            expected: format!("{} (one per element) or {} (last dimension)", shape.len(), shape.last_dim()),
+            expected: format!(
+                "{} (one per element) or {} (last dimension)",
+                shape.len(),
+                shape.last_dim()
+            ),
             actual: weight_len,
         })
     }
 }
 
 pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
-    Error::UnsupportedArgument { loss: spec.name, argument }
+    Error::UnsupportedArgument {
+        loss: spec.name,
+        argument,
+    }
 }
 
 /// Checks host operands against the loss; the CPU and convenience paths both call it.
 pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Spec> {
     let shape = inputs.resolved_shape();
     let len = shape.len();
-    let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch { argument, expected, actual };
+    let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch {
+        argument,
+        expected,
+        actual,
+    };
     if inputs.input.len() != len {
-        return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
+        return Err(mismatch(
+            "input",
+            inputs.input.len(),
+            format!("{len} (shape {:?})", shape.dims()),
+        ));
     }
     let spec = check_problem(loss, reduction, &shape)?;
     if inputs.target.len() != len {
-        return Err(mismatch("target", inputs.target.len(), format!("{len} (as many as input)")));
+        return Err(mismatch(
+            "target",
+            inputs.target.len(),
+            format!("{len} (as many as input)"),
+        ));
     }
     if let Some(weight) = inputs.weight {
         if !spec.takes_weight {
@@ -392,13 +467,21 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
             return Err(unsupported(&spec, "pos_weight"));
         }
         if pos_weight.len() != shape.last_dim() {
-            return Err(mismatch("pos_weight", pos_weight.len(), format!("{} (last dimension)", shape.last_dim())));
+            return Err(mismatch(
+                "pos_weight",
+                pos_weight.len(),
+                format!("{} (last dimension)", shape.last_dim()),
+            ));
         }
     }
     if let Some(upstream) = inputs.upstream {
         let want = if reduction == Reduction::None { len } else { 1 };
         if upstream.len() != want {
-            return Err(mismatch("upstream", upstream.len(), format!("{want} for reduction `{}`", reduction.name())));
+            return Err(mismatch(
+                "upstream",
+                upstream.len(),
+                format!("{want} for reduction `{}`", reduction.name()),
+            ));
         }
     }
     Ok(spec)

@@ -102,7 +102,16 @@ impl<'a> Bindings<'a> {
         grad: wgpu::BufferSlice<'a>,
         stats: wgpu::BufferSlice<'a>,
     ) -> Self {
-        Bindings { input, target, grad, stats, weight: None, pos_weight: None, upstream: None, per_element: None }
+        Bindings {
+            input,
+            target,
+            grad,
+            stats,
+            weight: None,
+            pos_weight: None,
+            upstream: None,
+            per_element: None,
+        }
     }
 
     /// Sets `weight`.
@@ -151,8 +160,13 @@ impl Gpu {
     pub fn plan(&self, loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Plan> {
         let spec = check_problem(loss, reduction, shape)?;
         let len = shape.len() as u64;
-        let chunk_elems = (self.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
-        let grad_scale = if reduction == Reduction::Mean { 1.0 / len as f64 } else { 1.0 };
+        let chunk_elems =
+            (self.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
+        let grad_scale = if reduction == Reduction::Mean {
+            1.0 / len as f64
+        } else {
+            1.0
+        };
         let device = self.device();
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
@@ -175,7 +189,12 @@ impl Gpu {
                 contents: bytemuck::bytes_of(&params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
-            chunks.push(Chunk { start, len: chunk_len, groups, params });
+            chunks.push(Chunk {
+                start,
+                len: chunk_len,
+                groups,
+                params,
+            });
             partial_base += groups;
             start += chunk_len;
         }
@@ -185,7 +204,11 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let denominator = if reduction == Reduction::Mean { len as f32 } else { 1.0 };
+        let denominator = if reduction == Reduction::Mean {
+            len as f32
+        } else {
+            1.0
+        };
         let finalize_params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("fused-loss finalize params"),
             contents: bytemuck::bytes_of(&FinalizeParams {
@@ -196,7 +219,15 @@ impl Gpu {
             }),
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        Ok(Plan { gpu: self.clone(), spec, reduction, shape: shape.clone(), chunks, partials, finalize_params })
+        Ok(Plan {
+            gpu: self.clone(),
+            spec,
+            reduction,
+            shape: shape.clone(),
+            chunks,
+            partials,
+            finalize_params,
+        })
     }
 }
 
@@ -208,15 +239,37 @@ pub fn shader_variants(spec: &Spec) -> Vec<Defines> {
     } else {
         &[None]
     };
-    let pos_weights: &[bool] = if spec.takes_pos_weight { &[false, true] } else { &[false] };
+    let pos_weights: &[bool] = if spec.takes_pos_weight {
+        &[false, true]
+    } else {
+        &[false]
+    };
     let mut variants = Vec::new();
     for reduction in Reduction::ALL {
         let none = reduction == Reduction::None;
-        for upstream in [None, Some(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" })] {
+        for upstream in [
+            None,
+            Some(if none {
+                "UPSTREAM_ELEMENTWISE"
+            } else {
+                "UPSTREAM_SCALAR"
+            }),
+        ] {
             for weight in weights {
                 for &pos_weight in pos_weights {
-                    let flags = [none.then_some("REDUCTION_NONE"), upstream, *weight, pos_weight.then_some("HAS_POS_WEIGHT")];
-                    variants.push(flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect());
+                    let flags = [
+                        none.then_some("REDUCTION_NONE"),
+                        upstream,
+                        *weight,
+                        pos_weight.then_some("HAS_POS_WEIGHT"),
+                    ];
+                    variants.push(
+                        flags
+                            .into_iter()
+                            .flatten()
+                            .map(|f| (f.to_string(), String::new()))
+                            .collect(),
+                    );
                 }
             }
         }
@@ -226,17 +279,34 @@ pub fn shader_variants(spec: &Spec) -> Vec<Defines> {
 
 /// Checks one operand's buffer: usage, alignment, size. Returns nothing; errors name
 /// the operand.
-fn check_slice(gpu: &Gpu, argument: &'static str, slice: &wgpu::BufferSlice, required: u64) -> Result<()> {
+fn check_slice(
+    gpu: &Gpu,
+    argument: &'static str,
+    slice: &wgpu::BufferSlice,
+    required: u64,
+) -> Result<()> {
     let has = slice.buffer().usage();
     if !has.contains(wgpu::BufferUsages::STORAGE) {
-        return Err(Error::BufferUsage { argument, missing: wgpu::BufferUsages::STORAGE, has });
+        return Err(Error::BufferUsage {
+            argument,
+            missing: wgpu::BufferUsages::STORAGE,
+            has,
+        });
     }
     let alignment = gpu.limits().min_storage_buffer_offset_alignment;
     if slice.offset() % alignment as u64 != 0 {
-        return Err(Error::MisalignedOffset { argument, offset: slice.offset(), alignment });
+        return Err(Error::MisalignedOffset {
+            argument,
+            offset: slice.offset(),
+            alignment,
+        });
     }
     if slice.size() < required {
-        return Err(Error::BufferTooSmall { argument, required, actual: slice.size() });
+        return Err(Error::BufferTooSmall {
+            argument,
+            required,
+            actual: slice.size(),
+        });
     }
     Ok(())
 }
@@ -289,10 +359,27 @@ impl Plan {
             Some(slice) => {
                 // Exactly `last_dim` elements means broadcast; anything else must cover N.
                 let broadcast = slice.size() == last_dim * ELEM_BYTES && last_dim != len;
-                check_slice(gpu, "weight", slice, if broadcast { last_dim * ELEM_BYTES } else { bytes })?;
-                let flag = if broadcast { "HAS_WEIGHT_BROADCAST" } else { "HAS_WEIGHT" };
+                check_slice(
+                    gpu,
+                    "weight",
+                    slice,
+                    if broadcast {
+                        last_dim * ELEM_BYTES
+                    } else {
+                        bytes
+                    },
+                )?;
+                let flag = if broadcast {
+                    "HAS_WEIGHT_BROADCAST"
+                } else {
+                    "HAS_WEIGHT"
+                };
                 defines.insert(flag.into(), String::new());
-                Some(if broadcast { WeightLayout::LastDim } else { WeightLayout::PerElement })
+                Some(if broadcast {
+                    WeightLayout::LastDim
+                } else {
+                    WeightLayout::PerElement
+                })
             }
         };
         if let Some(slice) = &bindings.pos_weight {
@@ -304,8 +391,17 @@ impl Plan {
         }
         let none = self.reduction == Reduction::None;
         if let Some(slice) = &bindings.upstream {
-            check_slice(gpu, "upstream", slice, if none { bytes } else { ELEM_BYTES })?;
-            let flag = if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" };
+            check_slice(
+                gpu,
+                "upstream",
+                slice,
+                if none { bytes } else { ELEM_BYTES },
+            )?;
+            let flag = if none {
+                "UPSTREAM_ELEMENTWISE"
+            } else {
+                "UPSTREAM_SCALAR"
+            };
             defines.insert(flag.into(), String::new());
         }
         match (&bindings.per_element, none) {
@@ -320,11 +416,15 @@ impl Plan {
                 })
             }
             (Some(_), false) => {
-                return Err(Error::UnsupportedArgument { loss: spec.name, argument: "per_element (reduction is not `none`)" })
+                return Err(Error::UnsupportedArgument {
+                    loss: spec.name,
+                    argument: "per_element (reduction is not `none`)",
+                })
             }
             (None, false) => {}
         }
-        let broadcasts = bindings.pos_weight.is_some() || weight_layout == Some(WeightLayout::LastDim);
+        let broadcasts =
+            bindings.pos_weight.is_some() || weight_layout == Some(WeightLayout::LastDim);
         if broadcasts && last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
             return Err(Error::InvalidShape {
                 shape: self.shape.dims().to_vec(),
@@ -356,7 +456,11 @@ impl Plan {
                     });
                 }
                 if let Some(slice) = &bindings.upstream {
-                    entries.push(if none { (6, sub(slice, s, n)) } else { (6, sub(slice, 0, 1)) });
+                    entries.push(if none {
+                        (6, sub(slice, s, n))
+                    } else {
+                        (6, sub(slice, 0, 1))
+                    });
                 }
                 if let Some(slice) = &bindings.per_element {
                     entries.push((7, sub(slice, s, n)));
@@ -366,17 +470,30 @@ impl Plan {
                 }
                 let entries: Vec<wgpu::BindGroupEntry> = entries
                     .into_iter()
-                    .map(|(binding, buffer)| wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::Buffer(buffer) })
+                    .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                        binding,
+                        resource: wgpu::BindingResource::Buffer(buffer),
+                    })
                     .collect();
-                device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(spec.name), layout: &layout, entries: &entries })
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(spec.name),
+                    layout: &layout,
+                    entries: &entries,
+                })
             })
             .collect();
         let finalize_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("fused-loss finalize"),
             layout: &finalize.get_bind_group_layout(0),
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: self.finalize_params.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: self.partials.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: self.finalize_params.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: self.partials.as_entire_binding(),
+                },
                 wgpu::BindGroupEntry {
                     binding: 2,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -388,7 +505,10 @@ impl Plan {
             ],
         });
 
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(spec.name), timestamp_writes: None });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(spec.name),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&pipeline);
         for (chunk, group) in self.chunks.iter().zip(&groups) {
             pass.set_bind_group(0, group, &[]);
