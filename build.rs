@@ -3,10 +3,8 @@
 use std::path::{Path, PathBuf};
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read shaders/")
-        .map(|e| e.expect("dir entry").path())
-        .collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir).expect("read shaders/").map(|e| e.expect("dir entry").path()).collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
@@ -25,16 +23,8 @@ fn main() {
     let mut code = String::from("pub(crate) static SOURCES: &[(&str, &str)] = &[\n");
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
-        let key = path
-            .strip_prefix(&root)
-            .unwrap()
-            .with_extension("")
-            .to_string_lossy()
-            .replace('\\', "/");
-        code += &format!(
-            "    ({key:?}, include_str!({:?})),\n",
-            path.display().to_string()
-        );
+        let key = path.strip_prefix(&root).unwrap().with_extension("").to_string_lossy().replace('\\', "/");
+        code += &format!("    ({key:?}, include_str!({:?})),\n", path.display().to_string());
     }
     code += "];\n";
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("shader_sources.rs");

@@ -7,22 +7,22 @@
 //! `cargo bench --bench losses` (set `WGPU_BACKEND` to pick the adapter).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fused_loss::check::{Case, WeightKind};
+use fused_loss::check::Case;
 use fused_loss::{cpu, registry, Bindings, Gpu, Reduction, Shape};
+
+/// Bytes one call must move: input and target read once, gradient written once.
+fn bytes(case: &Case) -> u64 {
+    let data = case.data();
+    ((data.input.len() * 2 + data.target.len() + data.labels.len()) * 4) as u64
+}
 use wgpu::util::DeviceExt;
 
 const SIZES: [usize; 2] = [1 << 16, 1 << 20];
 
 fn case(loss: fused_loss::Loss, n: usize) -> Case {
-    Case {
-        loss,
-        reduction: Reduction::Mean,
-        dims: vec![n],
-        weight: WeightKind::None,
-        pos_weight: false,
-        upstream: false,
-        seed: 1,
-    }
+    // Row-wise losses get rows of 1024 classes.
+    let dims = if loss.spec().is_row_wise() { vec![n / 1024, 1024] } else { vec![n] };
+    Case::new(loss, Reduction::Mean, &dims, 1)
 }
 
 fn cpu_group(c: &mut Criterion) {
@@ -31,7 +31,7 @@ fn cpu_group(c: &mut Criterion) {
         for n in SIZES {
             let case = case(loss, n);
             let data = case.data();
-            group.throughput(Throughput::Bytes((n * 12) as u64));
+            group.throughput(Throughput::Bytes(bytes(&case)));
             group.bench_with_input(BenchmarkId::new(loss.name(), n), &n, |b, _| {
                 b.iter(|| cpu::compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap())
             });
@@ -54,29 +54,24 @@ fn gpu_group(c: &mut Criterion) {
         for n in SIZES {
             let data = case(loss, n).data();
             let usage = wgpu::BufferUsages::STORAGE;
-            let init = |v: &[f32]| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: None,
-                    contents: bytemuck::cast_slice(v),
-                    usage,
-                })
+            let init = |v: &[u8]| {
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: v, usage })
+            };
+            let target: &[u8] = if data.labels.is_empty() {
+                bytemuck::cast_slice(&data.target)
+            } else {
+                bytemuck::cast_slice(&data.labels)
             };
             let (input, target, grad, stats) = (
-                init(&data.input),
-                init(&data.target),
-                init(&data.input),
-                init(&[0.0; 4]),
+                init(bytemuck::cast_slice(&data.input)),
+                init(target),
+                init(bytemuck::cast_slice(&data.input)),
+                init(&[0; 32]),
             );
-            let plan = gpu
-                .plan(&loss, Reduction::Mean, &Shape::elementwise(n))
-                .unwrap();
-            let bindings = Bindings::new(
-                input.slice(..),
-                target.slice(..),
-                grad.slice(..),
-                stats.slice(..),
-            );
-            group.throughput(Throughput::Bytes((n * 12) as u64));
+            let case = case(loss, n);
+            let plan = gpu.plan(&loss, Reduction::Mean, &Shape::new(&case.dims)).unwrap();
+            let bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+            group.throughput(Throughput::Bytes(bytes(&case)));
             group.bench_with_input(BenchmarkId::new(loss.name(), n), &n, |b, _| {
                 b.iter(|| {
                     let mut encoder = device.create_command_encoder(&Default::default());

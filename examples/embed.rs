@@ -28,8 +28,7 @@ fn main() -> Result<(), fused_loss::Error> {
 
     let n = 4096;
     let target: Vec<f32> = (0..n).map(|i| (i as f32 * 0.01).sin()).collect();
-    let storage =
-        wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let init = |label, data: &[f32]| {
         device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
@@ -64,34 +63,16 @@ fn main() -> Result<(), fused_loss::Error> {
         label: None,
         layout: &sgd.get_bind_group_layout(0),
         entries: &[
-            wgpu::BindGroupEntry {
-                binding: 0,
-                resource: pred.as_entire_binding(),
-            },
-            wgpu::BindGroupEntry {
-                binding: 1,
-                resource: grad.as_entire_binding(),
-            },
+            wgpu::BindGroupEntry { binding: 0, resource: pred.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: grad.as_entire_binding() },
         ],
     });
 
     // Validate and prepare once; record every step.
-    let plan = gpu.plan(
-        &Loss::Huber { delta: 0.5 },
-        Reduction::Mean,
-        &Shape::elementwise(n),
-    )?;
+    let plan = gpu.plan(&Loss::Huber { delta: 0.5 }, Reduction::Mean, &Shape::elementwise(n))?;
     for step in 0..=100 {
         let mut encoder = device.create_command_encoder(&Default::default());
-        plan.encode(
-            &mut encoder,
-            &Bindings::new(
-                pred.slice(..),
-                target.slice(..),
-                grad.slice(..),
-                stats.slice(..),
-            ),
-        )?;
+        plan.encode(&mut encoder, &Bindings::new(pred.slice(..), target.slice(..), grad.slice(..), stats.slice(..)))?;
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&sgd);
@@ -104,13 +85,10 @@ fn main() -> Result<(), fused_loss::Error> {
         }
         queue.submit([encoder.finish()]);
         if report {
-            readback
-                .slice(..)
-                .map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+            readback.slice(..).map_async(wgpu::MapMode::Read, |r| r.expect("map"));
             device.poll(wgpu::PollType::wait_indefinitely())?;
-            let stats: LossStats = bytemuck::pod_read_unaligned(
-                &readback.slice(..).get_mapped_range().expect("mapped"),
-            );
+            let stats: LossStats =
+                bytemuck::pod_read_unaligned(&readback.slice(..).get_mapped_range().expect("mapped"));
             readback.unmap();
             println!("step {step:>3}: huber loss {:.6}", stats.value);
         }

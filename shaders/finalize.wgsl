@@ -1,17 +1,20 @@
-// Second pass of every loss: one workgroup folds all partials, in a fixed order, into
-// the 16-byte `LossStats` the caller reads (value, non-finite count, invalid count,
-// denominator).
+// Last pass of every loss: one workgroup folds all partials, in a fixed order, into
+// the 32-byte `LossStats` the caller reads.
+//
+// Variant DENOMS: the mean's denominator and the invalid count come from the label
+// pre-pass (`shaders/classification/labels.wgsl`) instead of the host.
 
 #import lib/reduce
 
 struct FinalizeParams {
-    // Number of partials written by the first pass (all chunks).
+    // Number of partials written by the loss pass (all chunks).
     count: u32,
-    // Multiplies the summed loss: 1/N for mean, 1 otherwise.
+    // Multiplies the summed loss: 1/N for mean, 1 otherwise (unused under DENOMS+mean).
     scale: f32,
     // Reported denominator (N for mean of elementwise losses, 1 otherwise).
     denominator: f32,
-    _pad: u32,
+    // 1 when the reduction is mean and the denominator is on the GPU.
+    mean_from_denoms: u32,
 }
 
 struct LossStats {
@@ -19,11 +22,19 @@ struct LossStats {
     nonfinite: u32,
     invalid: u32,
     denominator: f32,
+    correct: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: FinalizeParams;
 @group(0) @binding(1) var<storage, read> partials: array<Partial>;
 @group(0) @binding(2) var<storage, read_write> stats: LossStats;
+#if DENOMS
+#import lib/denoms
+@group(0) @binding(3) var<storage, read> denoms: Denoms;
+#endif
 
 @compute @workgroup_size(WG_SIZE)
 fn finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
@@ -33,6 +44,16 @@ fn finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let total = workgroup_reduce(lid.x, acc);
     if (lid.x == 0u) {
-        stats = LossStats(total.sum * params.scale, total.nonfinite, total.invalid, params.denominator);
+        var scale = params.scale;
+        var denominator = params.denominator;
+        var invalid = total.invalid;
+#if DENOMS
+        invalid += denoms.invalid;
+        if (params.mean_from_denoms != 0u) {
+            denominator = denoms.weight_sum;
+            scale = 1.0 / denominator;
+        }
+#endif
+        stats = LossStats(total.sum * scale, total.nonfinite, invalid, denominator, total.count, 0u, 0u, 0u);
     }
 }

@@ -5,18 +5,18 @@
 use rand::{Rng, SeedableRng};
 
 use crate::cpu::{self, CpuOutput};
-use crate::losses::{Domain, Inputs, Loss, Reduction};
+use crate::losses::{Domain, Inputs, Loss, Reduction, Target};
 use crate::{Gpu, Output, Result};
 
 /// Relative tolerance of values and gradients.
 pub const REL_TOL: f64 = 1e-5;
 /// Absolute tolerance of a gradient element, in units of the gradient's scale
 /// (`1/N` for mean, times |upstream| and the largest weight): terms like
-/// `(p y + 1 - y) sigmoid(x) - p y` cancel, and f32 rounding of the terms then leaves
-/// an absolute error of a few ulps of their magnitude.
+/// `(p y + 1 - y) sigmoid(x) - p y` or `p_y - 1` cancel, and f32 rounding of the terms
+/// then leaves an absolute error of a few ulps of their magnitude.
 pub const GRAD_ABS_TOL: f64 = 1e-6;
-/// Absolute tolerance of a loss value, in units of the number of summed elements
-/// times the largest weight (for the same reason).
+/// Absolute tolerance of a loss value, in units of the number of summed terms times
+/// the largest weight and the magnitude of the terms (for the same reason).
 pub const VALUE_ABS_TOL: f64 = 1e-7;
 
 /// How an optional weight operand is laid out in a case.
@@ -28,6 +28,8 @@ pub enum WeightKind {
     PerElement,
     /// One weight per entry of the last dimension.
     LastDim,
+    /// One weight per class (row-wise losses).
+    PerClass,
 }
 
 /// One GPU-vs-CPU comparison.
@@ -45,29 +47,45 @@ pub struct Case {
     pub pos_weight: bool,
     /// Whether to pass an upstream gradient.
     pub upstream: bool,
+    /// Row-wise losses: also ask for log-sum-exp and (with labels) accuracy.
+    pub row_outputs: bool,
     /// RNG seed of the operands.
     pub seed: u64,
 }
 
+impl Case {
+    /// A case with no optional operands.
+    pub fn new(loss: Loss, reduction: Reduction, dims: &[usize], seed: u64) -> Self {
+        Case {
+            loss,
+            reduction,
+            dims: dims.to_vec(),
+            weight: WeightKind::None,
+            pos_weight: false,
+            upstream: false,
+            row_outputs: false,
+            seed,
+        }
+    }
+}
+
 impl std::fmt::Display for Case {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} {:?}",
-            self.loss.name(),
-            self.reduction.name(),
-            self.dims
-        )?;
+        write!(f, "{:?} {} {:?}", self.loss, self.reduction.name(), self.dims)?;
         match self.weight {
             WeightKind::None => {}
             WeightKind::PerElement => write!(f, " +weight")?,
             WeightKind::LastDim => write!(f, " +weight[last]")?,
+            WeightKind::PerClass => write!(f, " +weight[class]")?,
         }
         if self.pos_weight {
             write!(f, " +pos_weight")?;
         }
         if self.upstream {
             write!(f, " +upstream")?;
+        }
+        if self.row_outputs {
+            write!(f, " +lse/acc")?;
         }
         write!(f, " seed={}", self.seed)
     }
@@ -78,8 +96,10 @@ impl std::fmt::Display for Case {
 pub struct CaseData {
     /// Input.
     pub input: Vec<f32>,
-    /// Target.
+    /// f32 target (empty when the loss takes labels).
     pub target: Vec<f32>,
+    /// Labels (empty unless the loss takes them).
+    pub labels: Vec<i32>,
     /// Weight.
     pub weight: Option<Vec<f32>>,
     /// pos_weight.
@@ -89,23 +109,37 @@ pub struct CaseData {
 }
 
 impl CaseData {
-    /// Borrowed operands with the case's shape.
+    /// Borrowed operands with the case's shape and requests.
     pub fn inputs<'a>(&'a self, case: &Case) -> Inputs<'a> {
-        Inputs {
-            input: &self.input,
-            target: &self.target,
-            shape: Some(crate::Shape::new(&case.dims)),
-            weight: self.weight.as_deref(),
-            pos_weight: self.pos_weight.as_deref(),
-            upstream: self.upstream.as_deref(),
-        }
+        let spec = case.loss.spec();
+        let target = if spec.target_domain == Domain::Label {
+            Target::Labels(&self.labels)
+        } else {
+            Target::Values(&self.target)
+        };
+        let mut inputs = Inputs::labels(&self.input, &[]).shape(&case.dims);
+        inputs.target = target;
+        inputs.weight = self.weight.as_deref();
+        inputs.pos_weight = self.pos_weight.as_deref();
+        inputs.upstream = self.upstream.as_deref();
+        inputs.want_lse = case.row_outputs;
+        inputs.want_accuracy = case.row_outputs && spec.target_domain == Domain::Label;
+        inputs
     }
 }
 
 fn draw(rng: &mut impl Rng, domain: Domain) -> f32 {
     match domain {
         Domain::Real => rng.random_range(-4.0..4.0),
-        Domain::Probability => rng.random_range(0.001..0.999),
+        Domain::Probability => {
+            // Exact zeros matter for KL (0 ln 0) and are valid for every probability.
+            if rng.random_bool(0.05) {
+                0.0
+            } else {
+                rng.random_range(0.001..0.999)
+            }
+        }
+        Domain::LogProbability => rng.random_range(-8.0..0.0),
         Domain::Sign => {
             if rng.random_bool(0.5) {
                 1.0
@@ -113,6 +147,8 @@ fn draw(rng: &mut impl Rng, domain: Domain) -> f32 {
                 -1.0
             }
         }
+        // Row-shaped domains are drawn in `Case::data`.
+        Domain::Label | Domain::Distribution => unreachable!("drawn per row"),
     }
 }
 
@@ -120,43 +156,60 @@ impl Case {
     /// Draws the operands from the loss's domains with the case's seed.
     pub fn data(&self) -> CaseData {
         let spec = self.loss.spec();
+        let shape = crate::Shape::new(&self.dims);
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
-        let len: usize = self.dims.iter().product();
-        let last = self.dims.last().copied().unwrap_or(1);
-        let input = (0..len)
-            .map(|_| draw(&mut rng, spec.input_domain))
-            .collect();
-        let target = (0..len)
-            .map(|_| draw(&mut rng, spec.target_domain))
-            .collect();
-        let mut positive = |n: usize, hi: f32| {
-            (0..n)
-                .map(|_| rng.random_range(0.25..hi))
-                .collect::<Vec<f32>>()
-        };
+        let len = shape.len();
+        let input: Vec<f32> = (0..len).map(|_| draw(&mut rng, spec.input_domain)).collect();
+        let (mut target, mut labels) = (Vec::new(), Vec::new());
+        match spec.target_domain {
+            Domain::Label => {
+                // About 10% ignored, never row 0 (a mean over no rows is NaN, tested
+                // on its own); kept rows never carry an ignore_index that is a class.
+                let classes = shape.classes() as i32;
+                let ignore = spec.ignore_index;
+                let real_classes: Vec<i32> = (0..classes).filter(|&c| c != ignore || classes == 1).collect();
+                labels = (0..shape.rows())
+                    .map(|r| {
+                        if r > 0 && rng.random_bool(0.1) {
+                            ignore
+                        } else {
+                            real_classes[rng.random_range(0..real_classes.len())]
+                        }
+                    })
+                    .collect();
+            }
+            Domain::Distribution => {
+                // Positive weights normalised along the class dimension.
+                let (classes, inner) = (shape.classes(), shape.inner());
+                target = (0..len).map(|_| rng.random_range(0.0f32..1.0).powi(3)).collect();
+                for r in 0..shape.rows() {
+                    let (n, s) = (r / inner, r % inner);
+                    let index = |c: usize| n * classes * inner + c * inner + s;
+                    let total: f32 = (0..classes).map(|c| target[index(c)]).sum();
+                    for c in 0..classes {
+                        target[index(c)] /= total.max(f32::MIN_POSITIVE);
+                    }
+                }
+            }
+            domain => target = (0..len).map(|_| draw(&mut rng, domain)).collect(),
+        }
+        let mut positive = |n: usize, hi: f32| (0..n).map(|_| rng.random_range(0.25..hi)).collect::<Vec<f32>>();
         let weight = match self.weight {
             WeightKind::None => None,
             WeightKind::PerElement => Some(positive(len, 2.0)),
-            WeightKind::LastDim => Some(positive(last, 2.0)),
+            WeightKind::LastDim => Some(positive(shape.last_dim(), 2.0)),
+            WeightKind::PerClass => Some(positive(shape.classes(), 2.0)),
         };
-        let pos_weight = self.pos_weight.then(|| positive(last, 3.0));
+        let pos_weight = self.pos_weight.then(|| positive(shape.last_dim(), 3.0));
         let upstream = self.upstream.then(|| {
-            let n = if self.reduction == Reduction::None {
-                len
-            } else {
-                1
+            let n = match self.reduction {
+                Reduction::None if spec.is_row_wise() => shape.rows(),
+                Reduction::None => len,
+                _ => 1,
             };
-            (0..n)
-                .map(|_| rng.random_range(0.5..2.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 })
-                .collect()
+            (0..n).map(|_| rng.random_range(0.5..2.0) * if rng.random_bool(0.5) { 1.0 } else { -1.0 }).collect()
         });
-        CaseData {
-            input,
-            target,
-            weight,
-            pos_weight,
-            upstream,
-        }
+        CaseData { input, target, labels, weight, pos_weight, upstream }
     }
 }
 
@@ -167,82 +220,77 @@ pub struct Agreement {
     pub value: f64,
     /// Worst gradient element error, / allowed.
     pub grad: f64,
+    /// Worst log-sum-exp error, / allowed (0 when not asked for).
+    pub lse: f64,
+    /// Whether the accuracy counts and non-finite counts are equal.
+    pub counts_equal: bool,
 }
 
 impl Agreement {
-    /// True when both are within tolerance (NaN never passes).
+    /// True when everything is within tolerance (NaN never passes).
     pub fn passes(&self) -> bool {
-        self.value <= 1.0 && self.grad <= 1.0
+        self.value <= 1.0 && self.grad <= 1.0 && self.lse <= 1.0 && self.counts_equal
     }
 }
 
 fn ratio(got: f64, want: f64, abs_tol: f64) -> f64 {
     let err = (got - want).abs();
     let allowed = REL_TOL * want.abs() + abs_tol;
-    if err.is_nan() {
+    if got == want {
+        0.0 // also equal infinities
+    } else if err.is_nan() {
         f64::INFINITY
     } else {
         err / allowed
     }
 }
 
+fn worst(got: &[f32], want: &[f64], abs_tol: f64) -> f64 {
+    if got.len() != want.len() {
+        return f64::INFINITY;
+    }
+    got.iter().zip(want).map(|(&g, &w)| ratio(g as f64, w, abs_tol)).fold(0.0, f64::max)
+}
+
 /// Compares a GPU result with the CPU reference of the same case.
 pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> Agreement {
-    let len = data.input.len().max(1) as f64;
-    let max_weight = data
-        .weight
-        .iter()
-        .flatten()
-        .fold(1.0f64, |m, &w| m.max(w as f64));
-    let max_pos = data
-        .pos_weight
-        .iter()
-        .flatten()
-        .fold(1.0f64, |m, &w| m.max(w as f64));
-    let upstream = data
-        .upstream
-        .iter()
-        .flatten()
-        .fold(0.0f64, |m, &u| m.max((u as f64).abs()));
-    let upstream = if data.upstream.is_some() {
-        upstream
-    } else {
-        1.0
-    };
-    let scale = if case.reduction == Reduction::Mean {
-        1.0 / len
-    } else {
-        1.0
+    let spec = case.loss.spec();
+    let shape = crate::Shape::new(&case.dims);
+    let max_of = |v: &Option<Vec<f32>>| v.iter().flatten().fold(1.0f64, |m, &w| m.max((w as f64).abs()));
+    let max_weight = max_of(&data.weight);
+    let max_pos = max_of(&data.pos_weight);
+    let upstream = if data.upstream.is_some() { max_of(&data.upstream) } else { 1.0 };
+    // Terms are as large as the inputs (row-wise: plus the log-sum-exp's ln C), and
+    // terms like y ln y - y x cancel to far less: allow ulps of the terms, not of the result.
+    let largest_input = data.input.iter().fold(1.0f64, |m, &x| if x.is_finite() { m.max((x as f64).abs()) } else { m });
+    let magnitude = if spec.is_row_wise() { largest_input + (shape.classes() as f64).ln() } else { largest_input };
+    let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() }.max(1) as f64;
+    let scale = match case.reduction {
+        Reduction::Mean if spec.target_domain == Domain::Label => {
+            // Divided by the summed weight of the non-ignored rows.
+            let weight_of = |l: i32| data.weight.as_ref().map_or(1.0, |w| w[l as usize] as f64);
+            let kept: f64 = data.labels.iter().filter(|&&l| l != spec.ignore_index).map(|&l| weight_of(l)).sum();
+            1.0 / kept.max(f64::MIN_POSITIVE)
+        }
+        Reduction::Mean => 1.0 / terms,
+        Reduction::BatchMean => 1.0 / shape.batch() as f64,
+        _ => 1.0,
     };
     let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos;
-    let mut grad = 0.0f64;
-    if gpu.grad.len() != cpu.grad.len() {
-        grad = f64::INFINITY;
-    }
-    for (&g, &c) in gpu.grad.iter().zip(&cpu.grad) {
-        grad = grad.max(ratio(g as f64, c, grad_abs));
-    }
+    let grad = worst(&gpu.grad, &cpu.grad, grad_abs);
+    let term_abs = VALUE_ABS_TOL * max_weight * max_pos * magnitude;
     let value = match (&gpu.per_element, &cpu.per_element) {
-        (Some(g), Some(c)) if g.len() == c.len() => g
-            .iter()
-            .zip(c)
-            .map(|(&g, &c)| ratio(g as f64, c, VALUE_ABS_TOL * max_weight * max_pos))
-            .fold(0.0, f64::max),
-        (None, None) => {
-            let summed = if case.reduction == Reduction::Sum {
-                len
-            } else {
-                1.0
-            };
-            ratio(
-                gpu.value as f64,
-                cpu.value,
-                VALUE_ABS_TOL * summed * max_weight * max_pos,
-            )
-        }
+        (Some(g), Some(c)) => worst(g, c, term_abs),
+        (None, None) => ratio(gpu.value as f64, cpu.value, term_abs * terms * scale.max(1.0 / terms)),
         _ => f64::INFINITY,
     };
-    Agreement { value, grad }
+    let lse = match (&gpu.lse, &cpu.lse) {
+        (Some(g), Some(c)) => worst(g, c, VALUE_ABS_TOL * magnitude),
+        (None, None) => 0.0,
+        _ => f64::INFINITY,
+    };
+    let counts_equal = gpu.correct.map(u64::from) == cpu.correct && u64::from(gpu.nonfinite) == cpu.nonfinite;
+    Agreement { value, grad, lse, counts_equal }
 }
 
 /// Runs a case on the GPU and on the CPU and compares them.
@@ -254,38 +302,69 @@ pub fn run_case(gpu: &Gpu, case: &Case) -> Result<Agreement> {
     Ok(compare(case, &data, &got, &want))
 }
 
-/// The standard matrix: every registry loss × reduction × its optional operands, on
-/// each of `dims_list`. Seeds are derived from the case's position, so a printed seed
+/// The parameter settings a loss is checked with: the registry's, and for losses whose
+/// options change the kernel's arithmetic, the others that matter.
+pub fn variations(loss: Loss) -> Vec<Loss> {
+    match loss {
+        Loss::CrossEntropy { .. } => vec![
+            Loss::CROSS_ENTROPY,
+            loss,
+            // A valid class as ignore_index (padding id 0), with stronger smoothing.
+            Loss::CrossEntropy { ignore_index: 0, label_smoothing: 0.25 },
+        ],
+        Loss::CrossEntropySoft { .. } => vec![Loss::CrossEntropySoft { label_smoothing: 0.0 }, loss],
+        Loss::Nll { .. } => vec![Loss::NLL, Loss::Nll { ignore_index: 0 }],
+        Loss::KlDiv { .. } => vec![Loss::KlDiv { log_target: false }, Loss::KlDiv { log_target: true }],
+        other => vec![other],
+    }
+}
+
+/// Elementwise sizes of the standard matrix.
+pub const ELEMENTWISE_DIMS: &[&[usize]] = &[&[1], &[255], &[256], &[257], &[100_000], &[333, 7]];
+/// Row-wise shapes of the standard matrix: C from 2 to 1000, rows around the
+/// workgroup size, the class dimension strided (N, C, d1, d2), and C on both sides of
+/// the per-thread/per-workgroup switch.
+pub const ROW_DIMS: &[&[usize]] =
+    &[&[1, 2], &[257, 3], &[255, 10], &[3, 32], &[4, 33], &[7, 1000], &[2, 5, 7, 3], &[3, 40, 9]];
+
+/// The standard matrix: every registry loss (and its [`variations`]) × reduction × its
+/// optional operands, elementwise losses on `elementwise_dims` and row-wise losses on
+/// `row_dims`. Seeds are derived from the case's position, so a printed seed
 /// reproduces it.
-pub fn standard_cases(dims_list: &[Vec<usize>]) -> Vec<Case> {
+pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> Vec<Case> {
     let mut cases = Vec::new();
-    for loss in crate::registry() {
-        let spec = loss.spec();
-        let mut options = vec![
-            (WeightKind::None, false, false),
-            (WeightKind::None, false, true),
-        ];
-        if spec.takes_weight {
-            options.push((WeightKind::PerElement, false, false));
-            options.push((WeightKind::LastDim, false, false));
-        }
-        if spec.takes_pos_weight {
-            options.push((WeightKind::None, true, false));
-            options.push((WeightKind::PerElement, true, true));
-        }
-        for dims in dims_list {
-            for reduction in Reduction::ALL {
-                for &(weight, pos_weight, upstream) in &options {
-                    let seed = 0x5eed + cases.len() as u64;
-                    cases.push(Case {
-                        loss,
-                        reduction,
-                        dims: dims.clone(),
-                        weight,
-                        pos_weight,
-                        upstream,
-                        seed,
-                    });
+    for registered in crate::registry() {
+        for loss in variations(registered) {
+            let spec = loss.spec();
+            let row_wise = spec.is_row_wise();
+            // (weight, pos_weight, upstream, row outputs)
+            let mut options = vec![(WeightKind::None, false, false, false), (WeightKind::None, false, true, false)];
+            if spec.takes_weight && row_wise {
+                options.push((WeightKind::PerClass, false, false, true));
+            } else if spec.takes_weight {
+                options.push((WeightKind::PerElement, false, false, false));
+                options.push((WeightKind::LastDim, false, false, false));
+            }
+            if spec.takes_pos_weight {
+                options.push((WeightKind::None, true, false, false));
+                options.push((WeightKind::PerElement, true, true, false));
+            }
+            let mut reductions = Reduction::ALL.to_vec();
+            if spec.takes_batchmean {
+                reductions.push(Reduction::BatchMean);
+            }
+            for dims in if row_wise { row_dims } else { elementwise_dims } {
+                for &reduction in &reductions {
+                    for &(weight, pos_weight, upstream, row_outputs) in &options {
+                        let seed = 0x5eed + cases.len() as u64;
+                        cases.push(Case {
+                            weight,
+                            pos_weight,
+                            upstream,
+                            row_outputs,
+                            ..Case::new(loss, reduction, dims, seed)
+                        });
+                    }
                 }
             }
         }

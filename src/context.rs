@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::losses::softmax::RowKernel;
 use crate::shader::{self, Defines};
 
 /// A device and queue with the pipelines this crate compiled on them.
@@ -20,15 +21,22 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    // Largest byte range of one operand bound at once; the adapter's storage binding
-    // limit unless lowered by `with_max_binding_bytes`.
-    max_binding_bytes: u64,
+    settings: Settings,
     pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
+/// Choices a handle makes for every plan it creates.
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    // Largest byte range of one operand bound at once; the adapter's storage binding
+    // limit unless lowered by `with_max_binding_bytes`.
+    max_binding_bytes: u64,
+    // Forced kernel of the softmax family, or the size-based choice.
+    row_kernel: Option<RowKernel>,
+}
+
 /// Device features this crate uses when the adapter has them.
-pub const WANTED_FEATURES: wgpu::Features =
-    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
+pub const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP);
 
 fn backend_rank(backend: wgpu::Backend) -> u8 {
     match backend {
@@ -70,9 +78,7 @@ impl Gpu {
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
             Ok(wanted) if !wanted.is_empty() => {
                 let needle = wanted.to_lowercase();
-                let found = adapters
-                    .iter()
-                    .position(|a| a.get_info().name.to_lowercase().contains(&needle));
+                let found = adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&needle));
                 match found {
                     Some(i) => adapters.into_iter().nth(i),
                     None => {
@@ -93,9 +99,7 @@ impl Gpu {
                 (device_rank(info.device_type), backend_rank(info.backend))
             }),
         };
-        let adapter = adapter.ok_or_else(|| Error::NoAdapter {
-            backends: format!("{backends:?}"),
-        })?;
+        let adapter = adapter.ok_or_else(|| Error::NoAdapter { backends: format!("{backends:?}") })?;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("fused-loss"),
@@ -112,16 +116,14 @@ impl Gpu {
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let limits = device.limits();
         let info = device.adapter_info();
-        let max_binding_bytes = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
+        let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         Self {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 info,
                 limits,
-                max_binding_bytes,
+                settings: Settings { max_binding_bytes, row_kernel: None },
                 pipelines: Mutex::new(HashMap::new()),
             }),
         }
@@ -130,16 +132,30 @@ impl Gpu {
     /// Lowers the largest byte range bound per operand, so that smaller inputs are
     /// processed in chunks. For tests of the chunked path and for callers who want
     /// smaller bindings; values above the adapter's limit are capped to it. Returns a
-    /// new handle with its own pipeline cache.
+    /// new handle on the same device, with its own pipeline cache.
     pub fn with_max_binding_bytes(&self, bytes: u64) -> Self {
+        let cap = self.inner.settings.max_binding_bytes;
+        self.derive(|s| s.max_binding_bytes = bytes.clamp(4096, cap))
+    }
+
+    /// Forces the row kernel of the softmax family (cross-entropy, NLL) instead of
+    /// choosing by the number of classes. Both compute the same result; this is for
+    /// tests and tuning. Returns a new handle on the same device.
+    pub fn with_row_kernel(&self, kernel: RowKernel) -> Self {
+        self.derive(|s| s.row_kernel = Some(kernel))
+    }
+
+    fn derive(&self, change: impl FnOnce(&mut Settings)) -> Self {
         let inner = &self.inner;
+        let mut settings = inner.settings;
+        change(&mut settings);
         Self {
             inner: Arc::new(Inner {
                 device: inner.device.clone(),
                 queue: inner.queue.clone(),
                 info: inner.info.clone(),
                 limits: inner.limits.clone(),
-                max_binding_bytes: bytes.clamp(4096, inner.max_binding_bytes),
+                settings,
                 pipelines: Mutex::new(HashMap::new()),
             }),
         }
@@ -173,17 +189,17 @@ impl Gpu {
     /// Largest number of bytes of one operand bound in one dispatch; longer operands
     /// are processed in chunks.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.inner.max_binding_bytes
+        self.inner.settings.max_binding_bytes
+    }
+
+    /// The forced row kernel, if any (see [`Gpu::with_row_kernel`]).
+    pub fn row_kernel(&self) -> Option<RowKernel> {
+        self.inner.settings.row_kernel
     }
 
     /// The compute pipeline for `shader` (path under `shaders/`, no extension) and
     /// `entry` under `defines`, compiled on first use and cached for the device's life.
-    pub(crate) fn pipeline(
-        &self,
-        shader: &str,
-        entry: &str,
-        defines: &Defines,
-    ) -> Result<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(&self, shader: &str, entry: &str, defines: &Defines) -> Result<wgpu::ComputePipeline> {
         let key = format!("{shader}:{entry}:{defines:?}");
         if let Some(found) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(found.clone());
@@ -206,11 +222,7 @@ impl Gpu {
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(Error::Wgpu(format!("compiling {key}: {error}")));
         }
-        self.inner
-            .pipelines
-            .lock()
-            .unwrap()
-            .insert(key, pipeline.clone());
+        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
     }
 }
@@ -221,7 +233,7 @@ impl std::fmt::Debug for Gpu {
         f.debug_struct("Gpu")
             .field("adapter", &info.name)
             .field("backend", &info.backend)
-            .field("max_binding_bytes", &self.inner.max_binding_bytes)
+            .field("settings", &self.inner.settings)
             .finish()
     }
 }

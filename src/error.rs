@@ -67,6 +67,14 @@ pub enum Error {
         /// What is wrong with them.
         why: String,
     },
+    /// The loss does not take this reduction (e.g. `batchmean` for MSE).
+    #[error("{loss} does not take reduction `{reduction}`")]
+    UnsupportedReduction {
+        /// The loss.
+        loss: &'static str,
+        /// The reduction asked for.
+        reduction: &'static str,
+    },
     /// The loss does not take this operand (e.g. `pos_weight` for MSE).
     #[error("{loss} does not take `{argument}`")]
     UnsupportedArgument {

@@ -32,8 +32,8 @@ pub mod shader;
 
 pub use context::{Gpu, WANTED_FEATURES};
 pub use error::{Error, Result};
-pub use losses::pointwise::{shader_variants, Bindings, LossStats, Plan};
-pub use losses::{registry, Domain, Inputs, Loss, Reduction, Shape, Spec};
+pub use losses::softmax::RowKernel;
+pub use losses::{registry, Bindings, Domain, Inputs, Loss, LossStats, Plan, Reduction, Shape, Spec, Target};
 
 use wgpu::util::DeviceExt;
 
@@ -49,6 +49,11 @@ pub struct Output {
     /// Elements whose input or target was NaN or infinite (not an error: the loss may
     /// still be finite, e.g. BCE-with-logits at ±inf).
     pub nonfinite: u32,
+    /// Row-wise losses: each row's log-sum-exp, when asked for ([`Inputs::with_lse`]).
+    pub lse: Option<Vec<f32>>,
+    /// Row-wise losses: rows whose argmax is the label, when asked for
+    /// ([`Inputs::with_accuracy`]).
+    pub correct: Option<u32>,
 }
 
 impl Gpu {
@@ -58,31 +63,25 @@ impl Gpu {
     }
 
     /// Async form of [`Gpu::compute`]. Polls the device itself.
-    pub async fn compute_async(
-        &self,
-        loss: &Loss,
-        reduction: Reduction,
-        inputs: &Inputs<'_>,
-    ) -> Result<Output> {
+    pub async fn compute_async(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Output> {
         let spec = losses::check_inputs(loss, reduction, inputs)?;
         let shape = inputs.resolved_shape();
         let len = shape.len();
+        // Row-wise losses have one loss (and log-sum-exp) per row, others per element.
+        let outputs = if spec.is_row_wise() { shape.rows() } else { len };
         if len == 0 {
             let per_element = (reduction == Reduction::None).then(Vec::new);
-            return Ok(Output {
-                value: 0.0,
-                grad: Vec::new(),
-                per_element,
-                nonfinite: 0,
-            });
+            let lse = inputs.want_lse.then(Vec::new);
+            let correct = inputs.want_accuracy.then_some(0);
+            return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0, lse, correct });
         }
         let plan = self.plan(loss, reduction, &shape)?;
         let device = self.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let upload = |label: &str, data: &[f32]| {
+        let upload = |label: &str, data: &[u8]| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
-                contents: bytemuck::cast_slice(data),
+                contents: data,
                 usage: wgpu::BufferUsages::STORAGE,
             })
         };
@@ -94,88 +93,81 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         };
+        let floats = |label: &str, data: &[f32]| upload(label, bytemuck::cast_slice(data));
         let bytes = (len * 4) as u64;
-        let input = upload("input", inputs.input);
-        let target = upload("target", inputs.target);
-        let weight = inputs.weight.map(|w| upload("weight", w));
-        let pos_weight = inputs.pos_weight.map(|w| upload("pos_weight", w));
-        let upstream = inputs.upstream.map(|w| upload("upstream", w));
+        let out_bytes = (outputs * 4) as u64;
+        let input = floats("input", inputs.input);
+        let target = match inputs.target {
+            Target::Values(t) => floats("target", t),
+            Target::Labels(l) => upload("labels", bytemuck::cast_slice(l)),
+        };
+        let weight = inputs.weight.map(|w| floats("weight", w));
+        let pos_weight = inputs.pos_weight.map(|w| floats("pos_weight", w));
+        let upstream = inputs.upstream.map(|w| floats("upstream", w));
         let grad = output("grad", bytes);
         let stats = output("stats", LossStats::SIZE);
-        let per_element = (reduction == Reduction::None).then(|| output("per_element", bytes));
+        let per_element = (reduction == Reduction::None).then(|| output("per_element", out_bytes));
+        let lse = inputs.want_lse.then(|| output("lse", out_bytes));
 
-        let mut bindings = Bindings::new(
-            input.slice(..),
-            target.slice(..),
-            grad.slice(..),
-            stats.slice(..),
-        );
+        let mut bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
         bindings.weight = weight.as_ref().map(|b| b.slice(..));
         bindings.pos_weight = pos_weight.as_ref().map(|b| b.slice(..));
         bindings.upstream = upstream.as_ref().map(|b| b.slice(..));
         bindings.per_element = per_element.as_ref().map(|b| b.slice(..));
+        bindings.lse = lse.as_ref().map(|b| b.slice(..));
+        bindings.accuracy = inputs.want_accuracy;
 
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &bindings)?;
-        // One readback buffer: stats, then grad, then per-element losses.
-        let readback_len = LossStats::SIZE + bytes * if per_element.is_some() { 2 } else { 1 };
+        // One readback buffer: stats, grad, then the optional per-row outputs.
+        let mut layout = vec![(&stats, LossStats::SIZE), (&grad, bytes)];
+        layout.extend(per_element.iter().map(|b| (b, out_bytes)));
+        layout.extend(lse.iter().map(|b| (b, out_bytes)));
+        let readback_len: u64 = layout.iter().map(|(_, n)| n).sum();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
             size: readback_len,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        encoder.copy_buffer_to_buffer(&stats, 0, &readback, 0, LossStats::SIZE);
-        encoder.copy_buffer_to_buffer(&grad, 0, &readback, LossStats::SIZE, bytes);
-        if let Some(losses) = &per_element {
-            encoder.copy_buffer_to_buffer(losses, 0, &readback, LossStats::SIZE + bytes, bytes);
+        let mut offset = 0;
+        let mut ranges = Vec::new();
+        for (buffer, size) in layout {
+            encoder.copy_buffer_to_buffer(buffer, 0, &readback, offset, size);
+            ranges.push(offset as usize..(offset + size) as usize);
+            offset += size;
         }
         self.queue().submit([encoder.finish()]);
         if let Some(error) = scope.pop().await {
             return Err(Error::Wgpu(error.to_string()));
         }
         let data = read_back(device, &readback).await?;
-        let stats: LossStats = bytemuck::pod_read_unaligned(&data[..LossStats::SIZE as usize]);
+        let stats: LossStats = bytemuck::pod_read_unaligned(&data[ranges[0].clone()]);
         if stats.invalid > 0 {
             let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
-            return Err(Error::OutOfDomain {
-                argument,
-                count: stats.invalid as u64,
-                domain,
-            });
+            return Err(Error::OutOfDomain { argument, count: stats.invalid as u64, domain });
         }
-        let floats = |range: std::ops::Range<u64>| -> Vec<f32> {
-            bytemuck::pod_collect_to_vec(&data[range.start as usize..range.end as usize])
-        };
-        let grad = floats(LossStats::SIZE..LossStats::SIZE + bytes);
-        let per_element = per_element.map(|_| floats(LossStats::SIZE + bytes..readback_len));
-        Ok(Output {
-            value: stats.value,
-            grad,
-            per_element,
-            nonfinite: stats.nonfinite,
-        })
+        let mut rest = ranges[1..].iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
+        let grad = rest.next().unwrap_or_default();
+        let per_element = per_element.and_then(|_| rest.next());
+        let lse = lse.and_then(|_| rest.next());
+        let correct = inputs.want_accuracy.then_some(stats.correct);
+        Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite, lse, correct })
     }
 }
 
 /// Maps `buffer` (MAP_READ) and copies its bytes out.
 pub(crate) async fn read_back(device: &wgpu::Device, buffer: &wgpu::Buffer) -> Result<Vec<u8>> {
     let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
-    buffer
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |result| {
-            let _ = sender.send(result);
-        });
+    buffer.slice(..).map_async(wgpu::MapMode::Read, move |result| {
+        let _ = sender.send(result);
+    });
     device.poll(wgpu::PollType::wait_indefinitely())?;
     match receiver.receive().await {
         Some(result) => result?,
         None => return Err(Error::Wgpu("map callback dropped".into())),
     }
-    let data = buffer
-        .slice(..)
-        .get_mapped_range()
-        .map_err(|e| Error::Wgpu(e.to_string()))?
-        .to_vec();
+    let data = buffer.slice(..).get_mapped_range().map_err(|e| Error::Wgpu(e.to_string()))?.to_vec();
     buffer.unmap();
     Ok(data)
 }

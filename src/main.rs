@@ -7,10 +7,7 @@ use fused_loss::check::{self, Case};
 use fused_loss::Gpu;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks"
-)]
+#[command(version, about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,9 +19,17 @@ enum Command {
     Info,
     /// Run every registry loss on the GPU and the CPU reference and compare them.
     Check {
-        /// Comma-separated dimensions to test, each like `1000` or `64x33`.
-        #[arg(long, default_value = "1,255,256,257,4097x3,100000")]
-        sizes: String,
+        /// Comma-separated shapes for the elementwise losses, each like `1000` or
+        /// `64x33` (default: the test suite's).
+        #[arg(long)]
+        sizes: Option<String>,
+        /// Comma-separated shapes `NxC` or `NxCxD1...` for the row-wise losses
+        /// (cross-entropy, NLL) (default: the test suite's).
+        #[arg(long)]
+        row_shapes: Option<String>,
+        /// Only losses whose name contains this (e.g. `cross_entropy`).
+        #[arg(long)]
+        loss: Option<String>,
     },
 }
 
@@ -42,26 +47,34 @@ fn main() -> ExitCode {
             info(&gpu);
             ExitCode::SUCCESS
         }
-        Command::Check { sizes } => match parse_sizes(&sizes) {
-            Ok(dims) => run_check(&gpu, &dims),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        Command::Check { sizes, row_shapes, loss } => {
+            let parse = |text: Option<String>, default: &[&[usize]]| match text {
+                Some(text) => parse_sizes(&text),
+                None => Ok(default.iter().map(|d| d.to_vec()).collect()),
+            };
+            match (parse(sizes, check::ELEMENTWISE_DIMS), parse(row_shapes, check::ROW_DIMS)) {
+                (Ok(elementwise), Ok(rows)) => {
+                    let elementwise: Vec<&[usize]> = elementwise.iter().map(Vec::as_slice).collect();
+                    let rows: Vec<&[usize]> = rows.iter().map(Vec::as_slice).collect();
+                    let mut cases = check::standard_cases(&elementwise, &rows);
+                    if let Some(name) = &loss {
+                        cases.retain(|c| c.loss.name().contains(name.as_str()));
+                    }
+                    run_check(&gpu, &cases)
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
 fn parse_sizes(text: &str) -> Result<Vec<Vec<usize>>, String> {
     text.split(',')
         .map(|size| {
-            size.split('x')
-                .map(|d| {
-                    d.trim()
-                        .parse::<usize>()
-                        .map_err(|e| format!("bad size {size:?}: {e}"))
-                })
-                .collect()
+            size.split('x').map(|d| d.trim().parse::<usize>().map_err(|e| format!("bad size {size:?}: {e}"))).collect()
         })
         .collect()
 }
@@ -74,71 +87,39 @@ fn info(gpu: &Gpu) {
     println!("driver:    {} {}", a.driver, a.driver_info);
     println!("vendor:    {:#06x}  device: {:#06x}", a.vendor, a.device);
     println!("limits:");
-    println!(
-        "  max_storage_buffer_binding_size  {}",
-        l.max_storage_buffer_binding_size
-    );
+    println!("  max_storage_buffer_binding_size  {}", l.max_storage_buffer_binding_size);
     println!("  max_buffer_size                  {}", l.max_buffer_size);
-    println!(
-        "  max_compute_workgroup_storage    {}",
-        l.max_compute_workgroup_storage_size
-    );
-    println!(
-        "  max_compute_invocations_per_wg   {}",
-        l.max_compute_invocations_per_workgroup
-    );
-    println!(
-        "  max_compute_workgroups_per_dim   {}",
-        l.max_compute_workgroups_per_dimension
-    );
-    println!(
-        "  min_storage_buffer_offset_align  {}",
-        l.min_storage_buffer_offset_alignment
-    );
-    println!(
-        "  subgroup size                    {}..{}",
-        a.subgroup_min_size, a.subgroup_max_size
-    );
+    println!("  max_compute_workgroup_storage    {}", l.max_compute_workgroup_storage_size);
+    println!("  max_compute_invocations_per_wg   {}", l.max_compute_invocations_per_workgroup);
+    println!("  max_compute_workgroups_per_dim   {}", l.max_compute_workgroups_per_dimension);
+    println!("  min_storage_buffer_offset_align  {}", l.min_storage_buffer_offset_alignment);
+    println!("  subgroup size                    {}..{}", a.subgroup_min_size, a.subgroup_max_size);
     let f = gpu.features();
     println!(
         "features:  SHADER_F16={} SUBGROUP={}",
         f.contains(wgpu::Features::SHADER_F16),
         f.contains(wgpu::Features::SUBGROUP)
     );
-    println!(
-        "chunking:  operands above {} bytes are processed in chunks",
-        gpu.max_binding_bytes()
-    );
+    println!("chunking:  operands above {} bytes are processed in chunks", gpu.max_binding_bytes());
 }
 
-fn run_check(gpu: &Gpu, dims: &[Vec<usize>]) -> ExitCode {
+fn run_check(gpu: &Gpu, cases: &[Case]) -> ExitCode {
     let a = gpu.adapter_info();
     println!("checking on {} ({:?})", a.name, a.backend);
-    let cases: Vec<Case> = check::standard_cases(dims);
-    println!(
-        "{:<64} {:>10} {:>10}  result",
-        "case", "value err", "grad err"
-    );
+    println!("{:<96} {:>9} {:>9} {:>9}  result", "case", "value", "grad", "lse");
     let mut failed = 0;
-    for case in &cases {
+    for case in cases {
         let (cells, ok) = match check::run_case(gpu, case) {
-            Ok(agreement) => (
-                format!("{:>10.3} {:>10.3}", agreement.value, agreement.grad),
-                agreement.passes(),
-            ),
+            Ok(a) => {
+                let counts = if a.counts_equal { "" } else { "  counts differ" };
+                (format!("{:>9.3} {:>9.3} {:>9.3}{counts}", a.value, a.grad, a.lse), a.passes())
+            }
             Err(e) => (format!("error: {e}"), false),
         };
         failed += usize::from(!ok);
-        println!(
-            "{:<64} {cells}  {}",
-            case.to_string(),
-            if ok { "pass" } else { "FAIL" }
-        );
+        println!("{:<64} {cells}  {}", case.to_string(), if ok { "pass" } else { "FAIL" });
     }
-    println!(
-        "(errors are multiples of the allowed error: rel {:e} + abs floor; <= 1 passes)",
-        check::REL_TOL
-    );
+    println!("(errors are multiples of the allowed error: rel {:e} + abs floor; <= 1 passes)", check::REL_TOL);
     println!("{} passed, {} failed", cases.len() - failed, failed);
     if failed == 0 {
         ExitCode::SUCCESS

@@ -30,17 +30,8 @@ pub fn assemble(entry: &str, defines: &Defines) -> Result<String> {
     assemble_from(SOURCES, entry, defines)
 }
 
-fn assemble_from(
-    sources: &'static [(&'static str, &'static str)],
-    entry: &str,
-    defines: &Defines,
-) -> Result<String> {
-    let mut state = State {
-        sources,
-        defines: defines.clone(),
-        imported: HashSet::new(),
-        out: String::new(),
-    };
+fn assemble_from(sources: &'static [(&'static str, &'static str)], entry: &str, defines: &Defines) -> Result<String> {
+    let mut state = State { sources, defines: defines.clone(), imported: HashSet::new(), out: String::new() };
     state.include(entry, entry)?;
     Ok(state.out)
 }
@@ -69,8 +60,7 @@ impl State {
             .ok_or_else(|| err(0, format!("no shader named {name:?}")))?;
         // Each open #if: (enclosing block active, this branch's condition).
         let mut stack: Vec<(bool, bool)> = Vec::new();
-        let active =
-            |stack: &[(bool, bool)]| stack.last().is_none_or(|&(outer, cond)| outer && cond);
+        let active = |stack: &[(bool, bool)]| stack.last().is_none_or(|&(outer, cond)| outer && cond);
         for (number, line) in text.lines().enumerate() {
             let number = number + 1;
             let trimmed = line.trim();
@@ -78,24 +68,17 @@ impl State {
                 let outer = active(&stack);
                 stack.push((outer, self.eval(rest)));
             } else if trimmed == "#else" {
-                let top = stack
-                    .last_mut()
-                    .ok_or_else(|| err(number, "#else without #if".into()))?;
+                let top = stack.last_mut().ok_or_else(|| err(number, "#else without #if".into()))?;
                 top.1 = !top.1;
             } else if trimmed == "#endif" {
-                stack
-                    .pop()
-                    .ok_or_else(|| err(number, "#endif without #if".into()))?;
+                stack.pop().ok_or_else(|| err(number, "#endif without #if".into()))?;
             } else if !active(&stack) {
                 continue;
             } else if let Some(rest) = trimmed.strip_prefix("#import ") {
-                self.include(entry, rest.trim())
-                    .map_err(|e| err(number, e.to_string()))?;
+                self.include(entry, rest.trim()).map_err(|e| err(number, e.to_string()))?;
             } else if let Some(rest) = trimmed.strip_prefix("#define ") {
                 let mut parts = rest.split_whitespace();
-                let key = parts
-                    .next()
-                    .ok_or_else(|| err(number, "#define without a name".into()))?;
+                let key = parts.next().ok_or_else(|| err(number, "#define without a name".into()))?;
                 let value = parts.collect::<Vec<_>>().join(" ");
                 self.defines.insert(key.to_string(), value);
             } else if trimmed.starts_with('#') {
@@ -136,9 +119,7 @@ impl State {
         while let Some(start) = rest.find(|c: char| c.is_ascii_alphabetic() || c == '_') {
             out += &rest[..start];
             let tail = &rest[start..];
-            let end = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(tail.len());
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
             let word = &tail[..end];
             match self.defines.get(word) {
                 Some(value) if !value.is_empty() => out += value,
@@ -156,12 +137,7 @@ mod tests {
 
     #[test]
     fn conditionals_nest_and_combine() {
-        let mut state = State {
-            sources: &[],
-            defines: Defines::new(),
-            imported: HashSet::new(),
-            out: String::new(),
-        };
+        let mut state = State { sources: &[], defines: Defines::new(), imported: HashSet::new(), out: String::new() };
         state.defines.insert("A".into(), String::new());
         state.defines.insert("Z".into(), "0".into());
         assert!(state.eval("A"));
@@ -172,10 +148,7 @@ mod tests {
     }
 
     static FILES: &[(&str, &str)] = &[
-        (
-            "main",
-            "#import lib/a\n#import lib/a\n#if FLAG\nflag_on\n#else\nflag_off\n#endif\nN",
-        ),
+        ("main", "#import lib/a\n#import lib/a\n#if FLAG\nflag_on\n#else\nflag_off\n#endif\nN"),
         ("lib/a", "#define N 7u\nfn a() {}"),
         ("open", "#if FLAG\nx"),
         ("stray", "#endif"),
@@ -194,33 +167,18 @@ mod tests {
 
     #[test]
     fn malformed_sources_are_errors_with_a_line() {
-        for (name, want) in [
-            ("open", "#if without #endif"),
-            ("stray", "#endif without #if"),
-            ("unknown", "unknown directive"),
-        ] {
-            let err = assemble_from(FILES, name, &Defines::new())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(want) && err.contains(&format!("{name}.wgsl:")),
-                "{err}"
-            );
+        for (name, want) in
+            [("open", "#if without #endif"), ("stray", "#endif without #if"), ("unknown", "unknown directive")]
+        {
+            let err = assemble_from(FILES, name, &Defines::new()).unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains(&format!("{name}.wgsl:")), "{err}");
         }
     }
 
     #[test]
     fn substitution_is_whole_word() {
-        let mut state = State {
-            sources: &[],
-            defines: Defines::new(),
-            imported: HashSet::new(),
-            out: String::new(),
-        };
+        let mut state = State { sources: &[], defines: Defines::new(), imported: HashSet::new(), out: String::new() };
         state.defines.insert("N".into(), "4u".into());
-        assert_eq!(
-            state.substitute("let N_2 = N + vec2(N);"),
-            "let N_2 = 4u + vec2(4u);"
-        );
+        assert_eq!(state.substitute("let N_2 = N + vec2(N);"), "let N_2 = 4u + vec2(4u);");
     }
 }

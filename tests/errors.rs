@@ -10,13 +10,9 @@ const Y: [f32; 4] = [0.0, 1.0, 1.0, 0.0];
 
 /// The error from both the CPU reference and (when there is one) the GPU.
 fn both(gpu: Option<&Gpu>, loss: Loss, reduction: Reduction, inputs: &Inputs) -> Vec<Error> {
-    let mut errors =
-        vec![cpu::compute(&loss, reduction, inputs).expect_err("CPU accepted bad input")];
+    let mut errors = vec![cpu::compute(&loss, reduction, inputs).expect_err("CPU accepted bad input")];
     if let Some(gpu) = gpu {
-        errors.push(
-            gpu.compute(&loss, reduction, inputs)
-                .expect_err("GPU accepted bad input"),
-        );
+        errors.push(gpu.compute(&loss, reduction, inputs).expect_err("GPU accepted bad input"));
     }
     errors
 }
@@ -26,199 +22,44 @@ fn host_argument_errors() {
     let gpu = common::gpu("host_argument_errors");
     let gpu = gpu.as_ref();
     for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y[..3])) {
-        assert!(
-            matches!(
-                e,
-                Error::LengthMismatch {
-                    argument: "target",
-                    actual: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, Error::LengthMismatch { argument: "target", actual: 3, .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Mse,
-        Reduction::Mean,
-        &Inputs::new(&X, &Y).shape(&[3, 2]),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::LengthMismatch {
-                    argument: "input",
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).shape(&[3, 2])) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "input", actual: 4, .. }), "{e}");
     }
     for e in both(gpu, Loss::L1, Reduction::Mean, &Inputs::new(&[], &[])) {
-        assert!(
-            matches!(
-                e,
-                Error::EmptyInput {
-                    loss: "l1",
-                    reduction: "mean"
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, Error::EmptyInput { loss: "l1", reduction: "mean" }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Huber { delta: -1.0 },
-        Reduction::Sum,
-        &Inputs::new(&X, &Y),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::InvalidParameter {
-                    loss: "huber",
-                    name: "delta",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Huber { delta: -1.0 }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+        assert!(matches!(e, Error::InvalidParameter { loss: "huber", name: "delta", .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Huber { delta: 0.0 },
-        Reduction::Sum,
-        &Inputs::new(&X, &Y),
-    ) {
-        assert!(
-            matches!(e, Error::InvalidParameter { name: "delta", .. }),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Huber { delta: 0.0 }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+        assert!(matches!(e, Error::InvalidParameter { name: "delta", .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::SmoothL1 { beta: f32::NAN },
-        Reduction::Sum,
-        &Inputs::new(&X, &Y),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::InvalidParameter {
-                    loss: "smooth_l1",
-                    name: "beta",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::SmoothL1 { beta: f32::NAN }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+        assert!(matches!(e, Error::InvalidParameter { loss: "smooth_l1", name: "beta", .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Mse,
-        Reduction::Sum,
-        &Inputs::new(&X, &Y).weight(&X),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::UnsupportedArgument {
-                    loss: "mse",
-                    argument: "weight"
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Mse, Reduction::Sum, &Inputs::new(&X, &Y).weight(&X)) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Bce,
-        Reduction::Sum,
-        &Inputs::new(&X, &Y).pos_weight(&[1.0]),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::UnsupportedArgument {
-                    loss: "bce",
-                    argument: "pos_weight"
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Bce, Reduction::Sum, &Inputs::new(&X, &Y).pos_weight(&[1.0])) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "bce", argument: "pos_weight" }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::BceWithLogits,
-        Reduction::Sum,
-        &Inputs::new(&X, &Y)
-            .shape(&[2, 2])
-            .pos_weight(&[1.0, 2.0, 3.0]),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::LengthMismatch {
-                    argument: "pos_weight",
-                    actual: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in
+        both(gpu, Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).pos_weight(&[1.0, 2.0, 3.0]))
+    {
+        assert!(matches!(e, Error::LengthMismatch { argument: "pos_weight", actual: 3, .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Bce,
-        Reduction::Sum,
-        &Inputs::new(&X, &Y).shape(&[2, 2]).weight(&[1.0, 2.0, 3.0]),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::LengthMismatch {
-                    argument: "weight",
-                    actual: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Bce, Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).weight(&[1.0, 2.0, 3.0])) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "weight", actual: 3, .. }), "{e}");
     }
-    for e in both(
-        gpu,
-        Loss::Mse,
-        Reduction::Mean,
-        &Inputs::new(&X, &Y).upstream(&X),
-    ) {
-        assert!(
-            matches!(
-                e,
-                Error::LengthMismatch {
-                    argument: "upstream",
-                    actual: 4,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+    for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).upstream(&X)) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "upstream", actual: 4, .. }), "{e}");
     }
     // Probabilities outside [0, 1]: counted on the GPU, reported with the count.
     let bad = [0.5, 1.5, -0.1, f32::NAN];
     for e in both(gpu, Loss::Bce, Reduction::Mean, &Inputs::new(&bad, &Y)) {
-        assert!(
-            matches!(
-                e,
-                Error::OutOfDomain {
-                    argument: "input",
-                    count: 3,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, Error::OutOfDomain { argument: "input", count: 3, .. }), "{e}");
     }
 }
 
@@ -227,13 +68,8 @@ fn empty_input_is_fine_where_defined() {
     let out = cpu::compute(&Loss::Mse, Reduction::Sum, &Inputs::new(&[], &[])).unwrap();
     assert_eq!(out.value, 0.0);
     if let Some(gpu) = common::gpu("empty_input_is_fine_where_defined") {
-        let out = gpu
-            .compute(&Loss::Mse, Reduction::None, &Inputs::new(&[], &[]))
-            .unwrap();
-        assert_eq!(
-            (out.value, out.grad.len(), out.per_element.map(|v| v.len())),
-            (0.0, 0, Some(0))
-        );
+        let out = gpu.compute(&Loss::Mse, Reduction::None, &Inputs::new(&[], &[])).unwrap();
+        assert_eq!((out.value, out.grad.len(), out.per_element.map(|v| v.len())), (0.0, 0, Some(0)));
     }
 }
 
@@ -278,9 +114,7 @@ fn read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<f32> {
     let mut encoder = d.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
     gpu.queue().submit([encoder.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
     d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
     let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
     v
@@ -294,46 +128,17 @@ fn buffer_errors_record_nothing() {
     let n = 100;
     let b = buffers(&gpu, n);
     let bytes = (n * 4) as u64;
-    let plan = gpu
-        .plan(&Loss::Mse, Reduction::Mean, &Shape::elementwise(n))
-        .unwrap();
-    let none_plan = gpu
-        .plan(&Loss::Mse, Reduction::None, &Shape::elementwise(n))
-        .unwrap();
+    let plan = gpu.plan(&Loss::Mse, Reduction::Mean, &Shape::elementwise(n)).unwrap();
+    let none_plan = gpu.plan(&Loss::Mse, Reduction::None, &Shape::elementwise(n)).unwrap();
     let stats = || b.stats.slice(..LossStats::SIZE);
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
 
     let e = plan
-        .encode(
-            &mut encoder,
-            &Bindings::new(
-                b.plain.slice(..),
-                b.target.slice(..),
-                b.grad.slice(..),
-                stats(),
-            ),
-        )
+        .encode(&mut encoder, &Bindings::new(b.plain.slice(..), b.target.slice(..), b.grad.slice(..), stats()))
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BufferUsage {
-                argument: "input",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::BufferUsage { argument: "input", .. }), "{e}");
     let e = plan
-        .encode(
-            &mut encoder,
-            &Bindings::new(
-                b.input.slice(..),
-                b.target.slice(..bytes - 4),
-                b.grad.slice(..),
-                stats(),
-            ),
-        )
+        .encode(&mut encoder, &Bindings::new(b.input.slice(..), b.target.slice(..bytes - 4), b.grad.slice(..), stats()))
         .unwrap_err();
     assert!(
         matches!(e, Error::BufferTooSmall { argument: "target", required, actual } if required == bytes && actual == bytes - 4),
@@ -342,112 +147,115 @@ fn buffer_errors_record_nothing() {
     let e = plan
         .encode(
             &mut encoder,
-            &Bindings::new(
-                b.input.slice(..),
-                b.target.slice(..),
-                b.grad.slice(..),
-                b.stats.slice(..8),
-            ),
+            &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), b.stats.slice(..16)),
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::BufferTooSmall {
-                argument: "stats",
-                required: 16,
-                actual: 8
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::BufferTooSmall { argument: "stats", required: 32, actual: 16 }), "{e}");
     let e = plan
-        .encode(
-            &mut encoder,
-            &Bindings::new(
-                b.input.slice(4..),
-                b.target.slice(..),
-                b.grad.slice(..),
-                stats(),
-            ),
-        )
+        .encode(&mut encoder, &Bindings::new(b.input.slice(4..), b.target.slice(..), b.grad.slice(..), stats()))
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::MisalignedOffset {
-                argument: "input",
-                offset: 4,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::MisalignedOffset { argument: "input", offset: 4, .. }), "{e}");
     let e = none_plan
-        .encode(
-            &mut encoder,
-            &Bindings::new(
-                b.input.slice(..),
-                b.target.slice(..),
-                b.grad.slice(..),
-                stats(),
-            ),
-        )
+        .encode(&mut encoder, &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), stats()))
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::MissingArgument {
-                argument: "per_element",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::MissingArgument { argument: "per_element", .. }), "{e}");
     let e = plan
         .encode(
             &mut encoder,
-            &Bindings::new(
-                b.input.slice(..),
-                b.target.slice(..),
-                b.grad.slice(..),
-                stats(),
-            )
-            .weight(b.input.slice(..)),
+            &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), stats()).weight(b.input.slice(..)),
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            Error::UnsupportedArgument {
-                loss: "mse",
-                argument: "weight"
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
     assert!(matches!(
-        gpu.plan(
-            &Loss::Huber { delta: -0.5 },
-            Reduction::Mean,
-            &Shape::elementwise(n)
-        ),
+        gpu.plan(&Loss::Huber { delta: -0.5 }, Reduction::Mean, &Shape::elementwise(n)),
         Err(Error::InvalidParameter { name: "delta", .. })
     ));
-    assert!(matches!(
-        gpu.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[0, 3])),
-        Err(Error::EmptyInput { .. })
-    ));
+    assert!(matches!(gpu.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[0, 3])), Err(Error::EmptyInput { .. })));
 
     // Every call above failed: submitting the encoder must leave the caller's grad and
     // stats exactly as they were.
     gpu.queue().submit([encoder.finish()]);
-    assert!(
-        read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL),
-        "a failed encode wrote the gradient"
-    );
-    assert!(
-        read(&gpu, &b.stats).iter().all(|&g| g == SENTINEL),
-        "a failed encode wrote the stats"
-    );
+    assert!(read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "a failed encode wrote the gradient");
+    assert!(read(&gpu, &b.stats).iter().all(|&g| g == SENTINEL), "a failed encode wrote the stats");
+}
+
+const LOGITS: [f32; 6] = [0.5, -1.0, 2.0, 0.0, 1.0, -3.0];
+
+#[test]
+fn row_wise_argument_errors() {
+    let gpu = common::gpu("row_wise_argument_errors");
+    let gpu = gpu.as_ref();
+    let ce = Loss::CROSS_ENTROPY;
+    // Labels out of range: counted on the GPU, reported with the count.
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[3, -1]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 2, .. }), "{e}");
+    }
+    for e in both(gpu, Loss::NLL, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 7]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 1, .. }), "{e}");
+    }
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1, 2]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "labels", actual: 3, .. }), "{e}");
+    }
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]).weight(&[1.0, 2.0])) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "weight", actual: 2, .. }), "{e}");
+    }
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).shape(&[2, 3])) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
+    }
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0; 6])) {
+        assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
+    }
+    let smoothing = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 1.5 };
+    for e in both(gpu, smoothing, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::InvalidParameter { name: "label_smoothing", .. }), "{e}");
+    }
+    let soft = Loss::CrossEntropySoft { label_smoothing: 0.0 };
+    for e in both(gpu, soft, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).shape(&[2, 3]).with_accuracy()) {
+        assert!(matches!(e, Error::UnsupportedArgument { argument: "accuracy (it has no labels)", .. }), "{e}");
+    }
+    for e in both(gpu, Loss::Mse, Reduction::BatchMean, &Inputs::new(&X, &Y)) {
+        assert!(matches!(e, Error::UnsupportedReduction { loss: "mse", reduction: "batchmean" }), "{e}");
+    }
+    for e in both(gpu, Loss::KlDiv { log_target: false }, Reduction::Sum, &Inputs::new(&X, &[0.5, -0.5, 0.0, 1.0])) {
+        assert!(matches!(e, Error::OutOfDomain { argument: "target", count: 1, .. }), "{e}");
+    }
+}
+
+#[test]
+fn all_rows_ignored_is_nan_mean_and_zero_gradient() {
+    // PyTorch: a mean over no rows is NaN; the gradient here is 0 rather than NaN.
+    let labels = [-100, -100];
+    let inputs = Inputs::labels(&LOGITS, &labels).shape(&[2, 3]);
+    let want = cpu::compute(&Loss::CROSS_ENTROPY, Reduction::Mean, &inputs).unwrap();
+    assert!(want.value.is_nan() && want.grad.iter().all(|&g| g == 0.0));
+    if let Some(gpu) = common::gpu("all_rows_ignored_is_nan_mean_and_zero_gradient") {
+        let got = gpu.compute(&Loss::CROSS_ENTROPY, Reduction::Mean, &inputs).unwrap();
+        assert!(got.value.is_nan() && got.grad.iter().all(|&g| g == 0.0), "{got:?}");
+        let sum = gpu.compute(&Loss::CROSS_ENTROPY, Reduction::Sum, &inputs).unwrap();
+        assert_eq!(sum.value, 0.0);
+    }
+}
+
+#[test]
+fn out_of_range_labels_write_no_gradient() {
+    let Some(gpu) = common::gpu("out_of_range_labels_write_no_gradient") else { return };
+    let (rows, classes) = (300, 40);
+    let b = buffers(&gpu, rows * classes);
+    let mut labels: Vec<i32> = (0..rows as i32).map(|r| r % classes as i32).collect();
+    labels[17] = classes as i32;
+    labels[250] = -7;
+    let label_buffer = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&labels),
+        usage: wgpu::BufferUsages::STORAGE,
+    });
+    let plan = gpu.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    let bindings =
+        Bindings::new(b.input.slice(..), label_buffer.slice(..), b.grad.slice(..), b.stats.slice(..LossStats::SIZE));
+    plan.encode(&mut encoder, &bindings).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &b.stats)[..8]));
+    assert_eq!(stats.invalid, 2);
+    assert!(read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "gradient written despite invalid labels");
 }

@@ -3,54 +3,34 @@
 
 mod common;
 
-use fused_loss::check::{self, Case, WeightKind};
-use fused_loss::{cpu, Bindings, Inputs, Loss, LossStats, Reduction, Shape};
+use fused_loss::check::{self, Case};
+use fused_loss::{cpu, Bindings, Inputs, Loss, LossStats, Reduction, RowKernel, Shape};
 
 fn run_all(gpu: &fused_loss::Gpu, cases: &[Case]) {
     let mut failures = Vec::new();
     for case in cases {
         match check::run_case(gpu, case) {
             Ok(a) if a.passes() => {}
-            Ok(a) => failures.push(format!(
-                "{case}: value err {:.3}, grad err {:.3} (x allowed)",
-                a.value, a.grad
-            )),
+            Ok(a) => failures.push(format!("{case}: {a:?} (errors as multiples of the allowed)")),
             Err(e) => failures.push(format!("{case}: {e}")),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
     eprintln!("{} cases agree", cases.len());
 }
 
 #[test]
 fn every_loss_agrees_with_cpu_at_awkward_sizes() {
-    let Some(gpu) = common::gpu("every_loss_agrees_with_cpu_at_awkward_sizes") else {
-        return;
-    };
-    let dims: Vec<Vec<usize>> = vec![
-        vec![1],
-        vec![255],
-        vec![256],
-        vec![257],
-        vec![100_000],
-        vec![333, 7],
-    ];
-    run_all(&gpu, &check::standard_cases(&dims));
+    let Some(gpu) = common::gpu("every_loss_agrees_with_cpu_at_awkward_sizes") else { return };
+    run_all(&gpu, &check::standard_cases(check::ELEMENTWISE_DIMS, check::ROW_DIMS));
 }
 
 #[test]
 fn more_rows_than_one_dispatch_dimension_allows() {
-    // 70 000 rows of 3: a per-row launch would exceed 65 535 workgroups.
-    let Some(gpu) = common::gpu("more_rows_than_one_dispatch_dimension_allows") else {
-        return;
-    };
-    let cases: Vec<Case> = check::standard_cases(&[vec![70_000, 3]])
+    // 70 000 rows: a launch of one workgroup per row (or per 256 elements) would exceed
+    // 65 535 workgroups in one dimension.
+    let Some(gpu) = common::gpu("more_rows_than_one_dispatch_dimension_allows") else { return };
+    let cases: Vec<Case> = check::standard_cases(&[&[70_000, 3]], &[&[70_000, 3], &[66_000, 40]])
         .into_iter()
         .filter(|c| c.reduction == Reduction::Mean)
         .collect();
@@ -58,31 +38,46 @@ fn more_rows_than_one_dispatch_dimension_allows() {
 }
 
 #[test]
+fn vocabulary_sized_rows() {
+    // C = 32 768 and 131 072, the row-per-workgroup kernel with online softmax, every
+    // option of cross-entropy.
+    let Some(gpu) = common::gpu("vocabulary_sized_rows") else { return };
+    let cases: Vec<Case> = check::standard_cases(&[], &[&[5, 32_768], &[3, 131_072]])
+        .into_iter()
+        .filter(|c| c.reduction != Reduction::None || c.loss.name() == "cross_entropy")
+        .collect();
+    run_all(&gpu, &cases);
+}
+
+#[test]
+fn both_row_kernels_agree_with_cpu() {
+    // The kernel is chosen by C; forcing each on shapes the other would take checks
+    // both paths on the same inputs.
+    let Some(gpu) = common::gpu("both_row_kernels_agree_with_cpu") else { return };
+    for kernel in [RowKernel::PerThread, RowKernel::PerWorkgroup] {
+        let forced = gpu.with_row_kernel(kernel);
+        run_all(&forced, &check::standard_cases(&[], &[&[67, 10], &[9, 100], &[2, 40, 9]]));
+    }
+}
+
+#[test]
 fn chunked_calls_agree_with_cpu() {
-    // 16 KiB bindings force 100 003 elements into 25 chunks, with broadcast operands
-    // whose period (7) does not divide the chunk length.
-    let Some(gpu) = common::gpu("chunked_calls_agree_with_cpu") else {
-        return;
-    };
+    // 16 KiB bindings force 100 002 elements into 25 chunks, with broadcast operands
+    // whose period (7) does not divide the chunk length; row-wise shapes split into
+    // chunks of whole batch items.
+    let Some(gpu) = common::gpu("chunked_calls_agree_with_cpu") else { return };
     let small = gpu.with_max_binding_bytes(16 * 1024);
-    let cases = check::standard_cases(&[vec![14_286, 7]]);
-    assert_eq!(
-        small
-            .plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[14_286, 7]))
-            .unwrap()
-            .dispatch_count(),
-        26
-    );
-    run_all(&small, &cases);
+    assert_eq!(small.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
+    let rows = small.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[300, 40])).unwrap();
+    assert!(rows.dispatch_count() > 4, "expected row chunks, got {} dispatches", rows.dispatch_count());
+    run_all(&small, &check::standard_cases(&[&[14_286, 7]], &[&[300, 40], &[30, 3, 50], &[1000, 3]]));
 }
 
 #[test]
 fn input_above_the_binding_limit() {
     // The adapter's real limit (128 MiB on lavapipe): one f32 operand of this length
     // cannot be bound at once, so the plan must chunk it.
-    let Some(gpu) = common::gpu("input_above_the_binding_limit") else {
-        return;
-    };
+    let Some(gpu) = common::gpu("input_above_the_binding_limit") else { return };
     let len = (gpu.max_binding_bytes() / 4 + 4099) as usize;
     if len > 300_000_000 {
         eprintln!(
@@ -91,27 +86,10 @@ fn input_above_the_binding_limit() {
         );
         return;
     }
-    let plan = gpu
-        .plan(
-            &Loss::Huber { delta: 0.5 },
-            Reduction::Mean,
-            &Shape::elementwise(len),
-        )
-        .unwrap();
-    assert!(
-        plan.dispatch_count() >= 3,
-        "expected chunking, got {} dispatches",
-        plan.dispatch_count()
-    );
-    let case = Case {
-        loss: Loss::Huber { delta: 0.5 },
-        reduction: Reduction::Mean,
-        dims: vec![len],
-        weight: WeightKind::None,
-        pos_weight: false,
-        upstream: true,
-        seed: 7,
-    };
+    let loss = Loss::Huber { delta: 0.5 };
+    let plan = gpu.plan(&loss, Reduction::Mean, &Shape::elementwise(len)).unwrap();
+    assert!(plan.dispatch_count() >= 3, "expected chunking, got {} dispatches", plan.dispatch_count());
+    let case = Case { upstream: true, ..Case::new(loss, Reduction::Mean, &[len], 7) };
     let a = check::run_case(&gpu, &case).unwrap();
     assert!(a.passes(), "{case}: {a:?}");
 }
@@ -122,34 +100,15 @@ fn deterministic_bit_for_bit() {
         return;
     };
     for loss in fused_loss::registry() {
-        let case = Case {
-            loss,
-            reduction: Reduction::Mean,
-            dims: vec![100_003],
-            weight: WeightKind::None,
-            pos_weight: false,
-            upstream: false,
-            seed: 11,
-        };
+        // Row-wise losses: 97 rows of 1031 classes, the workgroup kernel.
+        let dims: &[usize] = if loss.spec().is_row_wise() { &[97, 1031] } else { &[100_003] };
+        let case = Case::new(loss, Reduction::Mean, dims, 11);
         let data = case.data();
-        let first = gpu
-            .compute(&loss, Reduction::Mean, &data.inputs(&case))
-            .unwrap();
+        let first = gpu.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap();
         for run in 1..10 {
-            let again = gpu
-                .compute(&loss, Reduction::Mean, &data.inputs(&case))
-                .unwrap();
-            assert_eq!(
-                first.value.to_bits(),
-                again.value.to_bits(),
-                "{}: loss differs on run {run}",
-                loss.name()
-            );
-            let same = first
-                .grad
-                .iter()
-                .zip(&again.grad)
-                .all(|(a, b)| a.to_bits() == b.to_bits());
+            let again = gpu.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap();
+            assert_eq!(first.value.to_bits(), again.value.to_bits(), "{}: loss differs on run {run}", loss.name());
+            let same = first.grad.iter().zip(&again.grad).all(|(a, b)| a.to_bits() == b.to_bits());
             assert!(same, "{}: gradient differs on run {run}", loss.name());
         }
     }
@@ -165,15 +124,7 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     };
     let device = gpu.device();
     let n = 1000usize;
-    let case = Case {
-        loss: Loss::SmoothL1 { beta: 0.25 },
-        reduction: Reduction::Sum,
-        dims: vec![n],
-        weight: WeightKind::None,
-        pos_weight: false,
-        upstream: false,
-        seed: 3,
-    };
+    let case = Case::new(Loss::SmoothL1 { beta: 0.25 }, Reduction::Sum, &[n], 3);
     let data = case.data();
     let pad = 256 / 4; // offset of one alignment unit, in f32
     let padded = |v: &[f32]| [vec![f32::NAN; pad], v.to_vec()].concat();
@@ -191,9 +142,7 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     let grad = init("grad", &vec![0.0; pad + n]);
     let stats = init("stats", &[0.0; 128]);
     let bytes = |elems: usize| (elems * 4) as u64;
-    let plan = gpu
-        .plan(&case.loss, case.reduction, &Shape::elementwise(n))
-        .unwrap();
+    let plan = gpu.plan(&case.loss, case.reduction, &Shape::elementwise(n)).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     let upstream_scalar = init("upstream scalar", &[0.5]);
 
@@ -217,38 +166,21 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     encoder.copy_buffer_to_buffer(&grad, 0, &readback, 512, bytes(pad + n));
     gpu.queue().submit([encoder.finish()]);
     let (tx, rx) = std::sync::mpsc::channel();
-    readback
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, move |r| tx.send(r).unwrap());
+    readback.slice(..).map_async(wgpu::MapMode::Read, move |r| tx.send(r).unwrap());
     device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
     rx.recv().unwrap().unwrap();
     let view = readback.slice(..).get_mapped_range().unwrap();
-    let first: LossStats = bytemuck::pod_read_unaligned(&view[0..16]);
-    let second: LossStats = bytemuck::pod_read_unaligned(&view[256..272]);
+    let first: LossStats = bytemuck::pod_read_unaligned(&view[0..32]);
+    let second: LossStats = bytemuck::pod_read_unaligned(&view[256..288]);
     let grads: Vec<f32> = bytemuck::pod_collect_to_vec(&view[512..]);
-    let want = cpu::compute(
-        &case.loss,
-        case.reduction,
-        &Inputs::new(&data.input, &data.target).upstream(&[0.5]),
-    )
-    .unwrap();
+    let want =
+        cpu::compute(&case.loss, case.reduction, &Inputs::new(&data.input, &data.target).upstream(&[0.5])).unwrap();
     assert_eq!(first, second, "two recordings of one plan differ");
-    assert!(
-        ((first.value as f64) - want.value).abs() <= 1e-5 * want.value.abs(),
-        "{} vs {}",
-        first.value,
-        want.value
-    );
+    assert!(((first.value as f64) - want.value).abs() <= 1e-5 * want.value.abs(), "{} vs {}", first.value, want.value);
     assert_eq!(first.nonfinite, 0);
-    assert!(
-        grads[..pad].iter().all(|g| *g == 0.0),
-        "wrote before the grad slice's offset"
-    );
+    assert!(grads[..pad].iter().all(|g| *g == 0.0), "wrote before the grad slice's offset");
     for (g, w) in grads[pad..].iter().zip(&want.grad) {
-        assert!(
-            ((*g as f64) - w).abs() <= 1e-5 * w.abs() + 1e-7,
-            "{g} vs {w}"
-        );
+        assert!(((*g as f64) - w).abs() <= 1e-5 * w.abs() + 1e-7, "{g} vs {w}");
     }
 }
 
@@ -259,25 +191,12 @@ fn nonfinite_inputs_are_counted() {
     };
     let input = [0.5, f32::NAN, f32::INFINITY, -1.0, 2.0];
     let target = [0.0, 0.0, 1.0, f32::NEG_INFINITY, 1.0];
-    let out = gpu
-        .compute(
-            &Loss::BceWithLogits,
-            Reduction::Sum,
-            &Inputs::new(&input, &target),
-        )
-        .unwrap();
+    let out = gpu.compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
     assert_eq!(out.nonfinite, 3);
-    assert!(
-        out.value.is_nan(),
-        "a NaN input must not give a plausible loss"
-    );
+    assert!(out.value.is_nan(), "a NaN input must not give a plausible loss");
     // BCE-with-logits at +inf with target 1 is the limit 0, finite.
     let out = gpu
-        .compute(
-            &Loss::BceWithLogits,
-            Reduction::Sum,
-            &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]),
-        )
+        .compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]))
         .unwrap();
     assert_eq!(out.nonfinite, 2);
     assert_eq!(out.value, 0.0);

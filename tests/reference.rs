@@ -1,15 +1,17 @@
 //! The references themselves: the CPU twins against central finite differences, and
 //! CPU and GPU against constants PyTorch produced in float64
-//! (`tests/data/gen_torch_constants.py` wrote `tests/data/torch_constants.json`).
+//! (`tests/data/gen_torch_constants.py` → `torch_constants.json` for the elementwise
+//! losses, `tests/data/gen_torch_softmax.py` → `torch_softmax.json` for cross-entropy,
+//! NLL and KL divergence).
 
 mod common;
 
 use fused_loss::cpu::{self, Element};
-use fused_loss::{registry, Inputs, Loss, Reduction};
+use fused_loss::{registry, Domain, Inputs, Loss, Reduction, Target};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-/// Distance of `d = x - y` from the loss's kinks, where the derivative jumps.
+/// Whether `d = x - y` is near one of the loss's kinks, where the derivative jumps.
 fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
     let d = x - y;
     let near = |k: f64| (d.abs() - k).abs() < 1e-3;
@@ -22,40 +24,34 @@ fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
 }
 
 #[test]
-fn cpu_gradients_match_central_differences() {
+fn elementwise_twins_match_central_differences() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
-    for loss in registry() {
+    for loss in registry().into_iter().flat_map(fused_loss::check::variations) {
         let spec = loss.spec();
-        let f = spec.cpu_element();
+        let Some(f) = spec.cpu_element() else { continue };
         let params = spec.params().map(f64::from);
-        let mut checked = 0;
-        while checked < 500 {
-            let x: f64 = match spec.input_domain {
-                fused_loss::Domain::Probability => rng.random_range(0.01..0.99),
-                _ => rng.random_range(-8.0..8.0),
-            };
-            let y: f64 = match spec.target_domain {
-                fused_loss::Domain::Probability => rng.random_range(0.0..1.0),
-                fused_loss::Domain::Sign => {
+        let mut draw = |domain: Domain| -> f64 {
+            match domain {
+                Domain::Probability => rng.random_range(0.01..0.99),
+                Domain::LogProbability => rng.random_range(-8.0..-0.01),
+                Domain::Sign => {
                     if rng.random_bool(0.5) {
                         1.0
                     } else {
                         -1.0
                     }
                 }
-                fused_loss::Domain::Real => rng.random_range(-8.0..8.0),
-            };
+                _ => rng.random_range(-8.0..8.0),
+            }
+        };
+        let mut checked = 0;
+        while checked < 500 {
+            let (x, y) = (draw(spec.input_domain), draw(spec.target_domain));
             if near_kink(&loss, x, y) {
                 continue;
             }
-            let element = Element {
-                params,
-                pos_weight: if spec.takes_pos_weight {
-                    rng.random_range(0.2..4.0)
-                } else {
-                    1.0
-                },
-            };
+            let pos_weight = if spec.takes_pos_weight { 0.2 + 3.8 * (checked as f64 / 500.0) } else { 1.0 };
+            let element = Element { params, pos_weight };
             let h = 1e-5 * x.abs().max(1.0);
             let numeric = (f(x + h, y, &element).value - f(x - h, y, &element).value) / (2.0 * h);
             let analytic = f(x, y, &element).grad;
@@ -69,136 +65,271 @@ fn cpu_gradients_match_central_differences() {
     }
 }
 
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+#[test]
+fn row_wise_twins_match_central_differences() {
+    // The CPU reference takes f32 operands, so each input is moved by a step that is
+    // exact in f32 and the difference quotient uses the step actually taken.
+    let case_dims: [&[usize]; 2] = [&[4, 5], &[2, 3, 2]];
+    for registered in registry().into_iter().filter(|l| l.spec().is_row_wise()) {
+        for loss in fused_loss::check::variations(registered) {
+            for dims in case_dims {
+                for reduction in [Reduction::Sum, Reduction::Mean] {
+                    let case = fused_loss::check::Case {
+                        weight: fused_loss::check::WeightKind::PerClass,
+                        ..fused_loss::check::Case::new(loss, reduction, dims, 99)
+                    };
+                    let data = case.data();
+                    let at = |input: &[f32]| {
+                        let mut inputs = data.inputs(&case);
+                        inputs.input = input;
+                        cpu::compute(&loss, reduction, &inputs).unwrap()
+                    };
+                    let analytic = at(&data.input).grad;
+                    for i in 0..data.input.len() {
+                        let (mut plus, mut minus) = (data.input.clone(), data.input.clone());
+                        plus[i] += 1.0 / 1024.0;
+                        minus[i] -= 1.0 / 1024.0;
+                        let step = plus[i] as f64 - minus[i] as f64;
+                        let numeric = (at(&plus).value - at(&minus).value) / step;
+                        assert!(
+                            (numeric - analytic[i]).abs() <= 1e-5 * analytic[i].abs() + 1e-7,
+                            "{case} element {i}: analytic {}, central difference {numeric}",
+                            analytic[i]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---- PyTorch constants -------------------------------------------------------------
+
+/// A number from the JSON; `null` stands for -inf (JSON has no infinities).
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NEG_INFINITY)
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
     match v {
-        Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
-        other => vec![other.as_f64().unwrap()],
+        Value::Array(a) => a.iter().map(number).collect(),
+        other => vec![number(other)],
     }
 }
 
-fn loss_of(case: &Value) -> Loss {
-    let param = |name: &str| case["params"][name].as_f64().unwrap() as f32;
-    match case["loss"].as_str().unwrap() {
+fn floats(v: &Value) -> Vec<f32> {
+    f64s(v).into_iter().map(|x| x as f32).collect()
+}
+
+/// `tests/data/gen_torch_softmax.py`'s input generator, bit for bit.
+fn mix(seed: u32, i: u32) -> u32 {
+    let mut x = i.wrapping_mul(0x9E3779B1).wrapping_add(seed.wrapping_mul(0x85EBCA77)).wrapping_add(0x165667B1);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x2C1B3C6D);
+    x ^= x >> 12;
+    x = x.wrapping_mul(0x297A2D39);
+    x ^= x >> 15;
+    x
+}
+
+/// One PyTorch case with its operands materialised.
+struct TorchCase {
+    name: String,
+    loss: Loss,
+    reduction: Reduction,
+    dims: Vec<usize>,
+    input: Vec<f32>,
+    target: Vec<f32>,
+    labels: Vec<i32>,
+    weight: Option<Vec<f32>>,
+    pos_weight: Option<Vec<f32>>,
+    value: Vec<f64>,
+    /// (flat index, value) of every stored gradient element.
+    grad: Vec<(usize, f64)>,
+    grad_sum_abs: Option<f64>,
+}
+
+impl TorchCase {
+    fn inputs(&self) -> Inputs<'_> {
+        let mut inputs = Inputs::labels(&self.input, &self.labels).shape(&self.dims);
+        if self.labels.is_empty() {
+            inputs.target = Target::Values(&self.target);
+        }
+        inputs.weight = self.weight.as_deref();
+        inputs.pos_weight = self.pos_weight.as_deref();
+        inputs
+    }
+}
+
+fn parse(case: &Value) -> TorchCase {
+    let param = |name: &str| case["params"][name].as_f64().unwrap();
+    let ignore_index = || param("ignore_index") as i32;
+    let loss = match case["loss"].as_str().unwrap() {
         "mse" => Loss::Mse,
         "l1" => Loss::L1,
-        "huber" => Loss::Huber {
-            delta: param("delta"),
-        },
-        "smooth_l1" => Loss::SmoothL1 {
-            beta: param("beta"),
-        },
+        "huber" => Loss::Huber { delta: param("delta") as f32 },
+        "smooth_l1" => Loss::SmoothL1 { beta: param("beta") as f32 },
         "log_cosh" => Loss::LogCosh,
         "bce" => Loss::Bce,
         "bce_with_logits" => Loss::BceWithLogits,
         "soft_margin" => Loss::SoftMargin,
+        "cross_entropy" => {
+            Loss::CrossEntropy { ignore_index: ignore_index(), label_smoothing: param("label_smoothing") as f32 }
+        }
+        "cross_entropy_soft" => Loss::CrossEntropySoft { label_smoothing: param("label_smoothing") as f32 },
+        "nll" => Loss::Nll { ignore_index: ignore_index() },
+        "kl_div" => Loss::KlDiv { log_target: case["params"]["log_target"].as_bool().unwrap() },
         other => panic!("unknown loss {other}"),
-    }
-}
-
-fn reduction_of(case: &Value) -> Reduction {
-    match case["reduction"].as_str().unwrap() {
+    };
+    let reduction = match case["reduction"].as_str().unwrap() {
         "none" => Reduction::None,
         "mean" => Reduction::Mean,
         "sum" => Reduction::Sum,
+        "batchmean" => Reduction::BatchMean,
         other => panic!("unknown reduction {other}"),
+    };
+    let dims: Vec<usize> = case["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape = fused_loss::Shape::new(&dims);
+    let array = |key: &str| case.get(key).filter(|v| v.is_array()).map(floats);
+    let (input, target, labels, weight);
+    if let Some(generated) = case.get("generated").filter(|g| g.is_object()) {
+        let seed = generated["seed"].as_u64().unwrap() as u32;
+        let classes = shape.classes() as u32;
+        input = (0..shape.len() as u32).map(|i| ((mix(seed, i) >> 12) as i32 - (1 << 19)) as f32 / 65536.0).collect();
+        let ignore = case["params"]["ignore_index"].as_i64().unwrap_or(-100) as i32;
+        let soft = case["loss"] == "cross_entropy_soft";
+        labels = if soft {
+            Vec::new()
+        } else {
+            (0..shape.rows() as u32)
+                .map(|r| if mix(seed + 1, r) % 10 == 0 { ignore } else { (mix(seed + 2, r) % classes) as i32 })
+                .collect()
+        };
+        target = if soft {
+            (0..shape.len() as u32).map(|i| (mix(seed + 3, i) >> 24) as f32 / 256.0).collect()
+        } else {
+            Vec::new()
+        };
+        weight = case["has_weight"]
+            .as_bool()
+            .unwrap()
+            .then(|| (0..classes).map(|c| 0.25 + (mix(seed + 4, c) >> 24) as f32 / 128.0).collect());
+    } else {
+        input = array("input").unwrap();
+        target = array("target").unwrap_or_default();
+        labels = case
+            .get("labels")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().map(|v| v.as_i64().unwrap() as i32).collect())
+            .unwrap_or_default();
+        weight = array("weight");
+    }
+    let grad = match case.get("grad").filter(|g| g.is_array()) {
+        Some(g) => f64s(g).into_iter().enumerate().collect(),
+        None => case["grad_samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap()))
+            .collect(),
+    };
+    TorchCase {
+        name: case["name"].as_str().unwrap().to_string(),
+        loss,
+        reduction,
+        dims,
+        input,
+        target,
+        labels,
+        weight,
+        pos_weight: array("pos_weight"),
+        value: f64s(&case["value"]),
+        grad,
+        grad_sum_abs: case.get("grad_sum_abs").and_then(Value::as_f64),
     }
 }
 
-/// `got` within rel 1e-5 of PyTorch's `want`, with an absolute floor of 1e-7 of the
-/// quantity's scale (1/N for mean gradients): PyTorch's values include subnormal
-/// results (3.7e-44) that f32 flushes to zero.
-fn close(got: f64, want: f64, scale: f64) -> bool {
-    (got - want).abs() <= 1e-5 * want.abs() + 1e-7 * scale
+fn torch_cases() -> Vec<TorchCase> {
+    let mut cases = Vec::new();
+    for file in ["torch_constants.json", "torch_softmax.json"] {
+        let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        cases.extend(json["cases"].as_array().unwrap().iter().map(parse));
+    }
+    cases
 }
 
-fn torch_cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/torch_constants.json"
-    ))
-    .unwrap();
-    let json: Value = serde_json::from_str(&text).unwrap();
-    json["cases"].as_array().unwrap().clone()
+/// `got` within rel 1e-5 of PyTorch's `want`, or within an absolute floor of `floor`:
+/// PyTorch's values include subnormal results (3.7e-44) that f32 flushes to zero, and
+/// gradients like `p - 1` that cancel to far below the magnitude of their terms.
+fn close(got: f64, want: f64, floor: f64) -> bool {
+    got == want || (got - want).abs() <= 1e-5 * want.abs() + floor
 }
 
-/// Runs every PyTorch case through `compute` (value, per-element values, grad, all
-/// f64) and returns the mismatches.
-fn against_torch(
-    compute: impl Fn(&Loss, Reduction, &Inputs) -> (Vec<f64>, Vec<f64>),
-) -> Vec<String> {
+/// Runs every PyTorch case through `compute` (per-element or reduced values, then the
+/// gradient, in f64) and returns the mismatches.
+fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<String> {
     let mut failures = Vec::new();
     let cases = torch_cases();
     let mut covered = std::collections::BTreeSet::new();
     for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let loss = loss_of(case);
-        let reduction = reduction_of(case);
-        covered.insert(loss.name());
-        let input = floats(&case["input"]);
-        let target = floats(&case["target"]);
-        let weight = case["weight"].is_array().then(|| floats(&case["weight"]));
-        let pos_weight = case["pos_weight"]
-            .is_array()
-            .then(|| floats(&case["pos_weight"]));
-        let dims: Vec<usize> = case["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect();
-        let mut inputs = Inputs::new(&input, &target).shape(&dims);
-        inputs.weight = weight.as_deref();
-        inputs.pos_weight = pos_weight.as_deref();
-        let (value, grad) = compute(&loss, reduction, &inputs);
-        let want_value = f64s(&case["value"]);
-        let want_grad = f64s(&case["grad"]);
-        let n = input.len() as f64;
-        let grad_scale = if reduction == Reduction::Mean {
-            1.0 / n
-        } else {
-            1.0
+        covered.insert(case.loss.name());
+        let (value, grad) = compute(case);
+        let spec = case.loss.spec();
+        let shape = fused_loss::Shape::new(&case.dims);
+        let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() } as f64;
+        // Scale of one term's gradient: the reduction's denominator and the weights.
+        let max_weight = case.weight.iter().flatten().fold(1.0f64, |m, &w| m.max(w as f64));
+        let denominator = match case.reduction {
+            Reduction::Mean if !case.labels.is_empty() => {
+                let weight_of = |l: i32| case.weight.as_ref().map_or(1.0, |w| w[l as usize] as f64);
+                case.labels.iter().filter(|&&l| l != spec_ignore(&case.loss)).map(|&l| weight_of(l)).sum()
+            }
+            Reduction::Mean => terms,
+            Reduction::BatchMean => shape.batch() as f64,
+            _ => 1.0,
         };
-        let value_scale = if reduction == Reduction::Sum { n } else { 1.0 };
-        if value.len() != want_value.len()
-            || value
-                .iter()
-                .zip(&want_value)
-                .any(|(g, w)| !close(*g, *w, value_scale))
-        {
-            failures.push(format!("{name}: value {value:?} vs torch {want_value:?}"));
+        let largest = case.input.iter().fold(1.0f64, |m, &x| if x.is_finite() { m.max(x.abs() as f64) } else { m });
+        let grad_floor = 1e-6 * max_weight / denominator;
+        let value_floor = 1e-7 * max_weight * largest * if value.len() == 1 { terms / denominator } else { 1.0 };
+        if value.len() != case.value.len() || value.iter().zip(&case.value).any(|(g, w)| !close(*g, *w, value_floor)) {
+            failures.push(format!("{}: value {value:?} vs torch {:?}", case.name, case.value));
         }
-        if grad.len() != want_grad.len()
-            || grad
-                .iter()
-                .zip(&want_grad)
-                .any(|(g, w)| !close(*g, *w, grad_scale))
-        {
-            failures.push(format!("{name}: grad {grad:?} vs torch {want_grad:?}"));
+        let bad: Vec<String> = case
+            .grad
+            .iter()
+            .filter(|&&(i, want)| grad.get(i).is_none_or(|&got| !close(got, want, grad_floor)))
+            .take(5)
+            .map(|&(i, want)| format!("[{i}] {:?} vs torch {want}", grad.get(i)))
+            .collect();
+        if !bad.is_empty() {
+            failures.push(format!("{}: grad {}", case.name, bad.join(", ")));
+        }
+        if let Some(want) = case.grad_sum_abs {
+            let got: f64 = grad.iter().map(|g| g.abs()).sum();
+            if !close(got, want, grad_floor * grad.len() as f64) {
+                failures.push(format!("{}: sum |grad| {got} vs torch {want}", case.name));
+            }
         }
     }
     for loss in registry() {
-        assert!(
-            covered.contains(loss.name()),
-            "no PyTorch constants for {}",
-            loss.name()
-        );
+        assert!(covered.contains(loss.name()), "no PyTorch constants for {}", loss.name());
     }
     eprintln!("{} PyTorch cases compared", cases.len());
     failures
 }
 
+fn spec_ignore(loss: &Loss) -> i32 {
+    match *loss {
+        Loss::CrossEntropy { ignore_index, .. } | Loss::Nll { ignore_index } => ignore_index,
+        _ => i32::MIN,
+    }
+}
+
 #[test]
 fn cpu_matches_pytorch_constants() {
-    let failures = against_torch(|loss, reduction, inputs| {
-        let out = cpu::compute(loss, reduction, inputs).unwrap();
+    let failures = against_torch(|case| {
+        let out = cpu::compute(&case.loss, case.reduction, &case.inputs()).unwrap();
         (out.per_element.unwrap_or_else(|| vec![out.value]), out.grad)
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -206,16 +337,11 @@ fn cpu_matches_pytorch_constants() {
 
 #[test]
 fn gpu_matches_pytorch_constants() {
-    let Some(gpu) = common::gpu("gpu_matches_pytorch_constants") else {
-        return;
-    };
-    let failures = against_torch(|loss, reduction, inputs| {
-        let out = gpu.compute(loss, reduction, inputs).unwrap();
+    let Some(gpu) = common::gpu("gpu_matches_pytorch_constants") else { return };
+    let failures = against_torch(|case| {
+        let out = gpu.compute(&case.loss, case.reduction, &case.inputs()).unwrap();
         let value = out.per_element.unwrap_or_else(|| vec![out.value]);
-        (
-            value.iter().map(|&v| v as f64).collect(),
-            out.grad.iter().map(|&g| g as f64).collect(),
-        )
+        (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -1,62 +1,43 @@
 //! Every assembled shader variant parses and validates with naga. Needs no GPU.
 
-use fused_loss::{registry, shader, shader_variants};
+use fused_loss::{registry, shader, Plan};
 
-fn validate(name: &str, defines: &shader::Defines) {
-    let code =
-        shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
-    let module = naga::front::wgsl::parse_str(&code).unwrap_or_else(|e| {
-        panic!(
-            "{name} {defines:?} does not parse:\n{}",
-            e.emit_to_string(&code)
-        )
-    });
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::default(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| {
-        panic!(
-            "{name} {defines:?} does not validate:\n{}",
-            e.emit_to_string(&code)
-        )
-    });
+fn validate(name: &str, entry: &str, defines: &shader::Defines) {
+    let code = shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
+    let module = naga::front::wgsl::parse_str(&code)
+        .unwrap_or_else(|e| panic!("{name} {defines:?} does not parse:\n{}", e.emit_to_string(&code)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
 }
 
 #[test]
 fn every_loss_variant_validates() {
-    let mut count = 0;
+    let mut seen = std::collections::BTreeSet::new();
     for loss in registry() {
-        let spec = loss.spec();
-        for defines in shader_variants(&spec) {
-            validate(spec.shader_name(), &defines);
-            count += 1;
+        for (name, entry, defines) in Plan::shader_variants(&loss.spec()) {
+            if seen.insert(format!("{name} {entry} {defines:?}")) {
+                validate(name, entry, &defines);
+            }
         }
     }
-    validate("finalize", &shader::Defines::new());
-    eprintln!("validated {} shader variants", count + 1);
-    assert!(count >= registry().len() * 6);
+    eprintln!("validated {} shader variants", seen.len());
+    assert!(seen.len() >= registry().len() * 6);
 }
 
 #[test]
 fn every_shader_file_is_reached() {
     // A file no loss imports is dead code or a forgotten registry entry.
-    let mut reached: Vec<String> = vec!["finalize".into()];
+    let mut reached: Vec<String> = Vec::new();
     for loss in registry() {
-        reached.push(loss.spec().shader_name().into());
+        reached.extend(Plan::shader_variants(&loss.spec()).into_iter().map(|(name, _, _)| name.to_string()));
     }
     for (name, source) in shader::sources() {
         if name.starts_with("lib/") {
-            let importer = shader::sources()
-                .iter()
-                .any(|(_, s)| s.contains(&format!("#import {name}")));
+            let importer = shader::sources().iter().any(|(_, s)| s.contains(&format!("#import {name}")));
             assert!(importer, "shaders/{name}.wgsl is imported by nothing");
         } else {
-            assert!(
-                reached.iter().any(|r| r == name),
-                "shaders/{name}.wgsl is used by no registry loss"
-            );
+            assert!(reached.iter().any(|r| r == name), "shaders/{name}.wgsl is used by no registry loss");
         }
         assert!(!source.is_empty());
     }

@@ -24,22 +24,14 @@ pub fn bce(x: f64, y: f64, _: &Element) -> LossGrad {
     let log_1mx = (-x).ln_1p().max(-100.0);
     let value = -(y * log_x + (1.0 - y) * log_1mx);
     let grad = (x - y) / (x * (1.0 - x)).max(1e-12f32 as f64);
-    LossGrad {
-        value,
-        grad,
-        invalid: !(0.0..=1.0).contains(&x),
-    }
+    LossGrad { value, grad, invalid: !(0.0..=1.0).contains(&x) }
 }
 
 /// BCE on logits with `pos_weight`; zero-coefficient terms dropped (limit 0 at ±inf).
 pub fn bce_with_logits(x: f64, y: f64, e: &Element) -> LossGrad {
     let py = e.pos_weight * y;
     let positive = if py != 0.0 { py * softplus(-x) } else { 0.0 };
-    let negative = if y != 1.0 {
-        (1.0 - y) * softplus(x)
-    } else {
-        0.0
-    };
+    let negative = if y != 1.0 { (1.0 - y) * softplus(x) } else { 0.0 };
     let grad = (py + 1.0 - y) * sigmoid(x) - py;
     LossGrad::valid(positive + negative, grad)
 }

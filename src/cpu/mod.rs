@@ -5,13 +5,15 @@
 //! exact-as-f64 answer the GPU's f32 arithmetic is compared with.
 
 pub mod binary;
+pub mod distribution;
 mod pointwise;
 pub mod regression;
+mod softmax;
 
 pub use pointwise::PointwiseFn;
 
 use crate::error::Result;
-use crate::losses::{Inputs, Loss, Reduction};
+use crate::losses::{Family, Inputs, Loss, Reduction};
 
 /// Loss, derivative and domain check of one element; the twin of the WGSL `LossGrad`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,11 +28,7 @@ pub struct LossGrad {
 
 impl LossGrad {
     pub(crate) fn valid(value: f64, grad: f64) -> Self {
-        LossGrad {
-            value,
-            grad,
-            invalid: false,
-        }
+        LossGrad { value, grad, invalid: false }
     }
 }
 
@@ -53,12 +51,19 @@ pub struct CpuOutput {
     pub grad: Vec<f64>,
     /// Per-element losses, for reduction `none`.
     pub per_element: Option<Vec<f64>>,
-    /// Elements whose input or target is not finite.
+    /// Elements whose input or target is not finite (row-wise: logits).
     pub nonfinite: u64,
+    /// Row-wise losses: each row's log-sum-exp, when asked for.
+    pub lse: Option<Vec<f64>>,
+    /// Row-wise losses with labels: rows whose argmax is the label, when asked for.
+    pub correct: Option<u64>,
 }
 
 /// Computes `loss` on the CPU. Same validation and errors as the GPU path.
 pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
-    pointwise::run(&spec, reduction, inputs)
+    match spec.family {
+        Family::Pointwise(_) => pointwise::run(&spec, reduction, inputs),
+        Family::Softmax(variant) => softmax::run(&spec, variant, reduction, inputs),
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::{CpuOutput, Element, LossGrad};
 use crate::error::{Error, Result};
-use crate::losses::{weight_layout, Inputs, Reduction, Spec, WeightLayout};
+use crate::losses::{weight_layout, Family, Inputs, Reduction, Spec, Target, WeightLayout};
 
 /// One element's loss and derivative: the twin of a shader's `pointwise`.
 pub type PointwiseFn = fn(x: f64, y: f64, element: &Element) -> LossGrad;
@@ -11,8 +11,11 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
     let shape = inputs.resolved_shape();
     let len = shape.len();
     let last_dim = shape.last_dim();
+    let Family::Pointwise(pointwise) = spec.family else { unreachable!("a pointwise spec") };
+    let Target::Values(target) = inputs.target else { unreachable!("checked: an f32 target") };
     let grad_scale = match reduction {
         Reduction::Mean => 1.0 / len as f64,
+        Reduction::BatchMean => 1.0 / shape.batch() as f64,
         _ => 1.0,
     };
     let upstream_scalar = match (reduction, inputs.upstream) {
@@ -29,12 +32,9 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
     let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
     for i in 0..len {
         let x = inputs.input[i] as f64;
-        let y = inputs.target[i] as f64;
-        let element = Element {
-            params,
-            pos_weight: inputs.pos_weight.map_or(1.0, |p| p[i % last_dim] as f64),
-        };
-        let r = (spec.cpu)(x, y, &element);
+        let y = target[i] as f64;
+        let element = Element { params, pos_weight: inputs.pos_weight.map_or(1.0, |p| p[i % last_dim] as f64) };
+        let r = pointwise(x, y, &element);
         let w = match weight {
             None => 1.0,
             Some((w, WeightLayout::PerElement)) => w[i] as f64,
@@ -55,16 +55,7 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
     }
     if invalid > 0 {
         let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
-        return Err(Error::OutOfDomain {
-            argument,
-            count: invalid,
-            domain,
-        });
+        return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
-    Ok(CpuOutput {
-        value: sum * grad_scale,
-        grad,
-        per_element,
-        nonfinite,
-    })
+    Ok(CpuOutput { value: sum * grad_scale, grad, per_element, nonfinite, lse: None, correct: None })
 }

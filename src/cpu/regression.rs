@@ -19,11 +19,7 @@ pub fn huber(x: f64, y: f64, e: &Element) -> LossGrad {
     let delta = e.params[0];
     let d = x - y;
     let a = d.abs();
-    let value = if a <= delta {
-        0.5 * d * d
-    } else {
-        delta * (a - 0.5 * delta)
-    };
+    let value = if a <= delta { 0.5 * d * d } else { delta * (a - 0.5 * delta) };
     LossGrad::valid(value, d.clamp(-delta, delta))
 }
 

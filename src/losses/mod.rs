@@ -4,9 +4,13 @@
 //! shader (`shaders/<family>/<name>.wgsl`) and its CPU twin (`src/cpu/<family>.rs`).
 //! Tests, benchmarks and the CLI reach every loss through [`registry`].
 
+mod plan;
 pub mod pointwise;
+pub mod softmax;
 
-use crate::cpu::{self, binary, regression};
+pub use plan::{Bindings, LossStats, Plan};
+
+use crate::cpu::{self, binary, distribution, regression};
 use crate::error::{Error, Result};
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
@@ -20,10 +24,13 @@ pub enum Reduction {
     Mean,
     /// The sum over all elements (0 on empty input).
     Sum,
+    /// The sum divided by the first dimension (the batch size), as `KLDivLoss`'s
+    /// `batchmean`; only losses whose [`Spec::takes_batchmean`] accept it.
+    BatchMean,
 }
 
 impl Reduction {
-    /// All reductions, for iteration.
+    /// The reductions every loss takes, for iteration.
     pub const ALL: [Reduction; 3] = [Reduction::None, Reduction::Mean, Reduction::Sum];
 
     /// PyTorch's name for it.
@@ -32,6 +39,7 @@ impl Reduction {
             Reduction::None => "none",
             Reduction::Mean => "mean",
             Reduction::Sum => "sum",
+            Reduction::BatchMean => "batchmean",
         }
     }
 }
@@ -74,6 +82,44 @@ pub enum Loss {
     /// `ln cosh(d)`, gradient `tanh(d)`. `optax.log_cosh` (optax leaves it
     /// unreduced; `mean`/`sum` reduce it as the others).
     LogCosh,
+    /// Cross-entropy of logits (N, C, d1…dk) against integer labels (N, d1…dk, `i32`):
+    /// `(1−ε) w_y (lse − x_y) + ε/C (W lse − Σ_c w_c x_c)` with class `weight` w
+    /// (W = Σ w_c), `label_smoothing` ε ∈ [0, 1]; rows whose label is `ignore_index`
+    /// count for nothing. `mean` divides by the summed weight of the non-ignored rows
+    /// (NaN when all are ignored, as PyTorch). `torch.nn.CrossEntropyLoss`.
+    CrossEntropy {
+        /// Label value whose rows are skipped (PyTorch's default is -100).
+        ignore_index: i32,
+        /// Label smoothing ε in [0, 1].
+        label_smoothing: f32,
+    },
+    /// Cross-entropy of logits against probability targets of the input's shape:
+    /// `−Σ_c w_c t'_c log_softmax(x)_c` with `t' = (1−ε) t + ε/C`; `mean` divides by
+    /// the number of rows. `torch.nn.CrossEntropyLoss` with a float target.
+    CrossEntropySoft {
+        /// Label smoothing ε in [0, 1].
+        label_smoothing: f32,
+    },
+    /// Negative log-likelihood of log-probabilities (N, C, d1…dk) and integer labels:
+    /// `−w_y x_y`; `mean` as cross-entropy. `torch.nn.NLLLoss`.
+    Nll {
+        /// Label value whose rows are skipped (PyTorch's default is -100).
+        ignore_index: i32,
+    },
+    /// KL divergence of an input of log-probabilities from a target:
+    /// `y (ln y − x)` (0 where y = 0; y < 0 is out of domain), or with `log_target`
+    /// `e^y (y − x)`. Takes `batchmean`. `torch.nn.KLDivLoss`.
+    KlDiv {
+        /// The target holds log-probabilities.
+        log_target: bool,
+    },
+}
+
+impl Loss {
+    /// `CrossEntropy` with PyTorch's defaults (`ignore_index = -100`, no smoothing).
+    pub const CROSS_ENTROPY: Loss = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.0 };
+    /// `Nll` with PyTorch's default `ignore_index = -100`.
+    pub const NLL: Loss = Loss::Nll { ignore_index: -100 };
 }
 
 /// Where a loss's inputs or targets live; tests and the CLI draw random data from it.
@@ -85,6 +131,21 @@ pub enum Domain {
     Probability,
     /// −1 or +1.
     Sign,
+    /// A log-probability (≤ 0).
+    LogProbability,
+    /// A class label in [0, C), or the loss's `ignore_index`.
+    Label,
+    /// One row of probabilities over the class dimension.
+    Distribution,
+}
+
+/// How a loss walks its input; decides its kernels, CPU twin and operands.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Family {
+    /// Element by element (`shaders/lib/pointwise.wgsl`), with its CPU twin.
+    Pointwise(cpu::PointwiseFn),
+    /// Row by row over the class dimension (`shaders/classification/cross_entropy.wgsl`).
+    Softmax(softmax::Variant),
 }
 
 /// Everything the rest of the crate needs to know about one loss.
@@ -103,21 +164,32 @@ pub struct Spec {
     pub takes_weight: bool,
     /// Whether a `pos_weight` operand is accepted (broadcast over the last dimension).
     pub takes_pos_weight: bool,
+    /// Whether [`Reduction::BatchMean`] is accepted.
+    pub takes_batchmean: bool,
     /// What the GPU's invalid count means: (operand, valid domain in words).
     pub(crate) invalid_means: Option<(&'static str, &'static str)>,
     pub(crate) shader: &'static str,
     pub(crate) params: [f32; 2],
     pub(crate) constraints: &'static [Constraint],
-    pub(crate) cpu: cpu::PointwiseFn,
+    pub(crate) ignore_index: i32,
+    pub(crate) family: Family,
 }
 
 impl Spec {
-    fn new(
-        name: &'static str,
-        reference: &'static str,
-        shader: &'static str,
-        cpu: cpu::PointwiseFn,
-    ) -> Self {
+    fn new(name: &'static str, reference: &'static str, shader: &'static str, cpu: cpu::PointwiseFn) -> Self {
+        Self::family(name, reference, shader, Family::Pointwise(cpu))
+    }
+
+    fn softmax(name: &'static str, reference: &'static str, variant: softmax::Variant) -> Self {
+        Spec {
+            input_domain: if variant == softmax::Variant::Nll { Domain::LogProbability } else { Domain::Real },
+            target_domain: if variant == softmax::Variant::SoftTargets { Domain::Distribution } else { Domain::Label },
+            takes_weight: true,
+            ..Self::family(name, reference, "classification/cross_entropy", Family::Softmax(variant))
+        }
+    }
+
+    fn family(name: &'static str, reference: &'static str, shader: &'static str, family: Family) -> Self {
         Spec {
             name,
             reference,
@@ -125,11 +197,13 @@ impl Spec {
             target_domain: Domain::Real,
             takes_weight: false,
             takes_pos_weight: false,
+            takes_batchmean: false,
             invalid_means: None,
             shader,
             params: [0.0; 2],
             constraints: &[],
-            cpu,
+            ignore_index: -100,
+            family,
         }
     }
 
@@ -138,9 +212,19 @@ impl Spec {
         self.shader
     }
 
-    /// The CPU twin of one element (f64): the reference tests differentiate it.
-    pub fn cpu_element(&self) -> cpu::PointwiseFn {
-        self.cpu
+    /// The CPU twin of one element (f64) of an elementwise loss, which the reference
+    /// tests differentiate; `None` for row-wise losses.
+    pub fn cpu_element(&self) -> Option<cpu::PointwiseFn> {
+        match self.family {
+            Family::Pointwise(f) => Some(f),
+            Family::Softmax(_) => None,
+        }
+    }
+
+    /// True for the softmax family (rows over a class dimension, integer or
+    /// distribution targets).
+    pub fn is_row_wise(&self) -> bool {
+        matches!(self.family, Family::Softmax(_))
     }
 
     /// The loss's parameters as passed to the kernel (`p0`, `p1`).
@@ -158,18 +242,13 @@ pub(crate) struct Constraint {
     ok: fn(f32) -> bool,
 }
 
-const DELTA_POSITIVE: Constraint = Constraint {
-    index: 0,
-    name: "delta",
-    requirement: "finite and > 0",
-    ok: |v| v.is_finite() && v > 0.0,
-};
-const BETA_NON_NEGATIVE: Constraint = Constraint {
-    index: 0,
-    name: "beta",
-    requirement: "finite and >= 0",
-    ok: |v| v.is_finite() && v >= 0.0,
-};
+const DELTA_POSITIVE: Constraint =
+    Constraint { index: 0, name: "delta", requirement: "finite and > 0", ok: |v| v.is_finite() && v > 0.0 };
+const BETA_NON_NEGATIVE: Constraint =
+    Constraint { index: 0, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+
+const SMOOTHING_UNIT: Constraint =
+    Constraint { index: 1, name: "label_smoothing", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 
 impl Loss {
     /// The loss's specification. Parameters are not checked here; see [`Loss::validate`].
@@ -180,29 +259,14 @@ impl Loss {
             Loss::Huber { delta } => Spec {
                 params: [delta, 0.0],
                 constraints: &[DELTA_POSITIVE],
-                ..Spec::new(
-                    "huber",
-                    "torch.nn.HuberLoss(delta)",
-                    "regression/huber",
-                    regression::huber,
-                )
+                ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", regression::huber)
             },
             Loss::SmoothL1 { beta } => Spec {
                 params: [beta, 0.0],
                 constraints: &[BETA_NON_NEGATIVE],
-                ..Spec::new(
-                    "smooth_l1",
-                    "torch.nn.SmoothL1Loss(beta)",
-                    "regression/smooth_l1",
-                    regression::smooth_l1,
-                )
+                ..Spec::new("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1", regression::smooth_l1)
             },
-            Loss::LogCosh => Spec::new(
-                "log_cosh",
-                "optax.log_cosh",
-                "regression/log_cosh",
-                regression::log_cosh,
-            ),
+            Loss::LogCosh => Spec::new("log_cosh", "optax.log_cosh", "regression/log_cosh", regression::log_cosh),
             Loss::Bce => Spec {
                 input_domain: Domain::Probability,
                 target_domain: Domain::Probability,
@@ -221,14 +285,38 @@ impl Loss {
                     binary::bce_with_logits,
                 )
             },
+            Loss::CrossEntropy { ignore_index, label_smoothing } => Spec {
+                params: [0.0, label_smoothing],
+                ignore_index,
+                constraints: &[SMOOTHING_UNIT],
+                invalid_means: Some(("labels", "[0, C) or ignore_index")),
+                ..Spec::softmax("cross_entropy", "torch.nn.CrossEntropyLoss", softmax::Variant::HardLabels)
+            },
+            Loss::CrossEntropySoft { label_smoothing } => Spec {
+                params: [0.0, label_smoothing],
+                constraints: &[SMOOTHING_UNIT],
+                ..Spec::softmax(
+                    "cross_entropy_soft",
+                    "torch.nn.CrossEntropyLoss (probability target)",
+                    softmax::Variant::SoftTargets,
+                )
+            },
+            Loss::Nll { ignore_index } => Spec {
+                ignore_index,
+                invalid_means: Some(("labels", "[0, C) or ignore_index")),
+                ..Spec::softmax("nll", "torch.nn.NLLLoss", softmax::Variant::Nll)
+            },
+            Loss::KlDiv { log_target } => Spec {
+                params: [if log_target { 1.0 } else { 0.0 }, 0.0],
+                input_domain: Domain::LogProbability,
+                target_domain: if log_target { Domain::LogProbability } else { Domain::Probability },
+                takes_batchmean: true,
+                invalid_means: Some(("target", "[0, inf) (probabilities)")),
+                ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", distribution::kl_div)
+            },
             Loss::SoftMargin => Spec {
                 target_domain: Domain::Sign,
-                ..Spec::new(
-                    "soft_margin",
-                    "torch.nn.SoftMarginLoss",
-                    "binary/soft_margin",
-                    binary::soft_margin,
-                )
+                ..Spec::new("soft_margin", "torch.nn.SoftMarginLoss", "binary/soft_margin", binary::soft_margin)
             },
         }
     }
@@ -268,12 +356,17 @@ pub fn registry() -> Vec<Loss> {
         Loss::Bce,
         Loss::BceWithLogits,
         Loss::SoftMargin,
+        Loss::KlDiv { log_target: false },
+        Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1 },
+        Loss::CrossEntropySoft { label_smoothing: 0.1 },
+        Loss::NLL,
     ]
 }
 
-/// The dimensions of the input. Broadcast operands (`weight` of a
-/// per-class size, `pos_weight`) run along the last dimension, as in PyTorch's
-/// broadcasting of a 1-D tensor against `(N, C)`.
+/// The dimensions of the input. Broadcast operands of elementwise losses (`weight` of
+/// a per-class size, `pos_weight`) run along the last dimension, as PyTorch broadcasts
+/// a 1-D tensor against `(N, C)`. Row-wise losses read `(N, C, d1, …, dk)`: classes on
+/// dimension 1, rows `(n, d1…dk)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shape {
     dims: Vec<usize>,
@@ -287,9 +380,7 @@ impl Shape {
 
     /// A tensor of the given dimensions (row-major). `&[]` is a scalar.
     pub fn new(dims: &[usize]) -> Self {
-        Shape {
-            dims: dims.to_vec(),
-        }
+        Shape { dims: dims.to_vec() }
     }
 
     /// The dimensions.
@@ -311,29 +402,84 @@ impl Shape {
     pub fn last_dim(&self) -> usize {
         self.dims.last().copied().unwrap_or(1)
     }
+
+    /// Size of the first dimension (1 for a scalar): the batch of `batchmean`.
+    pub fn batch(&self) -> usize {
+        self.dims.first().copied().unwrap_or(1)
+    }
+
+    /// Classes C of a row-wise layout (dimension 1).
+    pub fn classes(&self) -> usize {
+        self.dims.get(1).copied().unwrap_or(1)
+    }
+
+    /// Class stride S = d1·…·dk of a row-wise layout.
+    pub fn inner(&self) -> usize {
+        self.dims.iter().skip(2).product()
+    }
+
+    /// Rows N·S of a row-wise layout: one label, loss and log-sum-exp each.
+    pub fn rows(&self) -> usize {
+        self.batch() * self.inner()
+    }
+}
+
+/// The target of a loss on host memory.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// One f32 per input element (regression targets, probabilities, soft targets).
+    Values(&'a [f32]),
+    /// One class label per row (`i32`, so that PyTorch's `ignore_index = -100` fits;
+    /// convert PyTorch's int64 labels).
+    Labels(&'a [i32]),
+}
+
+impl Target<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Target::Values(v) => v.len(),
+            Target::Labels(l) => l.len(),
+        }
+    }
 }
 
 /// Host operands for the convenience path ([`crate::Gpu::compute`]) and the CPU
 /// reference ([`crate::cpu::compute`]).
 #[derive(Clone, Debug)]
 pub struct Inputs<'a> {
-    /// Predictions, probabilities or logits.
+    /// Predictions, probabilities, log-probabilities or logits.
     pub input: &'a [f32],
-    /// Targets, as many as inputs.
-    pub target: &'a [f32],
+    /// Targets or labels.
+    pub target: Target<'a>,
     /// Dimensions; `None` means 1-D.
     pub shape: Option<Shape>,
-    /// Per-element weight (as many as inputs) or per-last-dimension weight.
+    /// Elementwise losses: per-element weight (as many as inputs) or per-last-dimension
+    /// weight. Row-wise losses: one weight per class.
     pub weight: Option<&'a [f32]>,
     /// Weight of positive targets, one per entry of the last dimension.
     pub pos_weight: Option<&'a [f32]>,
-    /// Upstream gradient: one value for `mean`/`sum`, one per element for `none`.
+    /// Upstream gradient: one value for reduced losses, one per element (row-wise:
+    /// per row) for `none`.
     pub upstream: Option<&'a [f32]>,
+    /// Row-wise losses: also return each row's log-sum-exp.
+    pub want_lse: bool,
+    /// Row-wise losses with labels: also count rows whose argmax is the label.
+    pub want_accuracy: bool,
 }
 
 impl<'a> Inputs<'a> {
-    /// Input and target, 1-D, no optional operands.
+    /// Input and f32 target, 1-D, no optional operands.
     pub fn new(input: &'a [f32], target: &'a [f32]) -> Self {
+        Self::with_target(input, Target::Values(target))
+    }
+
+    /// Logits (or log-probabilities) and integer labels; set the shape with
+    /// [`Inputs::shape`] (`[N, C]` or `[N, C, d1, …]`).
+    pub fn labels(input: &'a [f32], labels: &'a [i32]) -> Self {
+        Self::with_target(input, Target::Labels(labels))
+    }
+
+    fn with_target(input: &'a [f32], target: Target<'a>) -> Self {
         Inputs {
             input,
             target,
@@ -341,6 +487,8 @@ impl<'a> Inputs<'a> {
             weight: None,
             pos_weight: None,
             upstream: None,
+            want_lse: false,
+            want_accuracy: false,
         }
     }
 
@@ -368,11 +516,21 @@ impl<'a> Inputs<'a> {
         self
     }
 
+    /// Asks for each row's log-sum-exp (row-wise losses).
+    pub fn with_lse(mut self) -> Self {
+        self.want_lse = true;
+        self
+    }
+
+    /// Asks for the count of rows whose argmax equals the label (row-wise losses).
+    pub fn with_accuracy(mut self) -> Self {
+        self.want_accuracy = true;
+        self
+    }
+
     /// The shape, 1-D when none was set.
     pub fn resolved_shape(&self) -> Shape {
-        self.shape
-            .clone()
-            .unwrap_or_else(|| Shape::elementwise(self.input.len()))
+        self.shape.clone().unwrap_or_else(|| Shape::elementwise(self.input.len()))
     }
 }
 
@@ -387,27 +545,24 @@ pub(crate) enum WeightLayout {
 pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Spec> {
     let spec = loss.validate()?;
     let len = shape.len();
-    if len == 0 && reduction == Reduction::Mean {
-        return Err(Error::EmptyInput {
-            loss: spec.name,
-            reduction: reduction.name(),
-        });
+    if reduction == Reduction::BatchMean && !spec.takes_batchmean {
+        return Err(Error::UnsupportedReduction { loss: spec.name, reduction: reduction.name() });
+    }
+    let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
+    if spec.is_row_wise() && (shape.dims().len() < 2 || shape.classes() == 0) {
+        return Err(invalid_shape(format!("{} needs (N, C) or (N, C, d1, ...) with C >= 1", spec.name)));
+    }
+    if len == 0 && matches!(reduction, Reduction::Mean | Reduction::BatchMean) {
+        return Err(Error::EmptyInput { loss: spec.name, reduction: reduction.name() });
     }
     if len > u32::MAX as usize {
-        return Err(Error::InvalidShape {
-            shape: shape.dims().to_vec(),
-            why: format!("{len} elements exceed the kernels' u32 indexing"),
-        });
+        return Err(invalid_shape(format!("{len} elements exceed the kernels' u32 indexing")));
     }
     Ok(spec)
 }
 
 /// Which layout a weight of `weight_len` elements has, or the error naming it.
-pub(crate) fn weight_layout(
-    argument: &'static str,
-    weight_len: usize,
-    shape: &Shape,
-) -> Result<WeightLayout> {
+pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &Shape) -> Result<WeightLayout> {
     if weight_len == shape.len() {
         Ok(WeightLayout::PerElement)
     } else if weight_len == shape.last_dim() {
@@ -415,74 +570,71 @@ pub(crate) fn weight_layout(
     } else {
         Err(Error::LengthMismatch {
             argument,
-            expected: format!(
-                "{} (one per element) or {} (last dimension)",
-                shape.len(),
-                shape.last_dim()
-            ),
+            expected: format!("{} (one per element) or {} (last dimension)", shape.len(), shape.last_dim()),
             actual: weight_len,
         })
     }
 }
 
 pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
-    Error::UnsupportedArgument {
-        loss: spec.name,
-        argument,
-    }
+    Error::UnsupportedArgument { loss: spec.name, argument }
 }
 
 /// Checks host operands against the loss; the CPU and convenience paths both call it.
 pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Spec> {
     let shape = inputs.resolved_shape();
     let len = shape.len();
-    let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch {
-        argument,
-        expected,
-        actual,
-    };
+    let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch { argument, expected, actual };
     if inputs.input.len() != len {
-        return Err(mismatch(
-            "input",
-            inputs.input.len(),
-            format!("{len} (shape {:?})", shape.dims()),
-        ));
+        return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
     }
     let spec = check_problem(loss, reduction, &shape)?;
-    if inputs.target.len() != len {
-        return Err(mismatch(
-            "target",
-            inputs.target.len(),
-            format!("{len} (as many as input)"),
-        ));
+    let wants_labels = matches!(spec.family, Family::Softmax(v) if v != softmax::Variant::SoftTargets);
+    let (target_name, target_len) = match (inputs.target, wants_labels) {
+        (Target::Labels(_), true) => ("labels", shape.rows()),
+        (Target::Values(_), false) => ("target", len),
+        (Target::Labels(_), false) => return Err(unsupported(&spec, "integer labels (it takes an f32 target)")),
+        (Target::Values(_), true) => return Err(unsupported(&spec, "an f32 target (it takes integer labels)")),
+    };
+    if inputs.target.len() != target_len {
+        return Err(mismatch(target_name, inputs.target.len(), format!("{target_len} for shape {:?}", shape.dims())));
     }
+    let rows = spec.is_row_wise();
     if let Some(weight) = inputs.weight {
         if !spec.takes_weight {
             return Err(unsupported(&spec, "weight"));
         }
-        weight_layout("weight", weight.len(), &shape)?;
+        if rows {
+            if weight.len() != shape.classes() {
+                return Err(mismatch("weight", weight.len(), format!("{} (one per class)", shape.classes())));
+            }
+        } else {
+            weight_layout("weight", weight.len(), &shape)?;
+        }
     }
     if let Some(pos_weight) = inputs.pos_weight {
         if !spec.takes_pos_weight {
             return Err(unsupported(&spec, "pos_weight"));
         }
         if pos_weight.len() != shape.last_dim() {
-            return Err(mismatch(
-                "pos_weight",
-                pos_weight.len(),
-                format!("{} (last dimension)", shape.last_dim()),
-            ));
+            return Err(mismatch("pos_weight", pos_weight.len(), format!("{} (last dimension)", shape.last_dim())));
         }
     }
     if let Some(upstream) = inputs.upstream {
-        let want = if reduction == Reduction::None { len } else { 1 };
+        let want = match (reduction, rows) {
+            (Reduction::None, true) => shape.rows(),
+            (Reduction::None, false) => len,
+            _ => 1,
+        };
         if upstream.len() != want {
-            return Err(mismatch(
-                "upstream",
-                upstream.len(),
-                format!("{want} for reduction `{}`", reduction.name()),
-            ));
+            return Err(mismatch("upstream", upstream.len(), format!("{want} for reduction `{}`", reduction.name())));
         }
+    }
+    if (inputs.want_lse || inputs.want_accuracy) && !rows {
+        return Err(unsupported(&spec, "log-sum-exp or accuracy outputs"));
+    }
+    if inputs.want_accuracy && !wants_labels {
+        return Err(unsupported(&spec, "accuracy (it has no labels)"));
     }
     Ok(spec)
 }

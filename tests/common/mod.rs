@@ -16,7 +16,9 @@ pub fn gpu(test: &str) -> Option<Gpu> {
             panic!("[{test}] FUSED_LOSS_REQUIRE_GPU=1 but no adapter: {e}")
         }
         Err(e) => {
-            eprintln!("\n*** SKIP [{test}]: no GPU adapter ({e}). Set FUSED_LOSS_REQUIRE_GPU=1 to make this a failure. ***\n");
+            eprintln!(
+                "\n*** SKIP [{test}]: no GPU adapter ({e}). Set FUSED_LOSS_REQUIRE_GPU=1 to make this a failure. ***\n"
+            );
             None
         }
     }

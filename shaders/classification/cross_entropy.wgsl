@@ -1,0 +1,290 @@
+// The softmax family, fused forward + backward over rows of C logits.
+//
+// Layout as PyTorch: input (N, C, S) with S = d1·…·dk (S = 1 for (N, C)); row r = (n, s)
+// holds classes at n·C·S + c·S + s. Variants (host defines):
+//   HARD_LABELS   torch.nn.CrossEntropyLoss with integer labels, class weight w,
+//                 ignore_index, label_smoothing ε:
+//                 l = (1-ε) w_y (lse - x_y) + ε/C (W lse - Σ_c w_c x_c),  W = Σ_c w_c
+//                 dl/dx_c = (1-ε) w_y (p_c - [c = y]) + ε/C (W p_c - w_c)
+//   SOFT_TARGETS  CrossEntropyLoss with probabilities t, t' = (1-ε) t + ε/C:
+//                 l = lse Σ_c w_c t'_c - Σ_c w_c t'_c x_c,  dl/dx_c = p_c Σ_k w_k t'_k - w_c t'_c
+//   NLL           torch.nn.NLLLoss on log-probabilities: l = -w_y x_y, dl/dx_c = -w_y [c = y]
+// Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
+// REDUCTION_NONE (per-row losses), WRITE_LSE (per-row log-sum-exp), ACCURACY (argmax
+// hits counted in the partials).
+//
+// Entry points: `row_per_thread` (small C: one invocation walks a row) and
+// `row_per_workgroup` (large C: 256 invocations stride over a row, online softmax,
+// then a second sweep from cache writes the gradient once).
+
+#import lib/elem
+#import lib/numerics
+#import lib/reduce
+#import lib/softmax
+#import lib/denoms
+
+struct Params {
+    // Rows (n, s) in this chunk.
+    rows: u32,
+    // Where this chunk's workgroups write their partials.
+    partial_base: u32,
+    classes: u32,
+    // Class stride S.
+    inner: u32,
+    ignore_index: i32,
+    smoothing: f32,
+    // Gradient scale known on the host: 1/rows for soft-target mean, 1 otherwise.
+    host_scale: f32,
+    // 1 when the scale is 1 / (weighted count of non-ignored rows), from the pre-pass.
+    mean_from_denoms: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> input: array<Elem>;
+#if SOFT_TARGETS
+@group(0) @binding(2) var<storage, read> soft_target: array<Elem>;
+#else
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(8) var<storage, read> denoms: Denoms;
+#endif
+@group(0) @binding(3) var<storage, read_write> grad: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> partials: array<Partial>;
+#if HAS_WEIGHT
+@group(0) @binding(5) var<storage, read> class_weight: array<f32>;
+#endif
+#if UPSTREAM_SCALAR || UPSTREAM_ELEMENTWISE
+@group(0) @binding(6) var<storage, read> upstream: array<f32>;
+#endif
+#if REDUCTION_NONE
+@group(0) @binding(7) var<storage, read_write> losses: array<f32>;
+#endif
+#if WRITE_LSE
+@group(0) @binding(9) var<storage, read_write> lse_out: array<f32>;
+#endif
+
+var<workgroup> wg_abort: u32;
+
+fn weight_of(c: u32) -> f32 {
+#if HAS_WEIGHT
+    return class_weight[c];
+#else
+    return 1.0;
+#endif
+}
+
+// What a row needs besides its logits.
+struct Row {
+    base: u32,
+    label: u32,
+    ignored: bool,
+    label_weight: f32,
+    // d(reduced loss)/d(row loss): the mean's 1/denominator times upstream.
+    scale: f32,
+}
+
+fn row_setup(r: u32) -> Row {
+    let n = r / params.inner;
+    let s = r - n * params.inner;
+    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, params.host_scale);
+#if !SOFT_TARGETS
+    let label = labels[r];
+    row.ignored = label == params.ignore_index || label < 0 || u32(label) >= params.classes;
+    row.label = select(u32(label), 0u, row.ignored);
+    row.label_weight = weight_of(row.label);
+    if (params.mean_from_denoms != 0u) {
+        row.scale = 1.0 / denoms.weight_sum;
+    }
+#endif
+#if UPSTREAM_SCALAR
+    row.scale *= upstream[0];
+#endif
+#if UPSTREAM_ELEMENTWISE
+    row.scale *= upstream[r];
+#endif
+    return row;
+}
+
+fn logit(row: Row, c: u32) -> f32 {
+    return elem_load(input[row.base + c * params.inner]);
+}
+
+fn smoothed_target(row: Row, c: u32) -> f32 {
+#if SOFT_TARGETS
+    let t = elem_load(soft_target[row.base + c * params.inner]);
+    return (1.0 - params.smoothing) * t + params.smoothing / f32(params.classes);
+#else
+    return 0.0;
+#endif
+}
+
+fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
+    let x = logit(row, c);
+    var r = row_acc_push_logit(a, x, c);
+#if SOFT_TARGETS
+    let wt = weight_of(c) * smoothed_target(row, c);
+    r.wt += wt;
+    r.wx += wt * x;
+#else
+    r.wx += weight_of(c) * x;
+#endif
+    return r;
+}
+
+fn class_weight_sum() -> f32 {
+#if SOFT_TARGETS
+    return 0.0;
+#else
+    return denoms.class_weight_sum;
+#endif
+}
+
+// d(row loss)/d(x_c), times the row's scale. `lse` is unused by NLL.
+fn class_grad(row: Row, acc: RowAcc, lse: f32, c: u32) -> f32 {
+    if (row.ignored) {
+        return 0.0;
+    }
+    let hit = select(0.0, 1.0, c == row.label);
+#if NLL
+    return -row.label_weight * hit * row.scale;
+#else
+    let p = exp(logit(row, c) - lse);
+#if SOFT_TARGETS
+    return (p * acc.wt - weight_of(c) * smoothed_target(row, c)) * row.scale;
+#else
+    let eps = params.smoothing;
+    let g = (1.0 - eps) * row.label_weight * (p - hit)
+        + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
+    return g * row.scale;
+#endif
+#endif
+}
+
+// coefficient * term, but 0 when the coefficient is 0: a -inf logit makes the unused
+// smoothing sum infinite, and PyTorch's loss without smoothing is finite there.
+fn weighted_term(coefficient: f32, term: f32) -> f32 {
+    return select(coefficient * term, 0.0, coefficient == 0.0);
+}
+
+fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
+    if (row.ignored) {
+        return 0.0;
+    }
+#if NLL
+    return -row.label_weight * logit(row, row.label);
+#else
+#if SOFT_TARGETS
+    return lse * acc.wt - acc.wx;
+#else
+    let eps = params.smoothing;
+    return weighted_term(1.0 - eps, row.label_weight * (lse - logit(row, row.label)))
+        + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
+#endif
+#endif
+}
+
+// Loss-pass bookkeeping of one finished row, by one invocation.
+fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Partial {
+    var t = totals;
+    let loss = row_loss(row, acc, lse);
+    t.sum += loss;
+#if NLL
+    // NLL reads only the label's log-probability, so only that one is counted.
+    t.nonfinite += select(0u, 1u, !row.ignored && !is_finite(logit(row, row.label)));
+#else
+    t.nonfinite += acc.nonfinite;
+#endif
+#if ACCURACY
+    t.count += select(0u, 1u, !row.ignored && acc.best_class == row.label);
+#endif
+#if REDUCTION_NONE
+    losses[r] = loss;
+#endif
+#if WRITE_LSE
+    lse_out[r] = lse;
+#endif
+    return t;
+}
+
+// Whether the label pre-pass found labels out of range: then nothing is written, so a
+// caller's gradient is never half-written garbage presented as a result.
+fn aborted(lid: u32) -> bool {
+    if (lid == 0u) {
+#if SOFT_TARGETS
+        wg_abort = 0u;
+#else
+        wg_abort = denoms.invalid;
+#endif
+    }
+    return workgroupUniformLoad(&wg_abort) != 0u;
+}
+
+// The first sweep (max, sum, linear sums) is needed by everything but plain NLL.
+fn needs_sweep() -> bool {
+#if NLL && !ACCURACY && !WRITE_LSE
+    return false;
+#else
+    return true;
+#endif
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn row_per_thread(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    var totals = partial_zero();
+    if (!aborted(lid.x)) {
+        for (var r = gid.x; r < params.rows; r += groups.x * WG_SIZE) {
+            let row = row_setup(r);
+            var acc = row_acc_empty();
+            if (needs_sweep()) {
+                for (var c = 0u; c < params.classes; c++) {
+                    acc = row_push(acc, row, c);
+                }
+            }
+            let lse = row_acc_lse(acc);
+            for (var c = 0u; c < params.classes; c++) {
+                grad[row.base + c * params.inner] = elem_store(class_grad(row, acc, lse, c));
+            }
+            totals = row_finish(r, row, acc, lse, totals);
+        }
+    }
+    let total = workgroup_reduce(lid.x, totals);
+    if (lid.x == 0u) {
+        partials[params.partial_base + wid.x] = total;
+    }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn row_per_workgroup(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    var totals = partial_zero();
+    if (!aborted(lid.x)) {
+        for (var r = wid.x; r < params.rows; r += groups.x) {
+            let row = row_setup(r);
+            var acc = row_acc_empty();
+            if (needs_sweep()) {
+                for (var c = lid.x; c < params.classes; c += WG_SIZE) {
+                    acc = row_push(acc, row, c);
+                }
+                acc = row_reduce(lid.x, acc);
+            }
+            let lse = row_acc_lse(acc);
+            for (var c = lid.x; c < params.classes; c += WG_SIZE) {
+                grad[row.base + c * params.inner] = elem_store(class_grad(row, acc, lse, c));
+            }
+            if (lid.x == 0u) {
+                totals = row_finish(r, row, acc, lse, totals);
+            }
+        }
+    }
+    let total = workgroup_reduce(lid.x, totals);
+    if (lid.x == 0u) {
+        partials[params.partial_base + wid.x] = total;
+    }
+}

@@ -1,0 +1,58 @@
+// Label pre-pass of the softmax family: one workgroup reads the labels (N·S i32,
+// never the logits) and writes the denominators the loss pass needs before it can
+// scale a single gradient element, plus the count of out-of-range labels.
+// One workgroup keeps the order of the sum fixed (deterministic) without another pass.
+
+#import lib/reduce
+#import lib/denoms
+
+struct LabelParams {
+    rows: u32,
+    classes: u32,
+    ignore_index: i32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: LabelParams;
+@group(0) @binding(1) var<storage, read> labels: array<i32>;
+@group(0) @binding(2) var<storage, read_write> denoms: Denoms;
+#if HAS_WEIGHT
+@group(0) @binding(3) var<storage, read> class_weight: array<f32>;
+#endif
+
+fn weight_of(c: u32) -> f32 {
+#if HAS_WEIGHT
+    return class_weight[c];
+#else
+    return 1.0;
+#endif
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
+    var acc = partial_zero();
+    for (var r = lid.x; r < params.rows; r += WG_SIZE) {
+        let label = labels[r];
+        if (label == params.ignore_index) {
+            continue;
+        }
+        if (label < 0 || u32(label) >= params.classes) {
+            acc.invalid += 1u;
+        } else {
+            acc.count += 1u;
+            acc.sum += weight_of(u32(label));
+        }
+    }
+    for (var c = lid.x; c < params.classes; c += WG_SIZE) {
+        acc.weight += weight_of(c);
+    }
+    let total = workgroup_reduce(lid.x, acc);
+    if (lid.x == 0u) {
+#if HAS_WEIGHT
+        let weight_sum = total.sum;
+#else
+        let weight_sum = f32(total.count);
+#endif
+        denoms = Denoms(weight_sum, total.count, total.invalid, total.weight);
+    }
+}

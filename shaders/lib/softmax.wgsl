@@ -1,0 +1,94 @@
+// Online softmax over one row: a running max `m` and a sum `s` of exp(x - m), merged
+// pairwise in a fixed tree, so a row of any length is read once for its log-sum-exp.
+// The row also carries the linear sums the losses need (`wx`, `wt`), its argmax, and
+// its count of non-finite logits.
+
+#import lib/reduce
+
+// Start value of the running max: the most negative finite f32, so that exp(x - m) of
+// a -inf logit is 0, never exp(-inf + inf) = NaN.
+const LOWEST: f32 = -3.4028234663852886e38;
+
+struct RowAcc {
+    m: f32,
+    s: f32,
+    wx: f32,
+    wt: f32,
+    best: f32,
+    best_class: u32,
+    nonfinite: u32,
+    _pad: u32,
+}
+
+fn row_acc_empty() -> RowAcc {
+    return RowAcc(LOWEST, 0.0, 0.0, 0.0, LOWEST, 0xffffffffu, 0u, 0u);
+}
+
+// Adds logit x of class c to the running max and sum.
+fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
+    var r = a;
+    if (x > r.m) {
+        r.s = r.s * exp(r.m - x) + 1.0;
+        r.m = x;
+    } else {
+        r.s += exp(x - r.m);
+    }
+    // First occurrence wins ties, as torch.argmax.
+    if (x > r.best) {
+        r.best = x;
+        r.best_class = c;
+    }
+    r.nonfinite += select(1u, 0u, is_finite(x));
+    return r;
+}
+
+fn row_acc_merge(a: RowAcc, b: RowAcc) -> RowAcc {
+    let m = max(a.m, b.m);
+    var r = a;
+    r.m = m;
+    r.s = a.s * exp(a.m - m) + b.s * exp(b.m - m);
+    r.wx = a.wx + b.wx;
+    r.wt = a.wt + b.wt;
+    let b_wins = b.best > a.best || (b.best == a.best && b.best_class < a.best_class);
+    r.best = select(a.best, b.best, b_wins);
+    r.best_class = select(a.best_class, b.best_class, b_wins);
+    r.nonfinite = a.nonfinite + b.nonfinite;
+    return r;
+}
+
+fn row_acc_lse(a: RowAcc) -> f32 {
+    return a.m + log(a.s);
+}
+
+// Struct-of-arrays scratch (see `workgroup_reduce` in reduce.wgsl for why).
+var<workgroup> wg_row_sums: array<vec4<f32>, WG_SIZE>;
+var<workgroup> wg_row_best: array<f32, WG_SIZE>;
+var<workgroup> wg_row_counts: array<vec2<u32>, WG_SIZE>;
+
+fn row_store(i: u32, a: RowAcc) {
+    wg_row_sums[i] = vec4(a.m, a.s, a.wx, a.wt);
+    wg_row_best[i] = a.best;
+    wg_row_counts[i] = vec2(a.best_class, a.nonfinite);
+}
+
+fn row_load(i: u32) -> RowAcc {
+    let f = wg_row_sums[i];
+    let c = wg_row_counts[i];
+    return RowAcc(f.x, f.y, f.z, f.w, wg_row_best[i], c.x, c.y, 0u);
+}
+
+// Fixed-order tree over the workgroup; every invocation must call it and gets the
+// merged row. Ends with a barrier so the next row may reuse the scratch.
+fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
+    row_store(lid, a);
+    workgroupBarrier();
+    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride >> 1u) {
+        if (lid < stride) {
+            row_store(lid, row_acc_merge(row_load(lid), row_load(lid + stride)));
+        }
+        workgroupBarrier();
+    }
+    let total = row_load(0u);
+    workgroupBarrier();
+    return total;
+}

@@ -1,0 +1,134 @@
+//! Twin of `shaders/classification/cross_entropy.wgsl` and its label pre-pass, row by
+//! row in f64.
+
+use super::CpuOutput;
+use crate::error::{Error, Result};
+use crate::losses::softmax::Variant;
+use crate::losses::{Inputs, Reduction, Spec, Target};
+
+/// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
+fn weighted_term(coefficient: f64, term: f64) -> f64 {
+    if coefficient == 0.0 {
+        0.0
+    } else {
+        coefficient * term
+    }
+}
+
+pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
+    let shape = inputs.resolved_shape();
+    let (classes, inner, rows) = (shape.classes(), shape.inner(), shape.rows());
+    let x = |i: usize| inputs.input[i] as f64;
+    let weight = |c: usize| inputs.weight.map_or(1.0, |w| w[c] as f64);
+    let (labels, soft) = match inputs.target {
+        Target::Labels(l) => (Some(l), None),
+        Target::Values(t) => (None, Some(t)),
+    };
+    let ignore = spec.ignore_index;
+    let eps = spec.params[1] as f64;
+
+    // Label pre-pass.
+    let (mut weight_sum, mut invalid) = (0.0f64, 0u64);
+    if let Some(labels) = labels {
+        for &label in labels {
+            if label == ignore {
+                continue;
+            }
+            if label < 0 || label as usize >= classes {
+                invalid += 1;
+            } else {
+                weight_sum += weight(label as usize);
+            }
+        }
+    }
+    if invalid > 0 {
+        let (argument, domain) = spec.invalid_means.unwrap_or(("labels", "[0, C)"));
+        return Err(Error::OutOfDomain { argument, count: invalid, domain });
+    }
+    let class_weight_sum: f64 = (0..classes).map(weight).sum();
+    let mut scale = match (reduction, labels.is_some()) {
+        (Reduction::Mean, true) => 1.0 / weight_sum,
+        (Reduction::Mean, false) => 1.0 / rows as f64,
+        _ => 1.0,
+    };
+    if let (Some(u), false) = (inputs.upstream, reduction == Reduction::None) {
+        scale *= u[0] as f64;
+    }
+
+    let mut grad = vec![0.0; shape.len()];
+    let mut per_row = Vec::with_capacity(rows);
+    let mut lses = Vec::with_capacity(rows);
+    let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+    for r in 0..rows {
+        let (n, s) = (r / inner, r % inner);
+        let index = |c: usize| n * classes * inner + c * inner + s;
+        let label = labels.map(|l| l[r]);
+        let ignored = label == Some(ignore);
+        let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
+        let row_scale = match (reduction, inputs.upstream) {
+            (Reduction::None, Some(u)) => scale * u[r] as f64,
+            _ => scale,
+        };
+        // First sweep: max, log-sum-exp, argmax (first occurrence), linear sums.
+        let m = (0..classes).map(|c| x(index(c))).fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + (0..classes).map(|c| (x(index(c)) - m).exp()).sum::<f64>().ln();
+        let argmax = (0..classes).fold(0, |best, c| if x(index(c)) > x(index(best)) { c } else { best });
+        let target = |c: usize| soft.map_or(0.0, |t| (1.0 - eps) * t[index(c)] as f64 + eps / classes as f64);
+        let (wt, wtx, wx) = (0..classes).fold((0.0, 0.0, 0.0), |(wt, wtx, wx), c| {
+            let w = weight(c);
+            (wt + w * target(c), wtx + w * target(c) * x(index(c)), wx + w * x(index(c)))
+        });
+        if variant == Variant::Nll {
+            nonfinite += u64::from(!ignored && !x(index(y)).is_finite());
+        } else {
+            nonfinite += (0..classes).filter(|&c| !x(index(c)).is_finite()).count() as u64;
+        }
+        let loss = if ignored {
+            0.0
+        } else {
+            match variant {
+                Variant::Nll => -weight(y) * x(index(y)),
+                Variant::SoftTargets => lse * wt - wtx,
+                Variant::HardLabels => {
+                    weighted_term(1.0 - eps, weight(y) * (lse - x(index(y))))
+                        + weighted_term(eps / classes as f64, class_weight_sum * lse - wx)
+                }
+            }
+        };
+        // Second sweep: the gradient, written once per class.
+        for c in 0..classes {
+            let hit = if c == y { 1.0 } else { 0.0 };
+            let p = (x(index(c)) - lse).exp();
+            grad[index(c)] = if ignored {
+                0.0
+            } else {
+                row_scale
+                    * match variant {
+                        Variant::Nll => -weight(y) * hit,
+                        Variant::SoftTargets => p * wt - weight(c) * target(c),
+                        Variant::HardLabels => {
+                            (1.0 - eps) * weight(y) * (p - hit)
+                                + eps / classes as f64 * (class_weight_sum * p - weight(c))
+                        }
+                    }
+            };
+        }
+        correct += u64::from(labels.is_some() && !ignored && argmax == y);
+        sum += loss;
+        per_row.push(loss);
+        lses.push(lse);
+    }
+    let value = match reduction {
+        Reduction::Mean if labels.is_some() => sum / weight_sum,
+        Reduction::Mean => sum / rows as f64,
+        _ => sum,
+    };
+    Ok(CpuOutput {
+        value,
+        grad,
+        per_element: (reduction == Reduction::None).then_some(per_row),
+        nonfinite,
+        lse: inputs.want_lse.then_some(lses),
+        correct: inputs.want_accuracy.then_some(correct),
+    })
+}

@@ -1,0 +1,320 @@
+//! What every family's GPU path shares: the caller's [`Bindings`], the [`LossStats`]
+//! block, the [`Plan`] that records a call, and the checks on caller buffers.
+
+use wgpu::util::DeviceExt;
+
+use super::{pointwise::PointwisePlan, softmax::SoftmaxPlan, Loss, Reduction, Shape, Spec};
+use crate::context::Gpu;
+use crate::error::{Error, Result};
+use crate::shader::Defines;
+
+/// Threads per workgroup; must match `WG_SIZE` in `shaders/lib/reduce.wgsl`.
+pub(crate) const WG_SIZE: u32 = 256;
+/// Workgroups per chunk at most: enough to fill a large GPU, few enough partials for
+/// one `finalize` workgroup. The kernels' grid-stride loops cover the rest.
+pub(crate) const MAX_GROUPS: u32 = 1024;
+/// Bytes of one element of every operand (f32, i32).
+pub(crate) const ELEM_BYTES: u64 = 4;
+/// Bytes of one `Partial` (`shaders/lib/reduce.wgsl`).
+pub(crate) const PARTIAL_BYTES: u64 = 32;
+
+/// The 32-byte statistics block that `finalize` writes into the caller's `stats`
+/// buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct LossStats {
+    /// The reduced loss (`none`: the sum of the per-element or per-row losses).
+    pub value: f32,
+    /// Elements whose input or target was NaN or infinite (row-wise losses: logits).
+    pub nonfinite: u32,
+    /// Elements outside the loss's domain (labels out of range, BCE probabilities
+    /// outside [0, 1]). When non-zero the result is not meaningful; row-wise losses
+    /// then write no gradient, per-row loss or log-sum-exp at all.
+    pub invalid: u32,
+    /// The denominator of `mean` (N, or the summed weight of non-ignored rows), 1 for
+    /// `sum`/`none`.
+    pub denominator: f32,
+    /// Rows whose argmax equals the label, when accuracy was asked for; else 0.
+    pub correct: u32,
+    /// Reserved, 0.
+    pub reserved: [u32; 3],
+}
+
+impl LossStats {
+    /// Size in bytes of the block.
+    pub const SIZE: u64 = std::mem::size_of::<LossStats>() as u64;
+}
+
+/// The caller's buffers for one recorded call. Slices may start at any offset that is
+/// a multiple of the adapter's `min_storage_buffer_offset_alignment` (256 at most) and
+/// may be longer than needed; every buffer needs `STORAGE` usage.
+#[derive(Clone, Debug)]
+pub struct Bindings<'a> {
+    /// The input, one f32 per element.
+    pub input: wgpu::BufferSlice<'a>,
+    /// The target: one f32 per element, or one `i32` label per row for losses with
+    /// labels.
+    pub target: wgpu::BufferSlice<'a>,
+    /// Receives d(loss)/d(input), one f32 per element. May not alias `input` (yet).
+    pub grad: wgpu::BufferSlice<'a>,
+    /// Receives a [`LossStats`] (32 bytes).
+    pub stats: wgpu::BufferSlice<'a>,
+    /// Optional weight: elementwise losses take exactly `last_dim` f32 (broadcast) or
+    /// one per element; row-wise losses one per class.
+    pub weight: Option<wgpu::BufferSlice<'a>>,
+    /// Optional `pos_weight`, `last_dim` f32.
+    pub pos_weight: Option<wgpu::BufferSlice<'a>>,
+    /// Optional upstream gradient: 1 f32 for reduced losses; for `none` one per
+    /// element (row-wise: per row).
+    pub upstream: Option<wgpu::BufferSlice<'a>>,
+    /// Per-element (row-wise: per-row) losses; required for reduction `none`.
+    pub per_element: Option<wgpu::BufferSlice<'a>>,
+    /// Row-wise losses: receives each row's log-sum-exp (one f32 per row).
+    pub lse: Option<wgpu::BufferSlice<'a>>,
+    /// Row-wise losses with labels: count rows whose argmax is the label into
+    /// [`LossStats::correct`].
+    pub accuracy: bool,
+}
+
+impl<'a> Bindings<'a> {
+    /// The four operands every call has.
+    pub fn new(
+        input: wgpu::BufferSlice<'a>,
+        target: wgpu::BufferSlice<'a>,
+        grad: wgpu::BufferSlice<'a>,
+        stats: wgpu::BufferSlice<'a>,
+    ) -> Self {
+        Bindings {
+            input,
+            target,
+            grad,
+            stats,
+            weight: None,
+            pos_weight: None,
+            upstream: None,
+            per_element: None,
+            lse: None,
+            accuracy: false,
+        }
+    }
+
+    /// Sets `weight`.
+    pub fn weight(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.weight = Some(slice);
+        self
+    }
+
+    /// Sets `pos_weight`.
+    pub fn pos_weight(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.pos_weight = Some(slice);
+        self
+    }
+
+    /// Sets the upstream gradient.
+    pub fn upstream(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.upstream = Some(slice);
+        self
+    }
+
+    /// Sets the per-element (per-row) loss output of reduction `none`.
+    pub fn per_element(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.per_element = Some(slice);
+        self
+    }
+
+    /// Sets the per-row log-sum-exp output.
+    pub fn lse(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.lse = Some(slice);
+        self
+    }
+
+    /// Counts correct predictions into [`LossStats::correct`].
+    pub fn accuracy(mut self) -> Self {
+        self.accuracy = true;
+        self
+    }
+}
+
+/// A validated loss call of a fixed shape, recorded as often as needed with
+/// [`Plan::encode`]. Made by [`Gpu::plan`].
+///
+/// Holds its uniform buffers (written once, at creation, so two recordings in one
+/// encoder cannot see each other's parameters) and its scratch (partials); recordings
+/// of one plan run in submission order, so they may share it.
+pub struct Plan {
+    pub(crate) spec: Spec,
+    pub(crate) reduction: Reduction,
+    pub(crate) shape: Shape,
+    inner: PlanKind,
+}
+
+enum PlanKind {
+    Pointwise(PointwisePlan),
+    Softmax(SoftmaxPlan),
+}
+
+impl Gpu {
+    /// Validates `loss` for `reduction` on `shape` and prepares everything that does
+    /// not depend on the caller's buffers (chunking, uniforms, scratch). Pipelines are
+    /// compiled on the first `encode` of a variant and cached on the `Gpu`.
+    pub fn plan(&self, loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Plan> {
+        let spec = super::check_problem(loss, reduction, shape)?;
+        let inner = match spec.family {
+            super::Family::Pointwise(_) => PlanKind::Pointwise(PointwisePlan::new(self, &spec, reduction, shape)?),
+            super::Family::Softmax(variant) => {
+                PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape)?)
+            }
+        };
+        Ok(Plan { spec, reduction, shape: shape.clone(), inner })
+    }
+}
+
+impl Plan {
+    /// The loss's spec.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The shape the plan was made for.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The reduction the plan was made for.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// Number of dispatches one `encode` records.
+    pub fn dispatch_count(&self) -> usize {
+        match &self.inner {
+            PlanKind::Pointwise(p) => p.dispatch_count(),
+            PlanKind::Softmax(p) => p.dispatch_count(),
+        }
+    }
+
+    /// Records the loss into `encoder`: reads the caller's operands, writes the
+    /// gradient into `bindings.grad`, the [`LossStats`] into `bindings.stats` and the
+    /// optional outputs. No submit, no readback, no CPU synchronisation.
+    ///
+    /// All checks happen before anything is recorded: on error the encoder is as it
+    /// was.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
+        match &self.inner {
+            PlanKind::Pointwise(p) => p.encode(self, encoder, bindings),
+            PlanKind::Softmax(p) => p.encode(self, encoder, bindings),
+        }
+    }
+
+    /// Every variant of this plan's loss's shaders that `encode` can ask for, as
+    /// `(shader, entry point, defines)`, for validation ahead of time.
+    pub fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
+        match spec.family {
+            super::Family::Pointwise(_) => super::pointwise::shader_variants(spec),
+            super::Family::Softmax(variant) => super::softmax::shader_variants(variant),
+        }
+    }
+}
+
+/// Checks one operand's buffer: usage, alignment, size. Errors name the operand.
+pub(crate) fn check_slice(gpu: &Gpu, argument: &'static str, slice: &wgpu::BufferSlice, required: u64) -> Result<()> {
+    let has = slice.buffer().usage();
+    if !has.contains(wgpu::BufferUsages::STORAGE) {
+        return Err(Error::BufferUsage { argument, missing: wgpu::BufferUsages::STORAGE, has });
+    }
+    let alignment = gpu.limits().min_storage_buffer_offset_alignment;
+    if slice.offset() % alignment as u64 != 0 {
+        return Err(Error::MisalignedOffset { argument, offset: slice.offset(), alignment });
+    }
+    if slice.size() < required {
+        return Err(Error::BufferTooSmall { argument, required, actual: slice.size() });
+    }
+    Ok(())
+}
+
+/// `elems` elements of a caller's slice from element `start`.
+pub(crate) fn sub<'a>(slice: &wgpu::BufferSlice<'a>, start: u64, elems: u64) -> wgpu::BufferBinding<'a> {
+    wgpu::BufferBinding {
+        buffer: slice.buffer(),
+        offset: slice.offset() + start * ELEM_BYTES,
+        size: std::num::NonZeroU64::new(elems * ELEM_BYTES),
+    }
+}
+
+/// A uniform buffer holding `value`, written once at creation.
+pub(crate) fn uniform<T: bytemuck::Pod>(gpu: &Gpu, label: &str, value: &T) -> wgpu::Buffer {
+    gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::bytes_of(value),
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
+}
+
+/// The partials scratch of `count` workgroups.
+pub(crate) fn partials_buffer(gpu: &Gpu, count: u32) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("fused-loss partials"),
+        size: count.max(1) as u64 * PARTIAL_BYTES,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
+/// Uniforms of `shaders/finalize.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct FinalizeParams {
+    pub count: u32,
+    pub scale: f32,
+    pub denominator: f32,
+    pub mean_from_denoms: u32,
+}
+
+/// A bind group from `(binding, buffer range)` pairs.
+pub(crate) fn bind_group(
+    gpu: &Gpu,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    entries: Vec<(u32, wgpu::BufferBinding)>,
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = entries
+        .into_iter()
+        .map(|(binding, buffer)| wgpu::BindGroupEntry { binding, resource: wgpu::BindingResource::Buffer(buffer) })
+        .collect();
+    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+/// The caller's 32-byte stats range.
+pub(crate) fn stats_binding<'a>(stats: &wgpu::BufferSlice<'a>) -> wgpu::BufferBinding<'a> {
+    wgpu::BufferBinding {
+        buffer: stats.buffer(),
+        offset: stats.offset(),
+        size: std::num::NonZeroU64::new(LossStats::SIZE),
+    }
+}
+
+/// Checks the outputs for reduction `none`: `per_element` of `count` elements is
+/// required then and refused otherwise.
+pub(crate) fn check_per_element(
+    gpu: &Gpu,
+    spec: &Spec,
+    reduction: Reduction,
+    slice: &Option<wgpu::BufferSlice>,
+    count: u64,
+) -> Result<()> {
+    match (slice, reduction == Reduction::None) {
+        (Some(slice), true) => check_slice(gpu, "per_element", slice, count * ELEM_BYTES),
+        (None, true) => Err(Error::MissingArgument {
+            argument: "per_element",
+            why: "reduction `none` writes one loss per element (row-wise losses: per row)",
+        }),
+        (Some(_), false) => {
+            Err(Error::UnsupportedArgument { loss: spec.name, argument: "per_element (reduction is not `none`)" })
+        }
+        (None, false) => Ok(()),
+    }
+}

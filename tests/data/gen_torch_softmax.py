@@ -1,0 +1,505 @@
+"""Generate PyTorch float64 reference values/gradients for the softmax-family losses
+(cross-entropy with hard labels, cross-entropy with soft targets, NLL, KL-divergence).
+
+Rerun with:
+
+    pip install torch numpy
+    python tests/data/gen_torch_softmax.py
+
+The output, tests/data/torch_softmax.json, is committed to the repository;
+rerun this script only when the set of cases changes.
+
+Layout: input has shape (N, C) or (N, C, d1, ..., dk) as in PyTorch (class dim 1).
+Integer labels have shape (N, d1, ..., dk); soft targets (and kl_div targets) have
+the input's shape.  Flat indices are row-major (C-order).
+
+Every input/target/weight number is exactly representable in float32 (stored as
+float32 values widened to float64; the script asserts they round-trip).  Values and
+gradients are computed by PyTorch in float64, autograd w.r.t. the input only.  For
+reduction "none", "value" is the list of per-row losses (shape (N, d1..dk); for
+kl_div, which is elementwise, the input's shape) and the gradient is that of their
+sum; otherwise it is d(reduced loss)/d(input).
+
+JSON has no infinities: an input element stored as null means -inf (only the
+explicit cross_entropy "-inf" cases have any).  Cases whose torch value or gradient
+is not finite are dropped (printed when the script runs).
+
+Small cases store input/labels/target/weight explicitly ("generated": null) and the
+full gradient in "grad".  Large cases store "generated": {"seed": s} instead, with
+null arrays, and Rust reproduces the inputs bit-exactly with the generator below;
+they store "grad_samples", a list of [flat_index, value] pairs (sorted, unique): for
+each row (flat index r into the label tensor (N, d1..dk)) the gradient at the label's
+position n*C*D + label*D + s (r = n*D + s, D = d1*...*dk) when the label is not
+ignored (for cross_entropy_soft, which has no labels: the position of the row's
+first largest logit), plus 64 random flat indices (numpy default_rng(seed)).  When a
+case has more than MAX_SAMPLE_ROWS rows, only a seeded subset of rows (always
+including the first and last) is sampled.  All cases store "grad_sum_abs", the sum of
+|grad| over all input elements.
+
+Generator (all arithmetic on unsigned 32-bit integers; mask with & 0xFFFFFFFF after
+every multiply/add):
+
+    def mix(seed, i):
+        x = (i * 0x9E3779B1 + seed * 0x85EBCA77 + 0x165667B1) & 0xFFFFFFFF
+        x ^= x >> 15; x = (x * 0x2C1B3C6D) & 0xFFFFFFFF
+        x ^= x >> 12; x = (x * 0x297A2D39) & 0xFFFFFFFF
+        x ^= x >> 15
+        return x
+    logit(seed, i)  = ((mix(seed, i) >> 12) - 2**19) / 2**16        # in [-8, 8), exact in float32; i = flat index into the input tensor
+    label(seed, r, C, ignore_index) = ignore_index if mix(seed + 1, r) % 10 == 0 else mix(seed + 2, r) % C    # r = flat index into the target tensor (N, d1..dk)
+    soft_target(seed, i) = (mix(seed + 3, i) >> 24) / 256             # in [0, 1), exact; NOT normalised (PyTorch allows that)
+    class_weight(seed, c) = 0.25 + (mix(seed + 4, c) >> 24) / 128     # in [0.25, 2.25), exact
+
+A generated case's input is logit(seed, i) for every flat input index i (for nll
+these are used directly as the "log-probabilities"); its labels are
+label(seed, r, C, ignore_index); its soft targets soft_target(seed, i); and, only
+when "has_weight" is true, its class weights class_weight(seed, c), c = 0..C-1.
+"""
+
+import json
+import math
+import os
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_softmax.json")
+RNG = np.random.default_rng(20240612)
+M32 = 0xFFFFFFFF
+# kl_div "mean" is requested on purpose (mean over all elements)
+warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
+MAX_SAMPLE_ROWS = 2048
+N_RANDOM_SAMPLES = 64
+
+GENERATOR_TEXT = __doc__[__doc__.index("Generator (all"):__doc__.index("A generated case's")].strip()
+
+
+# ---------------------------------------------------------------- generator
+def mix_scalar(seed, i):
+    x = (i * 0x9E3779B1 + seed * 0x85EBCA77 + 0x165667B1) & M32
+    x ^= x >> 15
+    x = (x * 0x2C1B3C6D) & M32
+    x ^= x >> 12
+    x = (x * 0x297A2D39) & M32
+    x ^= x >> 15
+    return x
+
+
+def mix(seed, i):
+    """Vectorised mix over an array of indices i (uint64 arithmetic, masked to 32 bits)."""
+    m = np.uint64(M32)
+    i = np.asarray(i, dtype=np.uint64)
+    x = ((i * np.uint64(0x9E3779B1)) & m) + np.uint64((seed * 0x85EBCA77) & M32) + np.uint64(0x165667B1)
+    x &= m
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x2C1B3C6D)) & m
+    x ^= x >> np.uint64(12)
+    x = (x * np.uint64(0x297A2D39)) & m
+    x ^= x >> np.uint64(15)
+    return x
+
+
+def gen_logits(seed, n):
+    return ((mix(seed, np.arange(n)) >> np.uint64(12)).astype(np.int64) - 2 ** 19) / 2.0 ** 16
+
+
+def gen_labels(seed, n, c, ignore_index):
+    r = np.arange(n)
+    ign = (mix(seed + 1, r) % np.uint64(10)) == 0
+    lab = (mix(seed + 2, r) % np.uint64(c)).astype(np.int64)
+    return np.where(ign, np.int64(ignore_index), lab)
+
+
+def gen_soft_target(seed, n):
+    return (mix(seed + 3, np.arange(n)) >> np.uint64(24)).astype(np.float64) / 256.0
+
+
+def gen_class_weight(seed, c):
+    return 0.25 + (mix(seed + 4, np.arange(c)) >> np.uint64(24)).astype(np.float64) / 128.0
+
+
+# the vectorised generator agrees with the scalar definition
+for _s in (0, 1, 7, 12345, 0xFFFFFFF0):
+    for _i in (0, 1, 2, 999, 65535, 393215, 2 ** 32 - 1):
+        assert int(mix(_s, [_i])[0]) == mix_scalar(_s, _i), (_s, _i)
+_probe = gen_logits(3, 100000)
+assert _probe.min() >= -8 and _probe.max() < 8
+assert np.all(_probe.astype(np.float32).astype(np.float64) == _probe)
+
+
+# ---------------------------------------------------------------- helpers
+def f32(x):
+    """float32 array of x, as float64 numpy array (exact)."""
+    return np.asarray(np.asarray(x, dtype=np.float64).astype(np.float32), dtype=np.float64)
+
+
+def t64(a):
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64)
+
+
+def flat(a):
+    return [float(v) for v in np.asarray(a, dtype=np.float64).reshape(-1)]
+
+
+def flat_input(a):
+    """Flattened input; -inf (the only non-finite input allowed) becomes null."""
+    out = []
+    for v in np.asarray(a, dtype=np.float64).reshape(-1):
+        v = float(v)
+        if v == -math.inf:
+            out.append(None)
+        else:
+            assert math.isfinite(v), v
+            out.append(v)
+    return out
+
+
+def apply_loss(loss, params, x, tgt, w, reduction):
+    if loss == "cross_entropy":
+        return F.cross_entropy(x, tgt, weight=w, ignore_index=params["ignore_index"],
+                               label_smoothing=params["label_smoothing"], reduction=reduction)
+    if loss == "cross_entropy_soft":
+        return F.cross_entropy(x, tgt, weight=w, label_smoothing=params["label_smoothing"],
+                               reduction=reduction)
+    if loss == "nll":
+        return F.nll_loss(x, tgt, weight=w, ignore_index=params["ignore_index"], reduction=reduction)
+    if loss == "kl_div":
+        assert w is None
+        return F.kl_div(x, tgt, reduction=reduction, log_target=params["log_target"])
+    raise ValueError(loss)
+
+
+def evaluate(loss, params, inp, tgt, w, reduction):
+    x = t64(inp).requires_grad_(True)
+    if loss in ("cross_entropy", "nll"):
+        t = torch.tensor(np.asarray(tgt, dtype=np.int64), dtype=torch.int64)
+    else:
+        t = t64(tgt)
+    wt = None if w is None else t64(w)
+    out = apply_loss(loss, params, x, t, wt, reduction)
+    (out.sum() if reduction == "none" else out).backward()
+    return out.detach().numpy(), x.grad.detach().numpy()
+
+
+def uses_labels(loss):
+    return loss in ("cross_entropy", "nll")
+
+
+def uses_target(loss):
+    return loss in ("cross_entropy_soft", "kl_div")
+
+
+def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False):
+    if loss == "cross_entropy":
+        return {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing)}
+    if loss == "cross_entropy_soft":
+        return {"label_smoothing": float(label_smoothing)}
+    if loss == "nll":
+        return {"ignore_index": int(ignore_index)}
+    if loss == "kl_div":
+        return {"log_target": bool(log_target)}
+    raise ValueError(loss)
+
+
+CASES = []
+DROPPED = []
+SEEDS = set()
+
+
+def finite(value, grad):
+    return bool(np.all(np.isfinite(value)) and np.all(np.isfinite(grad)))
+
+
+def add(name, loss, reduction, shape, inp, labels=None, target=None, weight=None, **kw):
+    """Explicit case."""
+    assert not any(c["name"] == name for c in CASES), name
+    params = params_for(loss, **kw)
+    shape = [int(d) for d in shape]
+    # -inf is allowed in inputs (float32-representable); everything else is finite f32
+    inp = np.asarray(inp, dtype=np.float64).reshape(shape)
+    fin = np.isfinite(inp)
+    assert np.all(fin | (inp == -math.inf))
+    inp = np.where(fin, f32(np.where(fin, inp, 0.0)), inp)
+    label_shape = [shape[0]] + shape[2:]
+    if uses_labels(loss):
+        labels = np.asarray(labels, dtype=np.int64).reshape(label_shape)
+        ok = (labels == params["ignore_index"]) | ((labels >= 0) & (labels < shape[1]))
+        assert ok.all(), name
+        tgt = labels
+    else:
+        assert labels is None
+        target = f32(target).reshape(shape)
+        tgt = target
+    if weight is not None:
+        weight = f32(weight)
+        assert weight.shape == (shape[1],), name
+    value, grad = evaluate(loss, params, inp, tgt, weight, reduction)
+    if not finite(value, grad):
+        DROPPED.append(name)
+        print(f"dropping {name}: torch value/grad not finite")
+        return
+    CASES.append({
+        "name": name,
+        "loss": loss,
+        "params": params,
+        "reduction": reduction,
+        "shape": shape,
+        "generated": None,
+        "has_weight": weight is not None,
+        "input": flat_input(inp),
+        "labels": [int(v) for v in labels.reshape(-1)] if uses_labels(loss) else None,
+        "target": flat(target) if uses_target(loss) else None,
+        "weight": None if weight is None else flat(weight),
+        "value": flat(value) if reduction == "none" else float(value),
+        "grad": flat(grad),
+        "grad_samples": None,
+        "grad_sum_abs": float(np.abs(grad).sum()),
+    })
+
+
+def add_generated(name, loss, reduction, shape, seed, has_weight, **kw):
+    assert not any(c["name"] == name for c in CASES), name
+    # streams seed..seed+4 are used; keep them disjoint between cases
+    assert not any(abs(seed - s) <= 4 for s in SEEDS), seed
+    SEEDS.add(seed)
+    params = params_for(loss, **kw)
+    shape = [int(d) for d in shape]
+    n_in = int(np.prod(shape))
+    C = shape[1]
+    D = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    rows = shape[0] * D
+    label_shape = [shape[0]] + shape[2:]
+    inp = gen_logits(seed, n_in).reshape(shape)
+    if uses_labels(loss):
+        labels = gen_labels(seed, rows, C, params["ignore_index"])
+        tgt = labels.reshape(label_shape)
+    else:
+        assert loss == "cross_entropy_soft"
+        tgt = gen_soft_target(seed, n_in).reshape(shape)
+    weight = gen_class_weight(seed, C) if has_weight else None
+    for arr in (inp, weight) if weight is not None else (inp,):
+        assert np.all(f32(arr) == arr)
+    if not uses_labels(loss):
+        assert np.all(f32(tgt) == tgt)
+    value, grad = evaluate(loss, params, inp, tgt, weight, reduction)
+    if not finite(value, grad):
+        DROPPED.append(name)
+        print(f"dropping {name}: torch value/grad not finite")
+        return
+    gflat = grad.reshape(-1)
+    # per-row sample positions
+    rng = np.random.default_rng(seed)
+    if rows > MAX_SAMPLE_ROWS:
+        pick = rng.choice(np.arange(1, rows - 1), MAX_SAMPLE_ROWS - 2, replace=False)
+        sample_rows = np.concatenate([[0, rows - 1], pick])
+    else:
+        sample_rows = np.arange(rows)
+    n_idx, s_idx = sample_rows // D, sample_rows % D
+    if uses_labels(loss):
+        lab = labels[sample_rows]
+        keep = lab != params["ignore_index"]
+        pos = n_idx[keep] * C * D + lab[keep] * D + s_idx[keep]
+    else:
+        am = np.argmax(inp.reshape(shape[0], C, D), axis=1)  # (N, D), first max
+        pos = n_idx * C * D + am[n_idx, s_idx] * D + s_idx
+    rand_idx = rng.choice(n_in, N_RANDOM_SAMPLES, replace=False)
+    idx = np.unique(np.concatenate([pos, rand_idx]).astype(np.int64))
+    CASES.append({
+        "name": name,
+        "loss": loss,
+        "params": params,
+        "reduction": reduction,
+        "shape": shape,
+        "generated": {"seed": int(seed)},
+        "has_weight": bool(has_weight),
+        "input": None,
+        "labels": None,
+        "target": None,
+        "weight": None,
+        "value": flat(value) if reduction == "none" else float(value),
+        "grad": None,
+        "grad_samples": [[int(i), float(gflat[i])] for i in idx],
+        "grad_sum_abs": float(np.abs(gflat).sum()),
+    })
+
+
+def rand_logits(shape, scale=2.0):
+    return f32(RNG.normal(0.0, scale, shape))
+
+
+def rand_logprobs(shape):
+    """log_softmax (class dim 1) of random float32 logits, rounded to float32."""
+    x = torch.tensor(rand_logits(shape), dtype=torch.float64)
+    return f32(F.log_softmax(x, dim=1).numpy())
+
+
+def rand_probs(shape, zero_frac=0.0):
+    """Normalised (along dim 1) random probabilities; some exact zeros if asked."""
+    p = RNG.uniform(0.0, 1.0, shape)
+    if zero_frac:
+        p = np.where(RNG.uniform(0.0, 1.0, shape) < zero_frac, 0.0, p)
+    return f32(p / p.sum(axis=1, keepdims=True))
+
+
+def rand_weight(c):
+    return f32(RNG.uniform(0.25, 2.0, c))
+
+
+REDUCTIONS = ("none", "mean", "sum")
+
+# ---------------------------------------------------------------- 1. cross_entropy explicit
+# (5, 4): row 0 holds the extreme logits +1e4, -1e4, 0
+ce_x = rand_logits([5, 4])
+ce_x[0] = [1e4, -1e4, 0.0, 3.5]
+ce_w = rand_weight(4)
+ce_labels = {-100: [1, -100, 2, 0, -100],   # row 0's label is the -1e4 class
+             1: [2, 1, 3, 1, 0]}            # label 1 is ignored (rows 1 and 3)
+for ign in (-100, 1):
+    for has_w in (False, True):
+        for ls in (0.0, 0.1):
+            for r in REDUCTIONS:
+                add(f"cross_entropy [5, 4] ignore={ign} weight={has_w} smoothing={ls} {r}",
+                    "cross_entropy", r, [5, 4], ce_x, labels=ce_labels[ign],
+                    weight=ce_w if has_w else None, ignore_index=ign, label_smoothing=ls)
+
+# (2, 3, 3, 2): strided class dim
+ce4_x = rand_logits([2, 3, 3, 2])
+ce4_w = rand_weight(3)
+ce4_labels = np.array([[[0, 2], [1, -100], [2, 2]],
+                       [[-100, 1], [0, 0], [1, 2]]])
+for has_w in (False, True):
+    for ls in (0.0, 0.1):
+        for r in REDUCTIONS:
+            add(f"cross_entropy [2, 3, 3, 2] weight={has_w} smoothing={ls} {r}",
+                "cross_entropy", r, [2, 3, 3, 2], ce4_x, labels=ce4_labels,
+                weight=ce4_w if has_w else None, ignore_index=-100, label_smoothing=ls)
+
+# -inf logits at non-label classes (with smoothing the loss is +inf: dropped)
+inf_x = rand_logits([4, 4])
+inf_x[0] = [-math.inf, 1.25, -math.inf, -2.0]
+inf_x[2] = [0.5, -math.inf, 2.0, 1e4]
+inf_labels = [1, 3, 3, -100]
+inf_w = rand_weight(4)
+for has_w in (False, True):
+    for ls in (0.0, 0.1):
+        for r in REDUCTIONS:
+            add(f"cross_entropy -inf [4, 4] weight={has_w} smoothing={ls} {r}",
+                "cross_entropy", r, [4, 4], inf_x, labels=inf_labels,
+                weight=inf_w if has_w else None, ignore_index=-100, label_smoothing=ls)
+
+# C = 2 and C = 3
+for shape, labels in (([6, 2], [0, 1, 1, -100, 0, 1]), ([4, 3], [2, 0, -100, 1])):
+    x = rand_logits(shape)
+    w = rand_weight(shape[1])
+    for has_w, ls in ((False, 0.0), (True, 0.1)):
+        for r in REDUCTIONS:
+            add(f"cross_entropy {shape} weight={has_w} smoothing={ls} {r}",
+                "cross_entropy", r, shape, x, labels=labels,
+                weight=w if has_w else None, ignore_index=-100, label_smoothing=ls)
+
+# all labels ignored, reduction sum: value 0, grad 0 (mean would be NaN in torch)
+add("cross_entropy all ignored [3, 4] weight=True smoothing=0.1 sum", "cross_entropy", "sum",
+    [3, 4], rand_logits([3, 4]), labels=[-100, -100, -100], weight=rand_weight(4),
+    ignore_index=-100, label_smoothing=0.1)
+assert CASES[-1]["value"] == 0.0 and not any(CASES[-1]["grad"])
+
+# ---------------------------------------------------------------- 2. cross_entropy_soft explicit
+for shape in ([5, 4], [2, 3, 4]):
+    x = rand_logits(shape)
+    if shape == [5, 4]:
+        x[0] = [1e4, -1e4, 0.0, 3.5]
+    t = rand_probs(shape)
+    w = rand_weight(shape[1])
+    for has_w in (False, True):
+        for ls in (0.0, 0.1):
+            for r in REDUCTIONS:
+                add(f"cross_entropy_soft {shape} weight={has_w} smoothing={ls} {r}",
+                    "cross_entropy_soft", r, shape, x, target=t,
+                    weight=w if has_w else None, label_smoothing=ls)
+
+# ---------------------------------------------------------------- 3. nll explicit
+nll_x = rand_logprobs([5, 4])
+nll_w = rand_weight(4)
+nll_labels = {-100: [3, -100, 0, 1, 2], 0: [3, 0, 2, 0, 1]}
+for has_w in (False, True):
+    for ign in (-100, 0):
+        for r in REDUCTIONS:
+            add(f"nll [5, 4] weight={has_w} ignore={ign} {r}", "nll", r, [5, 4], nll_x,
+                labels=nll_labels[ign], weight=nll_w if has_w else None, ignore_index=ign)
+add("nll [2, 3, 5] weight=True mean", "nll", "mean", [2, 3, 5], rand_logprobs([2, 3, 5]),
+    labels=[[0, 2, -100, 1, 1], [2, 2, 0, -100, 1]], weight=rand_weight(3), ignore_index=-100)
+
+# ---------------------------------------------------------------- 4. kl_div explicit
+kl_x = rand_logprobs([4, 5])
+kl_t = {False: rand_probs([4, 5], zero_frac=0.3), True: rand_logprobs([4, 5])}
+assert np.any(kl_t[False] == 0.0)
+for lt in (False, True):
+    for r in ("none", "mean", "sum", "batchmean"):
+        add(f"kl_div [4, 5] log_target={lt} {r}", "kl_div", r, [4, 5], kl_x, target=kl_t[lt],
+            log_target=lt)
+kl3_x = rand_logprobs([2, 3, 4])
+kl3_t = {False: rand_probs([2, 3, 4], zero_frac=0.3), True: rand_logprobs([2, 3, 4])}
+for lt in (False, True):
+    add(f"kl_div [2, 3, 4] log_target={lt} batchmean", "kl_div", "batchmean", [2, 3, 4], kl3_x,
+        target=kl3_t[lt], log_target=lt)
+
+# ---------------------------------------------------------------- 5. generated
+seed = 1000
+
+
+def next_seed():
+    global seed
+    seed += 10
+    return seed
+
+
+for shape in ([33, 1000], [5, 32768], [3, 131072], [70000, 3], [2, 21, 16, 16]):
+    reds = ("none", "mean", "sum") if shape == [33, 1000] else ("mean", "sum")
+    for has_w, ls in ((False, 0.0), (True, 0.1)):
+        for r in reds:
+            add_generated(f"cross_entropy generated {shape} weight={has_w} smoothing={ls} {r}",
+                          "cross_entropy", r, shape, next_seed(), has_w,
+                          ignore_index=-100, label_smoothing=ls)
+for shape in ([4, 1000], [2, 32768]):
+    add_generated(f"cross_entropy_soft generated {shape} weight=True smoothing=0.1 mean",
+                  "cross_entropy_soft", "mean", shape, next_seed(), True, label_smoothing=0.1)
+add_generated("nll generated [5, 32768] weight=True mean", "nll", "mean", [5, 32768],
+              next_seed(), True, ignore_index=-100)
+add_generated("nll generated [70000, 3] sum", "nll", "sum", [70000, 3], next_seed(), False,
+              ignore_index=-100)
+
+# ---------------------------------------------------------------- checks/output
+for c in CASES:
+    for key in ("input", "target", "weight"):
+        for v in c[key] or []:
+            if v is None:
+                assert key == "input" and c["loss"] == "cross_entropy", c["name"]
+                continue
+            assert float(np.float32(v)) == v, (c["name"], key, v)
+    vals = c["value"] if isinstance(c["value"], list) else [c["value"]]
+    grads = c["grad"] if c["grad"] is not None else [g for _, g in c["grad_samples"]]
+    assert all(math.isfinite(v) for v in vals + grads + [c["grad_sum_abs"]]), c["name"]
+    assert (c["generated"] is None) == (c["grad"] is not None) == (c["grad_samples"] is None)
+    if c["reduction"] == "none":
+        shape = c["shape"]
+        want = int(np.prod(shape)) if c["loss"] == "kl_div" else shape[0] * int(np.prod(shape[2:]))
+        assert len(vals) == want, c["name"]
+
+doc = {
+    "generator": f"torch {torch.__version__} tests/data/gen_torch_softmax.py",
+    "input_generator": GENERATOR_TEXT,
+    "cases": CASES,
+}
+with open(OUT, "w") as fh:
+    json.dump(doc, fh, indent=1, allow_nan=False)
+    fh.write("\n")
+
+counts = {}
+for c in CASES:
+    k = c["loss"] + (" (generated)" if c["generated"] else "")
+    counts[k] = counts.get(k, 0) + 1
+print(f"wrote {len(CASES)} cases to {OUT} ({os.path.getsize(OUT)} bytes): {counts}")
+if DROPPED:
+    print(f"dropped {len(DROPPED)} non-finite cases: {DROPPED}")
