@@ -202,7 +202,7 @@ fn parse(case: &Value) -> TorchCase {
             Vec::new()
         } else {
             (0..shape.rows() as u32)
-                .map(|r| if mix(seed + 1, r) % 10 == 0 { ignore } else { (mix(seed + 2, r) % classes) as i32 })
+                .map(|r| if mix(seed + 1, r).is_multiple_of(10) { ignore } else { (mix(seed + 2, r) % classes) as i32 })
                 .collect()
         };
         target = if soft {

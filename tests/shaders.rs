@@ -9,6 +9,7 @@ fn validate(name: &str, entry: &str, defines: &shader::Defines) {
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
+    assert!(module.entry_points.iter().any(|e| e.name == entry), "{name} {defines:?} has no entry point {entry}");
 }
 
 #[test]
