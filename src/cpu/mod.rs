@@ -59,6 +59,34 @@ pub struct CpuOutput {
     pub correct: Option<u64>,
 }
 
+/// Elements per block of parallel CPU work. Blocks are fixed by the input, not by the
+/// number of threads, and their partial sums are added in block order, so the result is
+/// the same on any machine.
+pub(crate) const BLOCK_ELEMENTS: usize = 1 << 16;
+
+/// Runs `work` on every job, on all cores, and returns the results in job order.
+pub(crate) fn parallel<J: Send, T: Send>(jobs: Vec<J>, work: impl Fn(J) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    if threads <= 1 {
+        return jobs.into_iter().map(work).collect();
+    }
+    let count = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::with_capacity(count));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let Some((index, job)) = queue.lock().unwrap().next() else { break };
+                let result = work(job);
+                done.lock().unwrap().push((index, result));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
 /// Computes `loss` on the CPU. Same validation and errors as the GPU path.
 pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;

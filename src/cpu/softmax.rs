@@ -56,67 +56,88 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
     }
 
     let mut grad = vec![0.0; shape.len()];
-    let mut per_row = Vec::with_capacity(rows);
-    let mut lses = Vec::with_capacity(rows);
-    let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
-    for r in 0..rows {
-        let (n, s) = (r / inner, r % inner);
-        let index = |c: usize| n * classes * inner + c * inner + s;
-        let label = labels.map(|l| l[r]);
-        let ignored = label == Some(ignore);
-        let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
-        let row_scale = match (reduction, inputs.upstream) {
-            (Reduction::None, Some(u)) => scale * u[r] as f64,
-            _ => scale,
-        };
-        // First sweep: max, log-sum-exp, argmax (first occurrence), linear sums.
-        let m = (0..classes).map(|c| x(index(c))).fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + (0..classes).map(|c| (x(index(c)) - m).exp()).sum::<f64>().ln();
-        let argmax = (0..classes).fold(0, |best, c| if x(index(c)) > x(index(best)) { c } else { best });
-        let target = |c: usize| soft.map_or(0.0, |t| (1.0 - eps) * t[index(c)] as f64 + eps / classes as f64);
-        let (wt, wtx, wx) = (0..classes).fold((0.0, 0.0, 0.0), |(wt, wtx, wx), c| {
-            let w = weight(c);
-            (wt + w * target(c), wtx + w * target(c) * x(index(c)), wx + w * x(index(c)))
-        });
-        if variant == Variant::Nll {
-            nonfinite += u64::from(!ignored && !x(index(y)).is_finite());
-        } else {
-            nonfinite += (0..classes).filter(|&c| !x(index(c)).is_finite()).count() as u64;
-        }
-        let loss = if ignored {
-            0.0
-        } else {
-            match variant {
-                Variant::Nll => -weight(y) * x(index(y)),
-                Variant::SoftTargets => lse * wt - wtx,
-                Variant::HardLabels => {
-                    weighted_term(1.0 - eps, weight(y) * (lse - x(index(y))))
-                        + weighted_term(eps / classes as f64, class_weight_sum * lse - wx)
-                }
+    let mut per_row = vec![0.0; rows];
+    let mut lses = vec![0.0; rows];
+    // Blocks of whole batch items: contiguous in the gradient and in the per-row outputs.
+    let items_per_block = (super::BLOCK_ELEMENTS / (classes * inner).max(1)).max(1);
+    let jobs: Vec<_> = grad
+        .chunks_mut(items_per_block * classes * inner)
+        .zip(per_row.chunks_mut(items_per_block * inner))
+        .zip(lses.chunks_mut(items_per_block * inner))
+        .enumerate()
+        .map(|(block, ((grad, per_row), lses))| (block * items_per_block * inner, grad, per_row, lses))
+        .collect();
+    // Each block: (loss sum, non-finite count, correct count).
+    let blocks = super::parallel(jobs, |(first_row, grad, per_row, lses)| {
+        let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+        let grad_base = first_row / inner * classes * inner;
+        for local in 0..per_row.len() {
+            let r = first_row + local;
+            let (n, s) = (r / inner, r % inner);
+            let index = |c: usize| n * classes * inner + c * inner + s;
+            let label = labels.map(|l| l[r]);
+            let ignored = label == Some(ignore);
+            let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
+            let row_scale = match (reduction, inputs.upstream) {
+                (Reduction::None, Some(u)) => scale * u[r] as f64,
+                _ => scale,
+            };
+            // First sweep: max, log-sum-exp, argmax (first occurrence), linear sums.
+            let m = (0..classes).map(|c| x(index(c))).fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + (0..classes).map(|c| (x(index(c)) - m).exp()).sum::<f64>().ln();
+            let argmax = (0..classes).fold(0, |best, c| if x(index(c)) > x(index(best)) { c } else { best });
+            let target = |c: usize| soft.map_or(0.0, |t| (1.0 - eps) * t[index(c)] as f64 + eps / classes as f64);
+            let (wt, wtx, wx) = (0..classes).fold((0.0, 0.0, 0.0), |(wt, wtx, wx), c| {
+                let w = weight(c);
+                (wt + w * target(c), wtx + w * target(c) * x(index(c)), wx + w * x(index(c)))
+            });
+            if variant == Variant::Nll {
+                nonfinite += u64::from(!ignored && !x(index(y)).is_finite());
+            } else {
+                nonfinite += (0..classes).filter(|&c| !x(index(c)).is_finite()).count() as u64;
             }
-        };
-        // Second sweep: the gradient, written once per class.
-        for c in 0..classes {
-            let hit = if c == y { 1.0 } else { 0.0 };
-            let p = (x(index(c)) - lse).exp();
-            grad[index(c)] = if ignored {
+            let loss = if ignored {
                 0.0
             } else {
-                row_scale
-                    * match variant {
-                        Variant::Nll => -weight(y) * hit,
-                        Variant::SoftTargets => p * wt - weight(c) * target(c),
-                        Variant::HardLabels => {
-                            (1.0 - eps) * weight(y) * (p - hit)
-                                + eps / classes as f64 * (class_weight_sum * p - weight(c))
-                        }
+                match variant {
+                    Variant::Nll => -weight(y) * x(index(y)),
+                    Variant::SoftTargets => lse * wt - wtx,
+                    Variant::HardLabels => {
+                        weighted_term(1.0 - eps, weight(y) * (lse - x(index(y))))
+                            + weighted_term(eps / classes as f64, class_weight_sum * lse - wx)
                     }
+                }
             };
+            // Second sweep: the gradient, written once per class.
+            for c in 0..classes {
+                let hit = if c == y { 1.0 } else { 0.0 };
+                let p = (x(index(c)) - lse).exp();
+                grad[index(c) - grad_base] = if ignored {
+                    0.0
+                } else {
+                    row_scale
+                        * match variant {
+                            Variant::Nll => -weight(y) * hit,
+                            Variant::SoftTargets => p * wt - weight(c) * target(c),
+                            Variant::HardLabels => {
+                                (1.0 - eps) * weight(y) * (p - hit)
+                                    + eps / classes as f64 * (class_weight_sum * p - weight(c))
+                            }
+                        }
+                };
+            }
+            correct += u64::from(labels.is_some() && !ignored && argmax == y);
+            sum += loss;
+            per_row[local] = loss;
+            lses[local] = lse;
         }
-        correct += u64::from(labels.is_some() && !ignored && argmax == y);
-        sum += loss;
-        per_row.push(loss);
-        lses.push(lse);
+        (sum, nonfinite, correct)
+    });
+    let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+    for (s, n, c) in blocks {
+        sum += s;
+        nonfinite += n;
+        correct += c;
     }
     let value = match reduction {
         Reduction::Mean if labels.is_some() => sum / weight_sum,
