@@ -23,6 +23,7 @@
 
 pub use wgpu;
 
+pub mod bench;
 pub mod check;
 mod context;
 pub mod cpu;

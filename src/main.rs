@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use fused_loss::bench;
 use fused_loss::check::{self, Case};
 use fused_loss::Gpu;
 
@@ -17,6 +18,25 @@ struct Cli {
 enum Command {
     /// Print the adapter, backend, driver, limits and features in use.
     Info,
+    /// Time every loss on the GPU and the CPU reference (after checking they agree);
+    /// print CPU ms, GPU ms, speed-up, effective GB/s and the adapter's copy GB/s.
+    Bench {
+        /// `default` (about a minute on a software adapter) or `large` (real-GPU sizes).
+        #[arg(long, default_value = "default")]
+        suite: String,
+        /// Only losses whose name contains this.
+        #[arg(long)]
+        loss: Option<String>,
+        /// Also write every figure, with the adapter, as JSON.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        /// Also draw effective bandwidth against size per loss as an SVG.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+        /// Also write the table as markdown.
+        #[arg(long)]
+        markdown: Option<std::path::PathBuf>,
+    },
     /// Run every registry loss on the GPU and the CPU reference and compare them.
     Check {
         /// Comma-separated shapes for the elementwise losses, each like `1000` or
@@ -46,6 +66,27 @@ fn main() -> ExitCode {
         Command::Info => {
             info(&gpu);
             ExitCode::SUCCESS
+        }
+        Command::Bench { suite, loss, json, plot, markdown } => {
+            let suite = match suite.as_str() {
+                "default" => bench::Suite::Default,
+                "large" => bench::Suite::Large,
+                other => {
+                    eprintln!("error: unknown suite {other:?} (default, large)");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match run_bench(&gpu, suite, loss.as_deref(), json, plot, markdown) {
+                Ok(failed) if failed == 0 => ExitCode::SUCCESS,
+                Ok(failed) => {
+                    eprintln!("{failed} rows disagreed with the CPU reference (marked FAIL, not timed)");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Check { sizes, row_shapes, loss } => {
             let parse = |text: Option<String>, default: &[&[usize]]| match text {
@@ -126,4 +167,30 @@ fn run_check(gpu: &Gpu, cases: &[Case]) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn run_bench(
+    gpu: &Gpu,
+    suite: bench::Suite,
+    loss: Option<&str>,
+    json: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+    markdown: Option<std::path::PathBuf>,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let report = bench::run(gpu, suite, loss)?;
+    let table = bench::table(&report);
+    println!("{table}");
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = plot {
+        bench::plot(&report, &path)?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = markdown {
+        std::fs::write(&path, &table)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(report.rows.iter().filter(|r| r.status.starts_with("FAIL")).count())
 }

@@ -1,0 +1,347 @@
+//! `fused-loss bench`: GPU against the CPU reference per loss and size, after checking
+//! that they agree; effective bandwidth next to the same adapter's plain-copy bandwidth.
+//!
+//! Effective bytes of a call = every input read once (input, target or labels, weights)
+//! + every gradient element written once. GPU times include submit and a wait for the
+//! device (`device.poll(wait)`), after warm-up, median of repeated calls; pipelines and
+//! buffers are made before timing. The plain copy moves the same number of bytes
+//! (half read, half written) with `copy_buffer_to_buffer`, timed the same way.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wgpu::util::DeviceExt;
+
+use crate::check::{self, Case};
+use crate::{cpu, Bindings, Gpu, Loss, LossStats, Reduction, Result, Shape};
+
+/// Which sizes to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    /// Sizes a software adapter runs in about a minute.
+    Default,
+    /// Real-GPU sizes (elementwise up to 1e8, vocabulary-sized cross-entropy,
+    /// segmentation).
+    Large,
+}
+
+/// The (loss, shape) pairs of a suite, every registry loss.
+pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>)> {
+    let (elementwise, rows): (&[&[usize]], &[&[usize]]) = match suite {
+        Suite::Default => (&[&[1 << 16], &[1 << 20], &[1 << 22]], &[&[4096, 10], &[1024, 1000], &[64, 32_768], &[16, 131_072]]),
+        Suite::Large => (
+            &[&[1_000_000], &[10_000_000], &[100_000_000]],
+            &[&[8192, 32_768], &[8192, 131_072], &[16_384, 131_072], &[16, 21, 512, 512]],
+        ),
+    };
+    let mut out = Vec::new();
+    for loss in crate::registry() {
+        let shapes = if loss.spec().is_row_wise() { rows } else { elementwise };
+        out.extend(shapes.iter().map(|dims| (loss, dims.to_vec())));
+    }
+    out
+}
+
+/// One line of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Loss name.
+    pub loss: String,
+    /// Input dimensions.
+    pub dims: Vec<usize>,
+    /// Effective bytes of one call.
+    pub bytes: u64,
+    /// "pass", "FAIL: ..." (not timed) or "skipped: ...".
+    pub status: String,
+    /// CPU reference (f64, all cores), median ms.
+    pub cpu_ms: Option<f64>,
+    /// GPU forward + backward, median ms.
+    pub gpu_ms: Option<f64>,
+    /// cpu_ms / gpu_ms.
+    pub speedup: Option<f64>,
+    /// Effective GB/s of the GPU call.
+    pub gpu_gbps: Option<f64>,
+    /// Plain-copy GB/s of the same bytes on the same adapter.
+    pub copy_gbps: Option<f64>,
+    /// gpu_gbps / copy_gbps, in percent.
+    pub percent_of_copy: Option<f64>,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Adapter name, backend, driver.
+    pub adapter: String,
+    /// Backend.
+    pub backend: String,
+    /// Driver and version.
+    pub driver: String,
+    /// UTC date of the run.
+    pub date: String,
+    /// Suite name.
+    pub suite: String,
+    /// Cores the CPU reference used.
+    pub cpu_threads: usize,
+    /// An empty dispatch plus wait, median ms: the floor of every GPU call.
+    pub floor_ms: f64,
+    /// One row per loss and size.
+    pub rows: Vec<Row>,
+}
+
+/// Median of `f`'s duration over repeated calls: `warmup` unmeasured calls, then until
+/// `budget` has passed (at least 3, at most 50 calls).
+fn time(mut f: impl FnMut(), warmup: usize, budget: Duration) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < 3 || (start.elapsed() < budget && samples.len() < 50) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn wait(gpu: &Gpu) {
+    gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
+}
+
+/// An empty compute dispatch plus wait.
+fn floor_ms(gpu: &Gpu) -> f64 {
+    let device = gpu.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("empty"),
+        source: wgpu::ShaderSource::Wgsl("@compute @workgroup_size(1) fn main() {}".into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("empty"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    time(
+        || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+            gpu.queue().submit([encoder.finish()]);
+            wait(gpu);
+        },
+        3,
+        Duration::from_millis(300),
+    )
+}
+
+/// GB/s of a buffer-to-buffer copy moving `bytes` (half read, half written).
+fn copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
+    let half = (bytes / 2).div_ceil(4) * 4;
+    let device = gpu.device();
+    let make = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size: half, usage, mapped_at_creation: false });
+    let (src, dst) = (make(wgpu::BufferUsages::COPY_SRC), make(wgpu::BufferUsages::COPY_DST));
+    let ms = time(
+        || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, half);
+            gpu.queue().submit([encoder.finish()]);
+            wait(gpu);
+        },
+        2,
+        Duration::from_millis(300),
+    );
+    (2 * half) as f64 / (ms * 1e6)
+}
+
+/// Effective bytes of one call on `case`'s operands.
+pub fn effective_bytes(data: &check::CaseData) -> u64 {
+    let operands = data.input.len() * 2 + data.target.len() + data.labels.len();
+    let extras = data.weight.as_ref().map_or(0, Vec::len) + data.pos_weight.as_ref().map_or(0, Vec::len);
+    ((operands + extras) * 4) as u64
+}
+
+fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<Row> {
+    let case = Case::new(loss, Reduction::Mean, dims, 7);
+    let data = case.data();
+    let bytes = effective_bytes(&data);
+    let mut row = Row {
+        loss: loss.name().into(),
+        dims: dims.to_vec(),
+        bytes,
+        status: String::new(),
+        cpu_ms: None,
+        gpu_ms: None,
+        speedup: None,
+        gpu_gbps: None,
+        copy_gbps: None,
+        percent_of_copy: None,
+    };
+    let limits = gpu.limits();
+    let largest = [data.input.len(), data.target.len(), data.labels.len()].into_iter().max().unwrap_or(0) as u64 * 4;
+    if largest > limits.max_buffer_size {
+        row.status = format!("skipped: an operand of {largest} bytes exceeds max_buffer_size {}", limits.max_buffer_size);
+        return Ok(row);
+    }
+    let inputs = data.inputs(&case);
+    // Verify first: a row that disagrees is marked, not timed.
+    let want = cpu::compute(&loss, Reduction::Mean, &inputs)?;
+    let got = gpu.compute(&loss, Reduction::Mean, &inputs)?;
+    let agreement = check::compare(&case, &data, &got, &want);
+    if !agreement.passes() {
+        row.status = format!("FAIL: {agreement:?}");
+        return Ok(row);
+    }
+    row.status = "pass".into();
+    row.cpu_ms = Some(time(|| drop(cpu::compute(&loss, Reduction::Mean, &inputs)), 1, budget));
+
+    let device = gpu.device();
+    let init = |bytes: &[u8]| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytes, usage: wgpu::BufferUsages::STORAGE })
+    };
+    let input = init(bytemuck::cast_slice(&data.input));
+    let target = if data.labels.is_empty() { init(bytemuck::cast_slice(&data.target)) } else { init(bytemuck::cast_slice(&data.labels)) };
+    let grad = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("grad"),
+        size: (data.input.len() * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let stats = init(&[0; LossStats::SIZE as usize]);
+    let plan = gpu.plan(&loss, Reduction::Mean, &Shape::new(dims))?;
+    let bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+    let gpu_ms = time(
+        || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            plan.encode(&mut encoder, &bindings).expect("validated above");
+            gpu.queue().submit([encoder.finish()]);
+            wait(gpu);
+        },
+        2,
+        budget,
+    );
+    let gbps = bytes as f64 / (gpu_ms * 1e6);
+    let copy = copy_gbps(gpu, bytes);
+    row.gpu_ms = Some(gpu_ms);
+    row.speedup = row.cpu_ms.map(|c| c / gpu_ms);
+    row.gpu_gbps = Some(gbps);
+    row.copy_gbps = Some(copy);
+    row.percent_of_copy = Some(100.0 * gbps / copy);
+    Ok(row)
+}
+
+/// Runs a suite (optionally only losses whose name contains `filter`), printing
+/// progress on stderr.
+pub fn run(gpu: &Gpu, which: Suite, filter: Option<&str>) -> Result<Report> {
+    let info = gpu.adapter_info();
+    let budget = Duration::from_millis(if which == Suite::Large { 1000 } else { 250 });
+    let cases: Vec<_> = suite(which).into_iter().filter(|(l, _)| filter.is_none_or(|f| l.name().contains(f))).collect();
+    let floor = floor_ms(gpu);
+    let mut rows = Vec::new();
+    for (i, (loss, dims)) in cases.iter().enumerate() {
+        let bar = "#".repeat(20 * i / cases.len().max(1));
+        eprint!("\r[{bar:<20}] {}/{} {} {:?}            ", i + 1, cases.len(), loss.name(), dims);
+        rows.push(bench_row(gpu, *loss, dims, budget)?);
+    }
+    eprintln!("\r[{}] {} rows done{}", "#".repeat(20), cases.len(), " ".repeat(40));
+    Ok(Report {
+        adapter: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        driver: format!("{} {}", info.driver, info.driver_info),
+        date: today(),
+        suite: format!("{which:?}").to_lowercase(),
+        cpu_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        floor_ms: floor,
+        rows,
+    })
+}
+
+/// The report as a markdown table.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "adapter: {} ({}), driver {}; {}; CPU reference on {} threads; empty dispatch + wait: {:.3} ms\n\n",
+        report.adapter, report.backend, report.driver, report.date, report.cpu_threads, report.floor_ms
+    );
+    out += "| loss | shape | MB moved | CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | status |\n";
+    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for r in &report.rows {
+        let shape = r.dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
+        out += &format!(
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.loss,
+            shape,
+            r.bytes as f64 / 1e6,
+            cell(r.cpu_ms, 3),
+            cell(r.gpu_ms, 3),
+            cell(r.speedup, 2),
+            cell(r.gpu_gbps, 2),
+            cell(r.copy_gbps, 2),
+            cell(r.percent_of_copy, 0),
+            r.status
+        );
+    }
+    out
+}
+
+/// Effective bandwidth against bytes moved, one line per loss, the copy as a dashed
+/// black line.
+pub fn plot(report: &Report, path: &std::path::Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let timed: Vec<&Row> = report.rows.iter().filter(|r| r.gpu_gbps.is_some()).collect();
+    let max_gbps = timed.iter().flat_map(|r| [r.gpu_gbps, r.copy_gbps]).flatten().fold(0.1f64, f64::max) * 1.2;
+    let (min_bytes, max_bytes) =
+        timed.iter().fold((f64::MAX, 1.0f64), |(lo, hi), r| (lo.min(r.bytes as f64), hi.max(r.bytes as f64)));
+    let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("fused-loss effective bandwidth, {} ({}), {}", report.adapter, report.backend, report.date), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d((min_bytes.min(max_bytes) * 0.8..max_bytes * 1.25).log_scale(), 0.0..max_gbps)?;
+    chart.configure_mesh().x_desc("bytes moved per call").y_desc("GB/s").draw()?;
+    let mut names: Vec<&str> = timed.iter().map(|r| r.loss.as_str()).collect();
+    names.dedup();
+    for (i, name) in names.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> =
+            timed.iter().filter(|r| r.loss == *name).map(|r| (r.bytes as f64, r.gpu_gbps.unwrap())).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    let mut copy: Vec<(f64, f64)> = timed.iter().map(|r| (r.bytes as f64, r.copy_gbps.unwrap())).collect();
+    copy.sort_by(|a, b| a.0.total_cmp(&b.0));
+    copy.dedup_by(|a, b| a.0 == b.0);
+    chart
+        .draw_series(DashedLineSeries::new(copy, 6, 4, BLACK.stroke_width(2)))?
+        .label("plain copy")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Today's UTC date, `YYYY-MM-DD`.
+fn today() -> String {
+    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
