@@ -1,39 +1,58 @@
-//! CPU reference vs GPU, per registry loss, forward + backward in one call.
+//! CPU reference vs GPU, per registry loss and size, forward + backward in one call.
 //!
-//! GPU timings: record into an encoder, submit, wait for the device; buffers and the
-//! plan (pipelines) are made before timing. Throughput counts the bytes every call
-//! must move: input and target read once, gradient written once.
+//! - `cpu/<loss>/<shape>`: the f64 reference on all cores.
+//! - `gpu/<loss>/<shape>`: record + submit + wait for the device; pipelines and buffers
+//!   are made before timing.
+//! - `floor/empty_dispatch`: an empty dispatch + wait, the floor under every GPU call.
 //!
+//! Throughput is the effective bytes of a call (inputs read once + gradient written
+//! once). Each iteration uses the next of several input sets whose total exceeds any
+//! last-level cache (64 MiB), so no call finds its inputs cached by the previous one.
 //! `cargo bench --bench losses` (set `WGPU_BACKEND` to pick the adapter).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use fused_loss::bench::{self, GpuCall, CRITERION_ELEMENTWISE, CRITERION_ROWS};
 use fused_loss::check::Case;
-use fused_loss::{cpu, registry, Bindings, Gpu, Reduction, Shape};
+use fused_loss::{cpu, registry, Gpu, Loss, Reduction};
 
-/// Bytes one call must move: input and target read once, gradient written once.
-fn bytes(case: &Case) -> u64 {
-    let data = case.data();
-    ((data.input.len() * 2 + data.target.len() + data.labels.len()) * 4) as u64
+/// Bytes the rotating input sets cover together.
+const ROTATION_BYTES: u64 = 64 << 20;
+
+fn shapes(loss: Loss) -> &'static [&'static [usize]] {
+    if loss.spec().is_row_wise() {
+        CRITERION_ROWS
+    } else {
+        CRITERION_ELEMENTWISE
+    }
 }
-use wgpu::util::DeviceExt;
 
-const SIZES: [usize; 2] = [1 << 16, 1 << 20];
+/// Input sets for `loss` on `dims`: enough (at least 2, at most 16) to exceed the cache.
+fn rotation(loss: Loss, dims: &[usize]) -> (u64, Vec<fused_loss::check::CaseData>) {
+    let first = Case::new(loss, Reduction::Mean, dims, 0).data();
+    let bytes = bench::effective_bytes(&first);
+    let sets = ROTATION_BYTES.div_ceil(bytes).clamp(2, 16);
+    let mut data = vec![first];
+    data.extend((1..sets).map(|seed| Case::new(loss, Reduction::Mean, dims, seed).data()));
+    (bytes, data)
+}
 
-fn case(loss: fused_loss::Loss, n: usize) -> Case {
-    // Row-wise losses get rows of 1024 classes.
-    let dims = if loss.spec().is_row_wise() { vec![n / 1024, 1024] } else { vec![n] };
-    Case::new(loss, Reduction::Mean, &dims, 1)
+fn label(dims: &[usize]) -> String {
+    dims.iter().map(usize::to_string).collect::<Vec<_>>().join("x")
 }
 
 fn cpu_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu");
     for loss in registry() {
-        for n in SIZES {
-            let case = case(loss, n);
-            let data = case.data();
-            group.throughput(Throughput::Bytes(bytes(&case)));
-            group.bench_with_input(BenchmarkId::new(loss.name(), n), &n, |b, _| {
-                b.iter(|| cpu::compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap())
+        for dims in shapes(loss) {
+            let (bytes, data) = rotation(loss, dims);
+            let case = Case::new(loss, Reduction::Mean, dims, 0);
+            group.throughput(Throughput::Bytes(bytes));
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {
+                b.iter(|| {
+                    next = (next + 1) % data.len();
+                    cpu::compute(&loss, Reduction::Mean, &data[next].inputs(&case)).unwrap()
+                })
             });
         }
     }
@@ -48,36 +67,21 @@ fn gpu_group(c: &mut Criterion) {
             return;
         }
     };
-    let device = gpu.device();
+    let mut floor = c.benchmark_group("floor");
+    let empty = bench::EmptyDispatch::new(&gpu);
+    floor.bench_function("empty_dispatch", |b| b.iter(|| empty.run()));
+    floor.finish();
     let mut group = c.benchmark_group("gpu");
     for loss in registry() {
-        for n in SIZES {
-            let data = case(loss, n).data();
-            let usage = wgpu::BufferUsages::STORAGE;
-            let init = |v: &[u8]| {
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: v, usage })
-            };
-            let target: &[u8] = if data.labels.is_empty() {
-                bytemuck::cast_slice(&data.target)
-            } else {
-                bytemuck::cast_slice(&data.labels)
-            };
-            let (input, target, grad, stats) = (
-                init(bytemuck::cast_slice(&data.input)),
-                init(target),
-                init(bytemuck::cast_slice(&data.input)),
-                init(&[0; 32]),
-            );
-            let case = case(loss, n);
-            let plan = gpu.plan(&loss, Reduction::Mean, &Shape::new(&case.dims)).unwrap();
-            let bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
-            group.throughput(Throughput::Bytes(bytes(&case)));
-            group.bench_with_input(BenchmarkId::new(loss.name(), n), &n, |b, _| {
+        for dims in shapes(loss) {
+            let (bytes, data) = rotation(loss, dims);
+            let calls: Vec<GpuCall> = data.iter().map(|d| GpuCall::new(&gpu, loss, dims, d).unwrap()).collect();
+            group.throughput(Throughput::Bytes(bytes));
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {
                 b.iter(|| {
-                    let mut encoder = device.create_command_encoder(&Default::default());
-                    plan.encode(&mut encoder, &bindings).unwrap();
-                    gpu.queue().submit([encoder.finish()]);
-                    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+                    next = (next + 1) % calls.len();
+                    calls[next].run()
                 })
             });
         }
@@ -87,7 +91,10 @@ fn gpu_group(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).warm_up_time(std::time::Duration::from_millis(300)).measurement_time(std::time::Duration::from_secs(1));
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1));
     targets = cpu_group, gpu_group
 }
 criterion_main!(benches);

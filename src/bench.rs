@@ -1,8 +1,8 @@
 //! `fused-loss bench`: GPU against the CPU reference per loss and size, after checking
 //! that they agree; effective bandwidth next to the same adapter's plain-copy bandwidth.
 //!
-//! Effective bytes of a call = every input read once (input, target or labels, weights)
-//! + every gradient element written once. GPU times include submit and a wait for the
+//! Effective bytes of a call: every input read once (input, target or labels, weights)
+//! plus every gradient element written once. GPU times include submit and a wait for the
 //! device (`device.poll(wait)`), after warm-up, median of repeated calls; pipelines and
 //! buffers are made before timing. The plain copy moves the same number of bytes
 //! (half read, half written) with `copy_buffer_to_buffer`, timed the same way.
@@ -14,6 +14,11 @@ use wgpu::util::DeviceExt;
 
 use crate::check::{self, Case};
 use crate::{cpu, Bindings, Gpu, Loss, LossStats, Reduction, Result, Shape};
+
+/// Shapes of `cargo bench`: elementwise lengths and row-wise (N, C).
+pub const CRITERION_ELEMENTWISE: &[&[usize]] = &[&[1 << 16], &[1 << 20], &[1 << 23]];
+/// Row-wise shapes of `cargo bench`.
+pub const CRITERION_ROWS: &[&[usize]] = &[&[4096, 10], &[1024, 1000], &[64, 32_768], &[16, 131_072]];
 
 /// Which sizes to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +33,9 @@ pub enum Suite {
 /// The (loss, shape) pairs of a suite, every registry loss.
 pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>)> {
     let (elementwise, rows): (&[&[usize]], &[&[usize]]) = match suite {
-        Suite::Default => (&[&[1 << 16], &[1 << 20], &[1 << 22]], &[&[4096, 10], &[1024, 1000], &[64, 32_768], &[16, 131_072]]),
+        Suite::Default => {
+            (&[&[1 << 16], &[1 << 20], &[1 << 22]], &[&[4096, 10], &[1024, 1000], &[64, 32_768], &[16, 131_072]])
+        }
         Suite::Large => (
             &[&[1_000_000], &[10_000_000], &[100_000_000]],
             &[&[8192, 32_768], &[8192, 131_072], &[16_384, 131_072], &[16, 21, 512, 512]],
@@ -109,42 +116,56 @@ fn wait(gpu: &Gpu) {
     gpu.device().poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
 }
 
-/// An empty compute dispatch plus wait.
+/// An empty compute dispatch plus wait: the floor under every GPU call.
+pub struct EmptyDispatch {
+    gpu: Gpu,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl EmptyDispatch {
+    /// Compiles the empty kernel.
+    pub fn new(gpu: &Gpu) -> Self {
+        let device = gpu.device();
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("empty"),
+            source: wgpu::ShaderSource::Wgsl("@compute @workgroup_size(1) fn main() {}".into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("empty"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        EmptyDispatch { gpu: gpu.clone(), pipeline }
+    }
+
+    /// One dispatch, submitted and waited for.
+    pub fn run(&self) {
+        let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&self.pipeline);
+            pass.dispatch_workgroups(1, 1, 1);
+        }
+        self.gpu.queue().submit([encoder.finish()]);
+        wait(&self.gpu);
+    }
+}
+
 fn floor_ms(gpu: &Gpu) -> f64 {
-    let device = gpu.device();
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("empty"),
-        source: wgpu::ShaderSource::Wgsl("@compute @workgroup_size(1) fn main() {}".into()),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("empty"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    time(
-        || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&pipeline);
-                pass.dispatch_workgroups(1, 1, 1);
-            }
-            gpu.queue().submit([encoder.finish()]);
-            wait(gpu);
-        },
-        3,
-        Duration::from_millis(300),
-    )
+    let empty = EmptyDispatch::new(gpu);
+    time(|| empty.run(), 3, Duration::from_millis(300))
 }
 
 /// GB/s of a buffer-to-buffer copy moving `bytes` (half read, half written).
 fn copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
     let half = (bytes / 2).div_ceil(4) * 4;
     let device = gpu.device();
-    let make = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size: half, usage, mapped_at_creation: false });
+    let make = |usage| {
+        device.create_buffer(&wgpu::BufferDescriptor { label: None, size: half, usage, mapped_at_creation: false })
+    };
     let (src, dst) = (make(wgpu::BufferUsages::COPY_SRC), make(wgpu::BufferUsages::COPY_DST));
     let ms = time(
         || {
@@ -166,6 +187,61 @@ pub fn effective_bytes(data: &check::CaseData) -> u64 {
     ((operands + extras) * 4) as u64
 }
 
+/// One loss call with its buffers and plan made up front: `run` records, submits and
+/// waits, and nothing else. Shared by `fused-loss bench` and `cargo bench`.
+pub struct GpuCall {
+    gpu: Gpu,
+    plan: crate::Plan,
+    input: wgpu::Buffer,
+    target: wgpu::Buffer,
+    grad: wgpu::Buffer,
+    stats: wgpu::Buffer,
+}
+
+impl GpuCall {
+    /// Uploads `data` and plans `loss` (mean) on `dims`.
+    pub fn new(gpu: &Gpu, loss: Loss, dims: &[usize], data: &check::CaseData) -> Result<Self> {
+        let device = gpu.device();
+        let init = |bytes: &[u8]| {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        };
+        let target: &[u8] = if data.labels.is_empty() {
+            bytemuck::cast_slice(&data.target)
+        } else {
+            bytemuck::cast_slice(&data.labels)
+        };
+        let grad = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("grad"),
+            size: (data.input.len() * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuCall {
+            gpu: gpu.clone(),
+            plan: gpu.plan(&loss, Reduction::Mean, &Shape::new(dims))?,
+            input: init(bytemuck::cast_slice(&data.input)),
+            target: init(target),
+            grad,
+            stats: init(&[0; LossStats::SIZE as usize]),
+        })
+    }
+
+    /// Records the call, submits it and waits for the device.
+    pub fn run(&self) {
+        let device = self.gpu.device();
+        let bindings =
+            Bindings::new(self.input.slice(..), self.target.slice(..), self.grad.slice(..), self.stats.slice(..));
+        let mut encoder = device.create_command_encoder(&Default::default());
+        self.plan.encode(&mut encoder, &bindings).expect("validated when planned");
+        self.gpu.queue().submit([encoder.finish()]);
+        wait(&self.gpu);
+    }
+}
+
 fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<Row> {
     let case = Case::new(loss, Reduction::Mean, dims, 7);
     let data = case.data();
@@ -185,7 +261,8 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<
     let limits = gpu.limits();
     let largest = [data.input.len(), data.target.len(), data.labels.len()].into_iter().max().unwrap_or(0) as u64 * 4;
     if largest > limits.max_buffer_size {
-        row.status = format!("skipped: an operand of {largest} bytes exceeds max_buffer_size {}", limits.max_buffer_size);
+        row.status =
+            format!("skipped: an operand of {largest} bytes exceeds max_buffer_size {}", limits.max_buffer_size);
         return Ok(row);
     }
     let inputs = data.inputs(&case);
@@ -200,31 +277,8 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<
     row.status = "pass".into();
     row.cpu_ms = Some(time(|| drop(cpu::compute(&loss, Reduction::Mean, &inputs)), 1, budget));
 
-    let device = gpu.device();
-    let init = |bytes: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytes, usage: wgpu::BufferUsages::STORAGE })
-    };
-    let input = init(bytemuck::cast_slice(&data.input));
-    let target = if data.labels.is_empty() { init(bytemuck::cast_slice(&data.target)) } else { init(bytemuck::cast_slice(&data.labels)) };
-    let grad = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("grad"),
-        size: (data.input.len() * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    let stats = init(&[0; LossStats::SIZE as usize]);
-    let plan = gpu.plan(&loss, Reduction::Mean, &Shape::new(dims))?;
-    let bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
-    let gpu_ms = time(
-        || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            plan.encode(&mut encoder, &bindings).expect("validated above");
-            gpu.queue().submit([encoder.finish()]);
-            wait(gpu);
-        },
-        2,
-        budget,
-    );
+    let call = GpuCall::new(gpu, loss, dims, &data)?;
+    let gpu_ms = time(|| call.run(), 2, budget);
     let gbps = bytes as f64 / (gpu_ms * 1e6);
     let copy = copy_gbps(gpu, bytes);
     row.gpu_ms = Some(gpu_ms);
@@ -294,18 +348,26 @@ pub fn table(report: &Report) -> String {
 pub fn plot(report: &Report, path: &std::path::Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let timed: Vec<&Row> = report.rows.iter().filter(|r| r.gpu_gbps.is_some()).collect();
-    let max_gbps = timed.iter().flat_map(|r| [r.gpu_gbps, r.copy_gbps]).flatten().fold(0.1f64, f64::max) * 1.2;
+    let gbps = || timed.iter().flat_map(|r| [r.gpu_gbps, r.copy_gbps]).flatten();
+    let max_gbps = gbps().fold(0.1f64, f64::max) * 1.5;
+    let min_gbps = gbps().fold(f64::MAX, f64::min).min(max_gbps) / 1.5;
     let (min_bytes, max_bytes) =
         timed.iter().fold((f64::MAX, 1.0f64), |(lo, hi), r| (lo.min(r.bytes as f64), hi.max(r.bytes as f64)));
     let root = SVGBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(format!("fused-loss effective bandwidth, {} ({}), {}", report.adapter, report.backend, report.date), ("sans-serif", 18))
+        .caption(
+            format!("fused-loss effective bandwidth, {} ({}), {}", report.adapter, report.backend, report.date),
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(56)
-        .build_cartesian_2d((min_bytes.min(max_bytes) * 0.8..max_bytes * 1.25).log_scale(), 0.0..max_gbps)?;
-    chart.configure_mesh().x_desc("bytes moved per call").y_desc("GB/s").draw()?;
+        .build_cartesian_2d(
+            (min_bytes.min(max_bytes) * 0.8..max_bytes * 1.25).log_scale(),
+            (min_gbps..max_gbps).log_scale(),
+        )?;
+    chart.configure_mesh().x_desc("bytes moved per call").y_desc("effective GB/s (log)").draw()?;
     let mut names: Vec<&str> = timed.iter().map(|r| r.loss.as_str()).collect();
     names.dedup();
     for (i, name) in names.iter().enumerate() {
@@ -332,7 +394,8 @@ pub fn plot(report: &Report, path: &std::path::Path) -> std::result::Result<(), 
 
 /// Today's UTC date, `YYYY-MM-DD`.
 fn today() -> String {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
