@@ -43,11 +43,16 @@ import statistics
 import sys
 import time
 import traceback
+import warnings
 
 import torch
 import torch.nn.functional as F
 
 LOG2 = math.log(2.0)
+
+# kl_div with reduction="mean" is what the crate computes (divide by every element);
+# torch warns on each call that "mean" will become "batchmean" one day.
+warnings.filterwarnings("ignore", message="reduction: 'mean' divides the total loss")
 
 # Registry order of src/losses/mod.rs.
 ELEMENTWISE = ["mse", "l1", "huber", "smooth_l1", "log_cosh", "bce", "bce_with_logits", "soft_margin", "kl_div"]

@@ -72,6 +72,11 @@ pub struct Row {
     pub copy_gbps: Option<f64>,
     /// gpu_gbps / copy_gbps, in percent.
     pub percent_of_copy: Option<f64>,
+    /// GB/s of a compute kernel copying the same bytes (shader execution's ceiling).
+    pub kernel_copy_gbps: Option<f64>,
+    /// PyTorch forward + backward ms for the same loss and shape, when a
+    /// `bench/torch_compare.py` JSON was given.
+    pub torch_ms: Option<f64>,
 }
 
 /// The whole run.
@@ -180,6 +185,68 @@ fn copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
     (2 * half) as f64 / (ms * 1e6)
 }
 
+/// GB/s of a compute kernel that copies `bytes / 2` bytes (grid-stride, f32, the same
+/// grid as the elementwise losses): what the adapter's shader execution allows, as
+/// opposed to its transfer engine.
+fn kernel_copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
+    let elems = (bytes / 8).max(1);
+    let device = gpu.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("copy kernel"),
+        source: wgpu::ShaderSource::Wgsl(
+            "@group(0) @binding(0) var<storage, read> src: array<f32>;
+             @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+             @compute @workgroup_size(256)
+             fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
+                 for (var i = id.x; i < arrayLength(&dst); i += n.x * 256u) { dst[i] = src[i]; }
+             }"
+            .into(),
+        ),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("copy kernel"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let make = || {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: elems * 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (src, dst) = (make(), make());
+    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+        ],
+    });
+    let groups = elems.div_ceil(256).min(1024) as u32;
+    let ms = time(
+        || {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(groups, 1, 1);
+            }
+            gpu.queue().submit([encoder.finish()]);
+            wait(gpu);
+        },
+        2,
+        Duration::from_millis(300),
+    );
+    (elems * 8) as f64 / (ms * 1e6)
+}
+
 /// Effective bytes of one call on `case`'s operands.
 pub fn effective_bytes(data: &check::CaseData) -> u64 {
     let operands = data.input.len() * 2 + data.target.len() + data.labels.len();
@@ -257,6 +324,8 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<
         gpu_gbps: None,
         copy_gbps: None,
         percent_of_copy: None,
+        kernel_copy_gbps: None,
+        torch_ms: None,
     };
     let limits = gpu.limits();
     let largest = [data.input.len(), data.target.len(), data.labels.len()].into_iter().max().unwrap_or(0) as u64 * 4;
@@ -286,6 +355,7 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration) -> Result<
     row.gpu_gbps = Some(gbps);
     row.copy_gbps = Some(copy);
     row.percent_of_copy = Some(100.0 * gbps / copy);
+    row.kernel_copy_gbps = Some(kernel_copy_gbps(gpu, bytes));
     Ok(row)
 }
 
@@ -321,22 +391,24 @@ pub fn table(report: &Report) -> String {
         "adapter: {} ({}), driver {}; {}; CPU reference on {} threads; empty dispatch + wait: {:.3} ms\n\n",
         report.adapter, report.backend, report.driver, report.date, report.cpu_threads, report.floor_ms
     );
-    out += "| loss | shape | MB moved | CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | status |\n";
-    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    out += "| loss | shape | MB moved | CPU ms | torch CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | kernel-copy GB/s | status |\n";
+    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in &report.rows {
         let shape = r.dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
         out += &format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.loss,
             shape,
             r.bytes as f64 / 1e6,
             cell(r.cpu_ms, 3),
+            cell(r.torch_ms, 3),
             cell(r.gpu_ms, 3),
             cell(r.speedup, 2),
             cell(r.gpu_gbps, 2),
             cell(r.copy_gbps, 2),
             cell(r.percent_of_copy, 0),
+            cell(r.kernel_copy_gbps, 2),
             r.status
         );
     }
@@ -407,4 +479,29 @@ fn today() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Fills `torch_ms` from a `bench/torch_compare.py --json` file (rows matched by loss
+/// name and shape; the eager time, or the compiled one when faster). Returns the torch
+/// run's description.
+pub fn merge_torch(report: &mut Report, json: &str) -> std::result::Result<String, serde_json::Error> {
+    let torch: serde_json::Value = serde_json::from_str(json)?;
+    let rows = torch["rows"].as_array().cloned().unwrap_or_default();
+    for row in &mut report.rows {
+        let found = rows.iter().find(|t| {
+            t["loss"] == row.loss.as_str()
+                && t["dims"].as_array().is_some_and(|d| d.iter().map(|v| v.as_u64()).eq(row.dims.iter().map(|&v| Some(v as u64))))
+        });
+        if let Some(t) = found {
+            let times = [t["eager_ms"].as_f64(), t["compile_ms"].as_f64()];
+            row.torch_ms = times.into_iter().flatten().reduce(f64::min);
+        }
+    }
+    Ok(format!(
+        "PyTorch {} on {} ({} threads, {})",
+        torch["torch"].as_str().unwrap_or("?"),
+        torch["device"].as_str().unwrap_or("?"),
+        torch["threads"],
+        torch["date"].as_str().unwrap_or("?")
+    ))
 }

@@ -36,6 +36,9 @@ enum Command {
         /// Also write the table as markdown.
         #[arg(long)]
         markdown: Option<std::path::PathBuf>,
+        /// Put PyTorch's times from `bench/torch_compare.py --json FILE` beside ours.
+        #[arg(long)]
+        torch: Option<std::path::PathBuf>,
     },
     /// Run every registry loss on the GPU and the CPU reference and compare them.
     Check {
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
             info(&gpu);
             ExitCode::SUCCESS
         }
-        Command::Bench { suite, loss, json, plot, markdown } => {
+        Command::Bench { suite, loss, json, plot, markdown, torch } => {
             let suite = match suite.as_str() {
                 "default" => bench::Suite::Default,
                 "large" => bench::Suite::Large,
@@ -76,7 +79,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run_bench(&gpu, suite, loss.as_deref(), json, plot, markdown) {
+            match run_bench(&gpu, suite, loss.as_deref(), Outputs { json, plot, markdown, torch }) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(failed) => {
                     eprintln!("{failed} rows disagreed with the CPU reference (marked FAIL, not timed)");
@@ -169,16 +172,26 @@ fn run_check(gpu: &Gpu, cases: &[Case]) -> ExitCode {
     }
 }
 
+/// Files `fused-loss bench` reads or writes besides stdout.
+struct Outputs {
+    json: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+    markdown: Option<std::path::PathBuf>,
+    torch: Option<std::path::PathBuf>,
+}
+
 fn run_bench(
     gpu: &Gpu,
     suite: bench::Suite,
     loss: Option<&str>,
-    json: Option<std::path::PathBuf>,
-    plot: Option<std::path::PathBuf>,
-    markdown: Option<std::path::PathBuf>,
+    Outputs { json, plot, markdown, torch }: Outputs,
 ) -> Result<usize, Box<dyn std::error::Error>> {
-    let report = bench::run(gpu, suite, loss)?;
-    let table = bench::table(&report);
+    let mut report = bench::run(gpu, suite, loss)?;
+    let mut table = String::new();
+    if let Some(path) = torch {
+        table += &format!("torch column: {}\n", bench::merge_torch(&mut report, &std::fs::read_to_string(path)?)?);
+    }
+    table += &bench::table(&report);
     println!("{table}");
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
