@@ -490,7 +490,9 @@ pub fn merge_torch(report: &mut Report, json: &str) -> std::result::Result<Strin
     for row in &mut report.rows {
         let found = rows.iter().find(|t| {
             t["loss"] == row.loss.as_str()
-                && t["dims"].as_array().is_some_and(|d| d.iter().map(|v| v.as_u64()).eq(row.dims.iter().map(|&v| Some(v as u64))))
+                && t["dims"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().map(|v| v.as_u64()).eq(row.dims.iter().map(|&v| Some(v as u64))))
         });
         if let Some(t) = found {
             let times = [t["eager_ms"].as_f64(), t["compile_ms"].as_f64()];
