@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One prepared run on a borrowed real GPU (see shared/device.md). Run from the repo root
+# on the device machine, after carrying `.gl` (Vulkan/GL loader .debs) and `.device`
+# (the release `fused-loss` binary) with the device tool:
+#
+#   here:   cargo build --release --bins && mkdir -p .device && cp target/release/fused-loss .device/
+#           (and download the loader .debs into .gl as shared/device.md shows)
+#   there:  bash bench/device.sh        # writes everything under $OUT
+#
+# It prints the GPU, checks every loss on it, runs the large benchmark suite with the
+# PyTorch CUDA comparison, and ends with the tables.
+set -uo pipefail
+OUT="${OUT:-/tmp/out}"
+mkdir -p "$OUT"
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+fi
+export WGPU_BACKEND=vulkan
+bin=./.device/fused-loss
+
+nvidia-smi | tee "$OUT/nvidia-smi.txt"
+$bin info | tee "$OUT/info.txt"
+timeout 120 $bin check > "$OUT/check.txt" 2>&1
+tail -1 "$OUT/check.txt"
+python3 bench/torch_compare.py --suite large --device cuda --compile --json "$OUT/torch-cuda-large.json" \
+    > "$OUT/torch-cuda-large.md" 2> "$OUT/torch-cuda-large.err"
+timeout 300 $bin bench --suite large --torch "$OUT/torch-cuda-large.json" --json "$OUT/bench-large.json" \
+    --plot "$OUT/bench-large.svg" --markdown "$OUT/bench-large.md" > "$OUT/bench-large.txt" 2>&1
+echo "== PyTorch CUDA =="
+tail -25 "$OUT/torch-cuda-large.md"
+echo "== fused-loss bench --suite large =="
+cat "$OUT/bench-large.md"
