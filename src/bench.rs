@@ -376,12 +376,19 @@ pub fn run(gpu: &Gpu, which: Suite, filter: Option<&str>) -> Result<Report> {
     let cases: Vec<_> = suite(which).into_iter().filter(|(l, _)| filter.is_none_or(|f| l.name().contains(f))).collect();
     let floor = floor_ms(gpu);
     let mut rows = Vec::new();
+    // A redrawn bar on a terminal; one line per row in a log.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for (i, (loss, dims)) in cases.iter().enumerate() {
         let bar = "#".repeat(20 * i / cases.len().max(1));
-        eprint!("\r[{bar:<20}] {}/{} {} {:?}            ", i + 1, cases.len(), loss.name(), dims);
+        let line = format!("[{bar:<20}] {}/{} {} {:?}", i + 1, cases.len(), loss.name(), dims);
+        if terminal {
+            eprint!("\r{line:<70}");
+        } else {
+            eprintln!("{line}");
+        }
         rows.push(bench_row(gpu, *loss, dims, budget, which == Suite::Large)?);
     }
-    eprintln!("\r[{}] {} rows done{}", "#".repeat(20), cases.len(), " ".repeat(40));
+    eprintln!("{}[{}] {} rows done", if terminal { "\r" } else { "" }, "#".repeat(20), cases.len());
     Ok(Report {
         adapter: info.name.clone(),
         backend: format!("{:?}", info.backend),
