@@ -1,6 +1,6 @@
 //! CPU reference vs GPU, per registry loss and size, forward + backward in one call.
 //!
-//! - `cpu/<loss>/<shape>`: the f64 reference on all cores.
+//! - `cpu/<loss>/<shape>`: the fast CPU path (f32, f64 sums) on all cores.
 //! - `gpu/<loss>/<shape>`: record + submit + wait for the device; pipelines and buffers
 //!   are made before timing.
 //! - `floor/empty_dispatch`: an empty dispatch + wait, the floor under every GPU call.
@@ -51,7 +51,7 @@ fn cpu_group(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {
                 b.iter(|| {
                     next = (next + 1) % data.len();
-                    cpu::compute(&loss, Reduction::Mean, &data[next].inputs(&case)).unwrap()
+                    cpu::compute_fast(&loss, Reduction::Mean, &data[next].inputs(&case)).unwrap()
                 })
             });
         }

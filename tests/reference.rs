@@ -103,6 +103,25 @@ fn row_wise_twins_match_central_differences() {
     }
 }
 
+#[test]
+fn fast_cpu_path_agrees_with_reference() {
+    // The f32 path benchmarks time must meet the GPU's tolerance against the f64 one.
+    use fused_loss::check;
+    let cases = check::standard_cases(check::ELEMENTWISE_DIMS, check::ROW_DIMS);
+    let mut failures = Vec::new();
+    for case in cases.iter().chain(&check::standard_cases(&[], &[&[3, 131_072], &[70_000, 3]])) {
+        let data = case.data();
+        let inputs = data.inputs(case);
+        let want = cpu::compute(&case.loss, case.reduction, &inputs).unwrap();
+        let got = cpu::compute_fast(&case.loss, case.reduction, &inputs).unwrap();
+        let agreement = check::compare(case, &data, &got, &want);
+        if !agreement.passes() {
+            failures.push(format!("{case}: {agreement:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 // ---- PyTorch constants -------------------------------------------------------------
 
 /// A number from the JSON; `null` stands for -inf (JSON has no infinities).

@@ -1,14 +1,19 @@
-//! Twins of `shaders/distribution/*.wgsl`.
+//! Twins of `shaders/distribution/*.wgsl`, generic over the float type.
 
-use super::{Element, LossGrad};
+use num_traits::Float;
+
+use super::{Element, LossGrad, PointwiseLoss};
 
 /// KL divergence term of input x = ln q and target y; `params[0] = 1` when y is a
 /// log-probability.
-pub fn kl_div(x: f64, y: f64, e: &Element) -> LossGrad {
-    if e.params[0] != 0.0 {
-        let p = y.exp();
-        return LossGrad::valid(p * (y - x), -p);
+pub struct KlDiv;
+impl PointwiseLoss for KlDiv {
+    fn eval<F: Float>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+        if e.params[0] != F::zero() {
+            let p = y.exp();
+            return LossGrad::valid(p * (y - x), -p);
+        }
+        let entropy_term = if y > F::zero() { y * y.ln() } else { F::zero() };
+        LossGrad { value: entropy_term - y * x, grad: -y, invalid: y < F::zero() }
     }
-    let entropy_term = if y > 0.0 { y * y.ln() } else { 0.0 };
-    LossGrad { value: entropy_term - y * x, grad: -y, invalid: y < 0.0 }
 }

@@ -1,19 +1,42 @@
-//! Twin of `shaders/lib/pointwise.wgsl`.
+//! Twin of `shaders/lib/pointwise.wgsl`, generic over the float type.
 
-use super::{CpuOutput, Element, LossGrad};
+use num_traits::Float;
+
+use super::{CpuOutput, Element, PointwiseFn, PointwiseLoss};
 use crate::error::{Error, Result};
-use crate::losses::{weight_layout, Family, Inputs, Reduction, Spec, Target, WeightLayout};
+use crate::losses::{weight_layout, Inputs, Reduction, Spec, Target, WeightLayout};
 
-/// One element's loss and derivative: the twin of a shader's `pointwise`.
-pub type PointwiseFn = fn(x: f64, y: f64, element: &Element) -> LossGrad;
+/// A whole-call function of one instantiation.
+type RunFn<F> = fn(&Spec, Reduction, &Inputs) -> Result<CpuOutput<F>>;
 
-pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
+/// One elementwise loss's CPU functions, monomorphised per loss so that the element
+/// function inlines into its loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PointwiseKernels {
+    /// The f64 element function (finite-difference tests differentiate it).
+    pub element: PointwiseFn,
+    /// The f64 reference.
+    pub reference: RunFn<f64>,
+    /// The f32 fast path.
+    pub fast: RunFn<f32>,
+}
+
+/// The CPU functions of loss `L`.
+pub(crate) fn kernels<L: PointwiseLoss>() -> PointwiseKernels {
+    PointwiseKernels { element: L::eval::<f64>, reference: run::<L, f64>, fast: run::<L, f32> }
+}
+
+fn run<L: PointwiseLoss, F: Float + Send + Sync>(
+    spec: &Spec,
+    reduction: Reduction,
+    inputs: &Inputs,
+) -> Result<CpuOutput<F>> {
     let shape = inputs.resolved_shape();
     let len = shape.len();
     let last_dim = shape.last_dim();
-    let Family::Pointwise(pointwise) = spec.family else { unreachable!("a pointwise spec") };
     let Target::Values(target) = inputs.target else { unreachable!("checked: an f32 target") };
-    let grad_scale = match reduction {
+    let of = |v: f32| F::from(v).unwrap();
+    let scale = match reduction {
         Reduction::Mean => 1.0 / len as f64,
         Reduction::BatchMean => 1.0 / shape.batch() as f64,
         _ => 1.0,
@@ -22,42 +45,42 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
         (Reduction::None, _) | (_, None) => 1.0,
         (_, Some(u)) => u[0] as f64,
     };
+    let grad_scale = F::from(scale * upstream_scalar).unwrap();
     let weight = match inputs.weight {
         Some(w) => Some((w, weight_layout("weight", w.len(), &shape)?)),
         None => None,
     };
-    let params = spec.params.map(f64::from);
-    let mut grad = vec![0.0; len];
-    let mut per_element = (reduction == Reduction::None).then(|| vec![0.0; len]);
+    let params = spec.params.map(of);
+    let mut grad = vec![F::zero(); len];
+    let mut per_element = (reduction == Reduction::None).then(|| vec![F::zero(); len]);
     let mut jobs = Vec::new();
     let mut losses = per_element.as_mut().map(|v| v.chunks_mut(super::BLOCK_ELEMENTS));
     for (block, grads) in grad.chunks_mut(super::BLOCK_ELEMENTS).enumerate() {
         jobs.push((block * super::BLOCK_ELEMENTS, grads, losses.as_mut().and_then(|l| l.next())));
     }
-    // Each block: (loss sum, non-finite count, invalid count).
+    // Each block: (loss sum in f64, non-finite count, invalid count).
     let blocks = super::parallel(jobs, |(start, grads, mut losses)| {
         let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
         for (offset, g_out) in grads.iter_mut().enumerate() {
             let i = start + offset;
-            let x = inputs.input[i] as f64;
-            let y = target[i] as f64;
-            let element = Element { params, pos_weight: inputs.pos_weight.map_or(1.0, |p| p[i % last_dim] as f64) };
-            let r = pointwise(x, y, &element);
+            let (x, y) = (inputs.input[i], target[i]);
+            let element = Element { params, pos_weight: inputs.pos_weight.map_or(F::one(), |p| of(p[i % last_dim])) };
+            let r = L::eval(of(x), of(y), &element);
             let w = match weight {
-                None => 1.0,
-                Some((w, WeightLayout::PerElement)) => w[i] as f64,
-                Some((w, WeightLayout::LastDim)) => w[i % last_dim] as f64,
+                None => F::one(),
+                Some((w, WeightLayout::PerElement)) => of(w[i]),
+                Some((w, WeightLayout::LastDim)) => of(w[i % last_dim]),
             };
-            let mut g = r.grad * w * grad_scale * upstream_scalar;
+            let mut g = r.grad * w * grad_scale;
             if let (Reduction::None, Some(u)) = (reduction, inputs.upstream) {
-                g *= u[i] as f64;
+                g = g * of(u[i]);
             }
             *g_out = g;
             let value = r.value * w;
             if let Some(losses) = losses.as_mut() {
                 losses[offset] = value;
             }
-            sum += value;
+            sum += value.to_f64().unwrap_or(f64::NAN);
             nonfinite += u64::from(!(x.is_finite() && y.is_finite()));
             invalid += u64::from(r.invalid);
         }
@@ -73,5 +96,5 @@ pub(crate) fn run(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<
         let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
         return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
-    Ok(CpuOutput { value: sum * grad_scale, grad, per_element, nonfinite, lse: None, correct: None })
+    Ok(CpuOutput { value: sum * scale, grad, per_element, nonfinite, lse: None, correct: None })
 }

@@ -1,5 +1,7 @@
 //! Twin of `shaders/classification/cross_entropy.wgsl` and its label pre-pass, row by
-//! row in f64.
+//! row, generic over the float type (f64 reference, f32 fast path); sums over rows in f64.
+
+use num_traits::Float;
 
 use super::CpuOutput;
 use crate::error::{Error, Result};
@@ -7,25 +9,32 @@ use crate::losses::softmax::Variant;
 use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
-fn weighted_term(coefficient: f64, term: f64) -> f64 {
-    if coefficient == 0.0 {
-        0.0
+fn weighted_term<F: Float>(coefficient: F, term: F) -> F {
+    if coefficient == F::zero() {
+        F::zero()
     } else {
         coefficient * term
     }
 }
 
-pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
+pub(crate) fn run<F: Float + Send + Sync>(
+    spec: &Spec,
+    variant: Variant,
+    reduction: Reduction,
+    inputs: &Inputs,
+) -> Result<CpuOutput<F>> {
     let shape = inputs.resolved_shape();
     let (classes, inner, rows) = (shape.classes(), shape.inner(), shape.rows());
-    let x = |i: usize| inputs.input[i] as f64;
-    let weight = |c: usize| inputs.weight.map_or(1.0, |w| w[c] as f64);
+    let of = |v: f64| F::from(v).unwrap();
+    let x = |i: usize| F::from(inputs.input[i]).unwrap();
+    let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
     let (labels, soft) = match inputs.target {
         Target::Labels(l) => (Some(l), None),
         Target::Values(t) => (None, Some(t)),
     };
     let ignore = spec.ignore_index;
-    let eps = spec.params[1] as f64;
+    let eps = of(spec.params[1] as f64);
+    let per_class = eps / of(classes as f64);
 
     // Label pre-pass.
     let (mut weight_sum, mut invalid) = (0.0f64, 0u64);
@@ -37,7 +46,7 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
             if label < 0 || label as usize >= classes {
                 invalid += 1;
             } else {
-                weight_sum += weight(label as usize);
+                weight_sum += weight(label as usize).to_f64().unwrap_or(f64::NAN);
             }
         }
     }
@@ -45,7 +54,7 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
         let (argument, domain) = spec.invalid_means.unwrap_or(("labels", "[0, C)"));
         return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
-    let class_weight_sum: f64 = (0..classes).map(weight).sum();
+    let class_weight_sum = of((0..classes).map(|c| weight(c).to_f64().unwrap_or(f64::NAN)).sum());
     let mut scale = match (reduction, labels.is_some()) {
         (Reduction::Mean, true) => 1.0 / weight_sum,
         (Reduction::Mean, false) => 1.0 / rows as f64,
@@ -54,10 +63,11 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
     if let (Some(u), false) = (inputs.upstream, reduction == Reduction::None) {
         scale *= u[0] as f64;
     }
+    let scale = of(scale);
 
-    let mut grad = vec![0.0; shape.len()];
-    let mut per_row = vec![0.0; rows];
-    let mut lses = vec![0.0; rows];
+    let mut grad = vec![F::zero(); shape.len()];
+    let mut per_row = vec![F::zero(); rows];
+    let mut lses = vec![F::zero(); rows];
     // Blocks of whole batch items: contiguous in the gradient and in the per-row outputs.
     let items_per_block = (super::BLOCK_ELEMENTS / (classes * inner).max(1)).max(1);
     let jobs: Vec<_> = grad
@@ -67,7 +77,7 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
         .enumerate()
         .map(|(block, ((grad, per_row), lses))| (block * items_per_block * inner, grad, per_row, lses))
         .collect();
-    // Each block: (loss sum, non-finite count, correct count).
+    // Each block: (loss sum in f64, non-finite count, correct count).
     let blocks = super::parallel(jobs, |(first_row, grad, per_row, lses)| {
         let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
         let grad_base = first_row / inner * classes * inner;
@@ -79,55 +89,60 @@ pub(crate) fn run(spec: &Spec, variant: Variant, reduction: Reduction, inputs: &
             let ignored = label == Some(ignore);
             let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
             let row_scale = match (reduction, inputs.upstream) {
-                (Reduction::None, Some(u)) => scale * u[r] as f64,
+                (Reduction::None, Some(u)) => scale * F::from(u[r]).unwrap(),
                 _ => scale,
             };
             // First sweep: max, log-sum-exp, argmax (first occurrence), linear sums.
-            let m = (0..classes).map(|c| x(index(c))).fold(f64::NEG_INFINITY, f64::max);
-            let lse = m + (0..classes).map(|c| (x(index(c)) - m).exp()).sum::<f64>().ln();
+            let m = (0..classes).map(|c| x(index(c))).fold(F::neg_infinity(), F::max);
+            // Sums over a row run in f64: 131 072 f32 additions would lose digits.
+            let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
+            let sum_exp: f64 = (0..classes).map(|c| wide((x(index(c)) - m).exp())).sum();
+            let lse = m + of(sum_exp.ln());
             let argmax = (0..classes).fold(0, |best, c| if x(index(c)) > x(index(best)) { c } else { best });
-            let target = |c: usize| soft.map_or(0.0, |t| (1.0 - eps) * t[index(c)] as f64 + eps / classes as f64);
+            let target =
+                |c: usize| soft.map_or(F::zero(), |t| (F::one() - eps) * F::from(t[index(c)]).unwrap() + per_class);
             let (wt, wtx, wx) = (0..classes).fold((0.0, 0.0, 0.0), |(wt, wtx, wx), c| {
-                let w = weight(c);
-                (wt + w * target(c), wtx + w * target(c) * x(index(c)), wx + w * x(index(c)))
+                let (w, t, xc) = (wide(weight(c)), wide(target(c)), wide(x(index(c))));
+                (wt + w * t, wtx + w * t * xc, wx + w * xc)
             });
+            let (wt, wtx, wx) = (of(wt), of(wtx), of(wx));
             if variant == Variant::Nll {
                 nonfinite += u64::from(!ignored && !x(index(y)).is_finite());
             } else {
                 nonfinite += (0..classes).filter(|&c| !x(index(c)).is_finite()).count() as u64;
             }
             let loss = if ignored {
-                0.0
+                F::zero()
             } else {
                 match variant {
                     Variant::Nll => -weight(y) * x(index(y)),
                     Variant::SoftTargets => lse * wt - wtx,
                     Variant::HardLabels => {
-                        weighted_term(1.0 - eps, weight(y) * (lse - x(index(y))))
-                            + weighted_term(eps / classes as f64, class_weight_sum * lse - wx)
+                        weighted_term(F::one() - eps, weight(y) * (lse - x(index(y))))
+                            + weighted_term(per_class, class_weight_sum * lse - wx)
                     }
                 }
             };
             // Second sweep: the gradient, written once per class.
             for c in 0..classes {
-                let hit = if c == y { 1.0 } else { 0.0 };
+                let hit = if c == y { F::one() } else { F::zero() };
                 let p = (x(index(c)) - lse).exp();
                 grad[index(c) - grad_base] = if ignored {
-                    0.0
+                    F::zero()
                 } else {
                     row_scale
                         * match variant {
                             Variant::Nll => -weight(y) * hit,
                             Variant::SoftTargets => p * wt - weight(c) * target(c),
                             Variant::HardLabels => {
-                                (1.0 - eps) * weight(y) * (p - hit)
-                                    + eps / classes as f64 * (class_weight_sum * p - weight(c))
+                                (F::one() - eps) * weight(y) * (p - hit)
+                                    + per_class * (class_weight_sum * p - weight(c))
                             }
                         }
                 };
             }
             correct += u64::from(labels.is_some() && !ignored && argmax == y);
-            sum += loss;
+            sum += loss.to_f64().unwrap_or(f64::NAN);
             per_row[local] = loss;
             lses[local] = lse;
         }

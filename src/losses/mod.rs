@@ -10,7 +10,7 @@ pub mod softmax;
 
 pub use plan::{Bindings, LossStats, Plan};
 
-use crate::cpu::{self, binary, distribution, regression};
+use crate::cpu::{self, binary, distribution, kernels, regression, PointwiseKernels};
 use crate::error::{Error, Result};
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
@@ -143,7 +143,7 @@ pub enum Domain {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Family {
     /// Element by element (`shaders/lib/pointwise.wgsl`), with its CPU twin.
-    Pointwise(cpu::PointwiseFn),
+    Pointwise(PointwiseKernels),
     /// Row by row over the class dimension (`shaders/classification/cross_entropy.wgsl`).
     Softmax(softmax::Variant),
 }
@@ -176,7 +176,7 @@ pub struct Spec {
 }
 
 impl Spec {
-    fn new(name: &'static str, reference: &'static str, shader: &'static str, cpu: cpu::PointwiseFn) -> Self {
+    fn new(name: &'static str, reference: &'static str, shader: &'static str, cpu: PointwiseKernels) -> Self {
         Self::family(name, reference, shader, Family::Pointwise(cpu))
     }
 
@@ -216,7 +216,7 @@ impl Spec {
     /// tests differentiate; `None` for row-wise losses.
     pub fn cpu_element(&self) -> Option<cpu::PointwiseFn> {
         match self.family {
-            Family::Pointwise(f) => Some(f),
+            Family::Pointwise(k) => Some(k.element),
             Family::Softmax(_) => None,
         }
     }
@@ -254,25 +254,32 @@ impl Loss {
     /// The loss's specification. Parameters are not checked here; see [`Loss::validate`].
     pub fn spec(&self) -> Spec {
         match *self {
-            Loss::Mse => Spec::new("mse", "torch.nn.MSELoss", "regression/mse", regression::mse),
-            Loss::L1 => Spec::new("l1", "torch.nn.L1Loss", "regression/l1", regression::l1),
+            Loss::Mse => Spec::new("mse", "torch.nn.MSELoss", "regression/mse", kernels::<regression::Mse>()),
+            Loss::L1 => Spec::new("l1", "torch.nn.L1Loss", "regression/l1", kernels::<regression::L1>()),
             Loss::Huber { delta } => Spec {
                 params: [delta, 0.0],
                 constraints: &[DELTA_POSITIVE],
-                ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", regression::huber)
+                ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", kernels::<regression::Huber>())
             },
             Loss::SmoothL1 { beta } => Spec {
                 params: [beta, 0.0],
                 constraints: &[BETA_NON_NEGATIVE],
-                ..Spec::new("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1", regression::smooth_l1)
+                ..Spec::new(
+                    "smooth_l1",
+                    "torch.nn.SmoothL1Loss(beta)",
+                    "regression/smooth_l1",
+                    kernels::<regression::SmoothL1>(),
+                )
             },
-            Loss::LogCosh => Spec::new("log_cosh", "optax.log_cosh", "regression/log_cosh", regression::log_cosh),
+            Loss::LogCosh => {
+                Spec::new("log_cosh", "optax.log_cosh", "regression/log_cosh", kernels::<regression::LogCosh>())
+            }
             Loss::Bce => Spec {
                 input_domain: Domain::Probability,
                 target_domain: Domain::Probability,
                 takes_weight: true,
                 invalid_means: Some(("input", "[0, 1]")),
-                ..Spec::new("bce", "torch.nn.BCELoss", "binary/bce", binary::bce)
+                ..Spec::new("bce", "torch.nn.BCELoss", "binary/bce", kernels::<binary::Bce>())
             },
             Loss::BceWithLogits => Spec {
                 target_domain: Domain::Probability,
@@ -282,7 +289,7 @@ impl Loss {
                     "bce_with_logits",
                     "torch.nn.BCEWithLogitsLoss",
                     "binary/bce_with_logits",
-                    binary::bce_with_logits,
+                    kernels::<binary::BceWithLogits>(),
                 )
             },
             Loss::CrossEntropy { ignore_index, label_smoothing } => Spec {
@@ -312,11 +319,16 @@ impl Loss {
                 target_domain: if log_target { Domain::LogProbability } else { Domain::Probability },
                 takes_batchmean: true,
                 invalid_means: Some(("target", "[0, inf) (probabilities)")),
-                ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", distribution::kl_div)
+                ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
             Loss::SoftMargin => Spec {
                 target_domain: Domain::Sign,
-                ..Spec::new("soft_margin", "torch.nn.SoftMarginLoss", "binary/soft_margin", binary::soft_margin)
+                ..Spec::new(
+                    "soft_margin",
+                    "torch.nn.SoftMarginLoss",
+                    "binary/soft_margin",
+                    kernels::<binary::SoftMargin>(),
+                )
             },
         }
     }
