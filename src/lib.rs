@@ -7,7 +7,7 @@
 //! Two ways in:
 //! - **Embed** in a GPU training step: [`Gpu::plan`] once, then [`Plan::encode`] records
 //!   into your `CommandEncoder`, reading your buffers and writing the gradient into
-//!   your buffer and a [`LossStats`] into a 16-byte buffer. No submit, no readback.
+//!   your buffer and a [`LossStats`] into a 32-byte buffer. No submit, no readback.
 //! - **Compute once**: [`Gpu::compute`] takes host slices and returns an [`Output`].
 //!
 //! Every loss is listed once in [`registry`]; see [`Loss`] for formulas and their
