@@ -40,23 +40,15 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<Elem>;
+#import lib/bindings
 #if SOFT_TARGETS
 @group(0) @binding(2) var<storage, read> soft_target: array<Elem>;
 #else
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
 @group(0) @binding(8) var<storage, read> denoms: Denoms;
 #endif
-@group(0) @binding(3) var<storage, read_write> grad: array<Elem>;
-@group(0) @binding(4) var<storage, read_write> partials: array<Partial>;
 #if HAS_WEIGHT
 @group(0) @binding(5) var<storage, read> class_weight: array<f32>;
-#endif
-#if UPSTREAM_SCALAR || UPSTREAM_ELEMENTWISE
-@group(0) @binding(6) var<storage, read> upstream: array<f32>;
-#endif
-#if REDUCTION_NONE
-@group(0) @binding(7) var<storage, read_write> losses: array<f32>;
 #endif
 #if WRITE_LSE
 @group(0) @binding(9) var<storage, read_write> lse_out: array<f32>;

@@ -40,18 +40,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> input: array<Elem>;
+#import lib/bindings
 @group(0) @binding(2) var<storage, read> labels: array<Elem>;
-@group(0) @binding(3) var<storage, read_write> grad: array<Elem>;
-@group(0) @binding(4) var<storage, read_write> partials: array<Partial>;
 #if HAS_WEIGHT || HAS_WEIGHT_BROADCAST
 @group(0) @binding(5) var<storage, read> weight: array<f32>;
-#endif
-#if UPSTREAM_SCALAR || UPSTREAM_ELEMENTWISE
-@group(0) @binding(6) var<storage, read> upstream: array<f32>;
-#endif
-#if REDUCTION_NONE
-@group(0) @binding(7) var<storage, read_write> losses: array<f32>;
 #endif
 // Binding 8 is reserved for a loss file's own broadcast operand (pos_weight).
 

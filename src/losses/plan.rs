@@ -288,6 +288,22 @@ pub(crate) fn bind_group(
     })
 }
 
+/// Records `(pipeline, bind group, workgroups)` dispatches, in order, in one compute
+/// pass (wgpu orders dispatches within a pass and inserts the barriers between them).
+pub(crate) fn record(
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    dispatches: &[(&wgpu::ComputePipeline, &wgpu::BindGroup, u32)],
+) {
+    let mut pass =
+        encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
+    for &(pipeline, group, workgroups) in dispatches {
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, group, &[]);
+        pass.dispatch_workgroups(workgroups, 1, 1);
+    }
+}
+
 /// The caller's 32-byte stats range.
 pub(crate) fn stats_binding<'a>(stats: &wgpu::BufferSlice<'a>) -> wgpu::BufferBinding<'a> {
     wgpu::BufferBinding {

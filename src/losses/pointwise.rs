@@ -5,8 +5,8 @@
 //! operand, then one `finalize` dispatch.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, stats_binding, sub, uniform, Bindings, FinalizeParams,
-    Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, uniform, Bindings,
+    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec, WeightLayout};
 use crate::context::Gpu;
@@ -193,16 +193,10 @@ impl PointwisePlan {
             ],
         );
 
-        let mut pass =
-            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(spec.name), timestamp_writes: None });
-        pass.set_pipeline(&pipeline);
-        for (chunk, group) in self.chunks.iter().zip(&groups) {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(chunk.groups, 1, 1);
-        }
-        pass.set_pipeline(&finalize);
-        pass.set_bind_group(0, &finalize_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        let mut dispatches: Vec<_> =
+            self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)).collect();
+        dispatches.push((&finalize, &finalize_group, 1));
+        record(encoder, spec.name, &dispatches);
         Ok(())
     }
 }

@@ -10,8 +10,8 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, stats_binding, sub, uniform, Bindings, FinalizeParams,
-    Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, uniform, Bindings,
+    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec};
 use crate::context::Gpu;
@@ -322,21 +322,13 @@ impl SoftmaxPlan {
         }
         let finalize_group = bind_group(gpu, "fused-loss finalize", &finalize, finalize_entries);
 
-        let mut pass =
-            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(spec.name), timestamp_writes: None });
+        let mut dispatches = Vec::new();
         if let Some((pipeline, group)) = &count_labels {
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(1, 1, 1);
+            dispatches.push((pipeline, group, 1));
         }
-        pass.set_pipeline(&pipeline);
-        for (chunk, group) in self.chunks.iter().zip(&groups) {
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(chunk.groups, 1, 1);
-        }
-        pass.set_pipeline(&finalize);
-        pass.set_bind_group(0, &finalize_group, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)));
+        dispatches.push((&finalize, &finalize_group, 1));
+        record(encoder, spec.name, &dispatches);
         Ok(())
     }
 }
