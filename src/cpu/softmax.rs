@@ -77,14 +77,19 @@ pub(crate) fn run<F: Float + Send + Sync>(
         .enumerate()
         .map(|(block, ((grad, per_row), lses))| (block * items_per_block * inner, grad, per_row, lses))
         .collect();
+    // NLL needs no softmax unless its log-sum-exp or argmax is asked for.
+    let needs_sweep = variant != Variant::Nll || inputs.want_lse || inputs.want_accuracy;
+    let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
     // Each block: (loss sum in f64, non-finite count, correct count).
     let blocks = super::parallel(jobs, |(first_row, grad, per_row, lses)| {
         let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
         let grad_base = first_row / inner * classes * inner;
+        // The row's logits, gathered once from the strided layout, and exp(x - max).
+        let (mut row, mut exps) = (vec![F::zero(); classes], vec![F::zero(); classes]);
         for local in 0..per_row.len() {
             let r = first_row + local;
             let (n, s) = (r / inner, r % inner);
-            let index = |c: usize| n * classes * inner + c * inner + s;
+            let base = n * classes * inner + s;
             let label = labels.map(|l| l[r]);
             let ignored = label == Some(ignore);
             let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
@@ -92,59 +97,84 @@ pub(crate) fn run<F: Float + Send + Sync>(
                 (Reduction::None, Some(u)) => scale * F::from(u[r]).unwrap(),
                 _ => scale,
             };
-            // First sweep: max, log-sum-exp, argmax (first occurrence), linear sums.
-            let m = (0..classes).map(|c| x(index(c))).fold(F::neg_infinity(), F::max);
-            // Sums over a row run in f64: 131 072 f32 additions would lose digits.
-            let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
-            let sum_exp: f64 = (0..classes).map(|c| wide((x(index(c)) - m).exp())).sum();
-            let lse = m + of(sum_exp.ln());
-            let argmax = (0..classes).fold(0, |best, c| if x(index(c)) > x(index(best)) { c } else { best });
-            let target =
-                |c: usize| soft.map_or(F::zero(), |t| (F::one() - eps) * F::from(t[index(c)]).unwrap() + per_class);
-            let (wt, wtx, wx) = (0..classes).fold((0.0, 0.0, 0.0), |(wt, wtx, wx), c| {
-                let (w, t, xc) = (wide(weight(c)), wide(target(c)), wide(x(index(c))));
-                (wt + w * t, wtx + w * t * xc, wx + w * xc)
-            });
-            let (wt, wtx, wx) = (of(wt), of(wtx), of(wx));
+            let x_y = x(base + y * inner);
+            let (mut lse, mut inv_sum) = (F::zero(), F::zero());
+            let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
+            if needs_sweep {
+                // First sweep: max, argmax (first occurrence), sum of exponentials and the
+                // linear sums, the sums in f64.
+                let (mut m, mut argmax) = (F::neg_infinity(), 0);
+                for (c, slot) in row.iter_mut().enumerate() {
+                    *slot = x(base + c * inner);
+                    if *slot > m {
+                        m = *slot;
+                        argmax = c;
+                    }
+                }
+                let (mut sum_exp, mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0, 0.0);
+                for c in 0..classes {
+                    exps[c] = (row[c] - m).exp();
+                    sum_exp += wide(exps[c]);
+                    let (w, xc) = (wide(weight(c)), wide(row[c]));
+                    if let Some(t) = soft {
+                        let t = wide((F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class);
+                        s_wt += w * t;
+                        s_wtx += w * t * xc;
+                    } else {
+                        s_wx += w * xc;
+                    }
+                }
+                lse = m + of(sum_exp.ln());
+                inv_sum = of(1.0 / sum_exp);
+                (wt, wtx, wx) = (of(s_wt), of(s_wtx), of(s_wx));
+                if variant != Variant::Nll {
+                    nonfinite += row.iter().filter(|v| !v.is_finite()).count() as u64;
+                }
+                correct += u64::from(labels.is_some() && !ignored && argmax == y);
+            }
             if variant == Variant::Nll {
-                nonfinite += u64::from(!ignored && !x(index(y)).is_finite());
-            } else {
-                nonfinite += (0..classes).filter(|&c| !x(index(c)).is_finite()).count() as u64;
+                nonfinite += u64::from(!ignored && !x_y.is_finite());
             }
             let loss = if ignored {
                 F::zero()
             } else {
                 match variant {
-                    Variant::Nll => -weight(y) * x(index(y)),
+                    Variant::Nll => -weight(y) * x_y,
                     Variant::SoftTargets => lse * wt - wtx,
                     Variant::HardLabels => {
-                        weighted_term(F::one() - eps, weight(y) * (lse - x(index(y))))
+                        weighted_term(F::one() - eps, weight(y) * (lse - x_y))
                             + weighted_term(per_class, class_weight_sum * lse - wx)
                     }
                 }
             };
-            // Second sweep: the gradient, written once per class.
-            for c in 0..classes {
-                let hit = if c == y { F::one() } else { F::zero() };
-                let p = (x(index(c)) - lse).exp();
-                grad[index(c) - grad_base] = if ignored {
-                    F::zero()
-                } else {
-                    row_scale
-                        * match variant {
-                            Variant::Nll => -weight(y) * hit,
-                            Variant::SoftTargets => p * wt - weight(c) * target(c),
-                            Variant::HardLabels => {
-                                (F::one() - eps) * weight(y) * (p - hit)
-                                    + per_class * (class_weight_sum * p - weight(c))
-                            }
-                        }
-                };
-            }
-            correct += u64::from(labels.is_some() && !ignored && argmax == y);
-            sum += loss.to_f64().unwrap_or(f64::NAN);
+            sum += wide(loss);
             per_row[local] = loss;
             lses[local] = lse;
+            // Second sweep: the gradient, written once per class. `grad` starts at zero, so
+            // ignored rows and NLL's other classes need no write.
+            if ignored {
+                continue;
+            }
+            if variant == Variant::Nll {
+                grad[base + y * inner - grad_base] = -row_scale * weight(y);
+                continue;
+            }
+            for c in 0..classes {
+                let out = &mut grad[base + c * inner - grad_base];
+                let hit = if c == y { F::one() } else { F::zero() };
+                *out = row_scale
+                    * match variant {
+                        Variant::Nll => unreachable!("written above"),
+                        Variant::SoftTargets => {
+                            let t = (F::one() - eps) * F::from(soft.unwrap()[base + c * inner]).unwrap() + per_class;
+                            exps[c] * inv_sum * wt - weight(c) * t
+                        }
+                        Variant::HardLabels => {
+                            let p = exps[c] * inv_sum;
+                            (F::one() - eps) * weight(y) * (p - hit) + per_class * (class_weight_sum * p - weight(c))
+                        }
+                    };
+            }
         }
         (sum, nonfinite, correct)
     });
