@@ -22,6 +22,7 @@
 #import lib/reduce
 #import lib/softmax
 #import lib/denoms
+#import lib/class_weight
 
 struct Params {
     // Rows (n, s) in this chunk.
@@ -47,22 +48,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> labels: array<i32>;
 @group(0) @binding(8) var<storage, read> denoms: Denoms;
 #endif
-#if HAS_WEIGHT
-@group(0) @binding(5) var<storage, read> class_weight: array<f32>;
-#endif
 #if WRITE_LSE
 @group(0) @binding(9) var<storage, read_write> lse_out: array<f32>;
 #endif
 
 var<workgroup> wg_abort: u32;
-
-fn weight_of(c: u32) -> f32 {
-#if HAS_WEIGHT
-    return class_weight[c];
-#else
-    return 1.0;
-#endif
-}
 
 // What a row needs besides its logits.
 struct Row {

@@ -5,6 +5,7 @@
 
 #import lib/reduce
 #import lib/denoms
+#import lib/class_weight
 
 struct LabelParams {
     rows: u32,
@@ -16,17 +17,7 @@ struct LabelParams {
 @group(0) @binding(0) var<uniform> params: LabelParams;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
 @group(0) @binding(2) var<storage, read_write> denoms: Denoms;
-#if HAS_WEIGHT
-@group(0) @binding(3) var<storage, read> class_weight: array<f32>;
-#endif
 
-fn weight_of(c: u32) -> f32 {
-#if HAS_WEIGHT
-    return class_weight[c];
-#else
-    return 1.0;
-#endif
-}
 
 @compute @workgroup_size(WG_SIZE)
 fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {

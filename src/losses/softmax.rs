@@ -271,7 +271,7 @@ impl SoftmaxPlan {
                 (2, self.denoms.as_entire_buffer_binding()),
             ];
             if let Some(slice) = &bindings.weight {
-                entries.push((3, sub(slice, 0, classes)));
+                entries.push((5, sub(slice, 0, classes)));
             }
             let group = bind_group(gpu, "fused-loss labels", &pipeline, entries);
             Some((pipeline, group))
