@@ -355,6 +355,18 @@ fn cpu_matches_pytorch_constants() {
 }
 
 #[test]
+fn fast_cpu_path_matches_pytorch_constants() {
+    // The extremes (logits ±1e4, -inf, probabilities at 0 and 1) through the f32 path and
+    // its polynomial exponential.
+    let failures = against_torch(|case| {
+        let out = cpu::compute_fast(&case.loss, case.reduction, &case.inputs()).unwrap();
+        let value = out.per_element.unwrap_or_else(|| vec![out.value]);
+        (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
 fn gpu_matches_pytorch_constants() {
     let Some(gpu) = common::gpu("gpu_matches_pytorch_constants") else { return };
     let failures = against_torch(|case| {

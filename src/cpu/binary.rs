@@ -1,21 +1,22 @@
 //! Twins of `shaders/binary/*.wgsl`, generic over the float type.
 
-use num_traits::Float;
-
-use super::{Element, LossGrad, PointwiseLoss};
+use super::{Element, LossGrad, PointwiseLoss, Real};
 
 /// `ln(1 + e^x)` without overflow.
-pub(crate) fn softplus<F: Float>(x: F) -> F {
+#[inline(always)]
+pub(crate) fn softplus<F: Real>(x: F) -> F {
     x.max(F::zero()) + (-x.abs()).exp().ln_1p()
 }
 
 /// `1 / (1 + e^{-x})` without overflow.
-pub(crate) fn sigmoid<F: Float>(x: F) -> F {
+#[inline(always)]
+pub(crate) fn sigmoid<F: Real>(x: F) -> F {
+    let e = (-x.abs()).exp();
+    let positive = F::one() / (F::one() + e);
     if x >= F::zero() {
-        F::one() / (F::one() + (-x).exp())
+        positive
     } else {
-        let e = x.exp();
-        e / (F::one() + e)
+        e * positive
     }
 }
 
@@ -23,7 +24,8 @@ pub(crate) fn sigmoid<F: Float>(x: F) -> F {
 /// (the f32 value PyTorch uses), as `torch.nn.BCELoss`.
 pub struct Bce;
 impl PointwiseLoss for Bce {
-    fn eval<F: Float>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let floor = F::from(-100.0).unwrap();
         let one = F::one();
         let log_x = x.ln().max(floor);
@@ -37,7 +39,8 @@ impl PointwiseLoss for Bce {
 /// BCE on logits with `pos_weight`; zero-coefficient terms dropped (limit 0 at ±inf).
 pub struct BceWithLogits;
 impl PointwiseLoss for BceWithLogits {
-    fn eval<F: Float>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         let one = F::one();
         let py = e.pos_weight * y;
         let positive = if py != F::zero() { py * softplus(-x) } else { F::zero() };
@@ -50,7 +53,8 @@ impl PointwiseLoss for BceWithLogits {
 /// `softplus(-y x)`, `-y sigmoid(-y x)`.
 pub struct SoftMargin;
 impl PointwiseLoss for SoftMargin {
-    fn eval<F: Float>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let m = -y * x;
         LossGrad::valid(softplus(m), -y * sigmoid(m))
     }

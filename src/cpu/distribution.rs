@@ -1,14 +1,13 @@
 //! Twins of `shaders/distribution/*.wgsl`, generic over the float type.
 
-use num_traits::Float;
-
-use super::{Element, LossGrad, PointwiseLoss};
+use super::{Element, LossGrad, PointwiseLoss, Real};
 
 /// KL divergence term of input x = ln q and target y; `params[0] = 1` when y is a
 /// log-probability.
 pub struct KlDiv;
 impl PointwiseLoss for KlDiv {
-    fn eval<F: Float>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         if e.params[0] != F::zero() {
             let p = y.exp();
             return LossGrad::valid(p * (y - x), -p);

@@ -1,14 +1,13 @@
 //! Twins of `shaders/regression/*.wgsl`, generic over the float type (f64: the
 //! reference; f32: the fast CPU path). `d = x - y` throughout.
 
-use num_traits::Float;
-
-use super::{sign, Element, LossGrad, PointwiseLoss};
+use super::{sign, Element, LossGrad, PointwiseLoss, Real};
 
 /// `d²`, `2d`.
 pub struct Mse;
 impl PointwiseLoss for Mse {
-    fn eval<F: Float>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         LossGrad::valid(d * d, d + d)
     }
@@ -17,7 +16,8 @@ impl PointwiseLoss for Mse {
 /// `|d|`, `sign(d)` with sign(0) = 0 (PyTorch's subgradient).
 pub struct L1;
 impl PointwiseLoss for L1 {
-    fn eval<F: Float>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         LossGrad::valid(d.abs(), sign(d))
     }
@@ -26,7 +26,8 @@ impl PointwiseLoss for L1 {
 /// Huber with `delta = params[0]`.
 pub struct Huber;
 impl PointwiseLoss for Huber {
-    fn eval<F: Float>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         let delta = e.params[0];
         let half = F::from(0.5).unwrap();
         let d = x - y;
@@ -39,23 +40,26 @@ impl PointwiseLoss for Huber {
 /// Smooth L1 with `beta = params[0]`; beta = 0 is L1.
 pub struct SmoothL1;
 impl PointwiseLoss for SmoothL1 {
-    fn eval<F: Float>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         let beta = e.params[0];
         let half = F::from(0.5).unwrap();
         let d = x - y;
         let a = d.abs();
-        if a < beta {
-            LossGrad::valid(half * d * d / beta, d / beta)
-        } else {
-            LossGrad::valid(a - half * beta, sign(d))
-        }
+        // Both branches computed, then selected: the loop vectorises (beta = 0 never
+        // selects the quadratic side, whose 0/0 is discarded).
+        let quadratic = a < beta;
+        let value = if quadratic { half * d * d / beta } else { a - half * beta };
+        let grad = if quadratic { d / beta } else { sign(d) };
+        LossGrad::valid(value, grad)
     }
 }
 
 /// `ln cosh d = |d| + ln(1 + e^{-2|d|}) - ln 2`, `tanh d`.
 pub struct LogCosh;
 impl PointwiseLoss for LogCosh {
-    fn eval<F: Float>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         let a = d.abs();
         let two = F::from(2.0).unwrap();

@@ -1,15 +1,14 @@
 //! Twin of `shaders/classification/cross_entropy.wgsl` and its label pre-pass, row by
 //! row, generic over the float type (f64 reference, f32 fast path); sums over rows in f64.
 
-use num_traits::Float;
-
-use super::CpuOutput;
+use super::{with_best_isa, CpuOutput, Real};
 use crate::error::{Error, Result};
 use crate::losses::softmax::Variant;
 use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
-fn weighted_term<F: Float>(coefficient: F, term: F) -> F {
+#[inline(always)]
+fn weighted_term<F: Real>(coefficient: F, term: F) -> F {
     if coefficient == F::zero() {
         F::zero()
     } else {
@@ -17,7 +16,61 @@ fn weighted_term<F: Float>(coefficient: F, term: F) -> F {
     }
 }
 
-pub(crate) fn run<F: Float + Send + Sync>(
+/// Σ_c e^{row_c - max} into `exps`, summed in `LANES` accumulators then in f64: a loop
+/// LLVM vectorises, in an order fixed by the row alone.
+#[inline(always)]
+fn exp_sum<F: Real>(row: &[F], max: F, exps: &mut [F]) -> f64 {
+    const LANES: usize = 16;
+    let mut lanes = [F::zero(); LANES];
+    let mut row_chunks = row.chunks_exact(LANES);
+    let mut exp_chunks = exps.chunks_exact_mut(LANES);
+    for (xs, es) in (&mut row_chunks).zip(&mut exp_chunks) {
+        for lane in 0..LANES {
+            es[lane] = (xs[lane] - max).fast_exp();
+            lanes[lane] = lanes[lane] + es[lane];
+        }
+    }
+    for (lane, (&x, e)) in row_chunks.remainder().iter().zip(exp_chunks.into_remainder()).enumerate() {
+        *e = (x - max).fast_exp();
+        lanes[lane] = lanes[lane] + *e;
+    }
+    lanes.iter().map(|s| s.to_f64().unwrap_or(f64::NAN)).sum()
+}
+
+/// The largest logit, NaN ignored (-inf when there is none), in `LANES` running maxima so
+/// that the loop vectorises.
+#[inline(always)]
+fn row_max<F: Real>(row: &[F]) -> F {
+    const LANES: usize = 16;
+    let mut lanes = [F::neg_infinity(); LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for xs in &mut chunks {
+        for lane in 0..LANES {
+            lanes[lane] = if xs[lane] > lanes[lane] { xs[lane] } else { lanes[lane] };
+        }
+    }
+    for (lane, &x) in chunks.remainder().iter().enumerate() {
+        lanes[lane] = if x > lanes[lane] { x } else { lanes[lane] };
+    }
+    lanes.iter().fold(F::neg_infinity(), |m, &v| if v > m { v } else { m })
+}
+
+/// Writes `gradient(c, e^{x_c - max})` for every class of a row whose classes are
+/// `stride` apart in `out` (contiguous rows get a loop that vectorises).
+#[inline(always)]
+fn write_row<F: Real>(out: &mut [F], stride: usize, exps: &[F], gradient: impl Fn(usize, F) -> F) {
+    if stride == 1 {
+        for (c, (g, &e)) in out.iter_mut().zip(exps).enumerate() {
+            *g = gradient(c, e);
+        }
+    } else {
+        for (c, &e) in exps.iter().enumerate() {
+            out[c * stride] = gradient(c, e);
+        }
+    }
+}
+
+pub(crate) fn run<F: Real>(
     spec: &Spec,
     variant: Variant,
     reduction: Reduction,
@@ -82,101 +135,111 @@ pub(crate) fn run<F: Float + Send + Sync>(
     let wide = |v: F| v.to_f64().unwrap_or(f64::NAN);
     // Each block: (loss sum in f64, non-finite count, correct count).
     let blocks = super::parallel(jobs, |(first_row, grad, per_row, lses)| {
-        let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
-        let grad_base = first_row / inner * classes * inner;
-        // The row's logits, gathered once from the strided layout, and exp(x - max).
-        let (mut row, mut exps) = (vec![F::zero(); classes], vec![F::zero(); classes]);
-        for local in 0..per_row.len() {
-            let r = first_row + local;
-            let (n, s) = (r / inner, r % inner);
-            let base = n * classes * inner + s;
-            let label = labels.map(|l| l[r]);
-            let ignored = label == Some(ignore);
-            let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
-            let row_scale = match (reduction, inputs.upstream) {
-                (Reduction::None, Some(u)) => scale * F::from(u[r]).unwrap(),
-                _ => scale,
-            };
-            let x_y = x(base + y * inner);
-            let (mut lse, mut inv_sum) = (F::zero(), F::zero());
-            let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
-            if needs_sweep {
-                // First sweep: max, argmax (first occurrence), sum of exponentials and the
-                // linear sums, the sums in f64.
-                let (mut m, mut argmax) = (F::neg_infinity(), 0);
-                for (c, slot) in row.iter_mut().enumerate() {
-                    *slot = x(base + c * inner);
-                    if *slot > m {
-                        m = *slot;
-                        argmax = c;
-                    }
-                }
-                let (mut sum_exp, mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0, 0.0);
-                for c in 0..classes {
-                    exps[c] = (row[c] - m).exp();
-                    sum_exp += wide(exps[c]);
-                    let (w, xc) = (wide(weight(c)), wide(row[c]));
-                    if let Some(t) = soft {
-                        let t = wide((F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class);
-                        s_wt += w * t;
-                        s_wtx += w * t * xc;
-                    } else {
-                        s_wx += w * xc;
-                    }
-                }
-                lse = m + of(sum_exp.ln());
-                inv_sum = of(1.0 / sum_exp);
-                (wt, wtx, wx) = (of(s_wt), of(s_wtx), of(s_wx));
-                if variant != Variant::Nll {
-                    nonfinite += row.iter().filter(|v| !v.is_finite()).count() as u64;
-                }
-                correct += u64::from(labels.is_some() && !ignored && argmax == y);
-            }
-            if variant == Variant::Nll {
-                nonfinite += u64::from(!ignored && !x_y.is_finite());
-            }
-            let loss = if ignored {
-                F::zero()
-            } else {
-                match variant {
-                    Variant::Nll => -weight(y) * x_y,
-                    Variant::SoftTargets => lse * wt - wtx,
-                    Variant::HardLabels => {
-                        weighted_term(F::one() - eps, weight(y) * (lse - x_y))
-                            + weighted_term(per_class, class_weight_sum * lse - wx)
-                    }
-                }
-            };
-            sum += wide(loss);
-            per_row[local] = loss;
-            lses[local] = lse;
-            // Second sweep: the gradient, written once per class. `grad` starts at zero, so
-            // ignored rows and NLL's other classes need no write.
-            if ignored {
-                continue;
-            }
-            if variant == Variant::Nll {
-                grad[base + y * inner - grad_base] = -row_scale * weight(y);
-                continue;
-            }
-            for c in 0..classes {
-                let out = &mut grad[base + c * inner - grad_base];
-                let hit = if c == y { F::one() } else { F::zero() };
-                *out = row_scale
-                    * match variant {
-                        Variant::Nll => unreachable!("written above"),
-                        Variant::SoftTargets => {
-                            let t = (F::one() - eps) * F::from(soft.unwrap()[base + c * inner]).unwrap() + per_class;
-                            exps[c] * inv_sum * wt - weight(c) * t
+        with_best_isa(
+            #[inline(always)]
+            || {
+                let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+                let grad_base = first_row / inner * classes * inner;
+                // The row's logits, gathered once from the strided layout, and exp(x - max).
+                let (mut row, mut exps) = (vec![F::zero(); classes], vec![F::zero(); classes]);
+                for local in 0..per_row.len() {
+                    let r = first_row + local;
+                    let (n, s) = (r / inner, r % inner);
+                    let base = n * classes * inner + s;
+                    let label = labels.map(|l| l[r]);
+                    let ignored = label == Some(ignore);
+                    let y = label.filter(|_| !ignored).map_or(0, |l| l as usize);
+                    let row_scale = match (reduction, inputs.upstream) {
+                        (Reduction::None, Some(u)) => scale * F::from(u[r]).unwrap(),
+                        _ => scale,
+                    };
+                    let x_y = x(base + y * inner);
+                    let (mut lse, mut inv_sum) = (F::zero(), F::zero());
+                    let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
+                    if needs_sweep {
+                        // First sweep: max, argmax (first occurrence), sum of exponentials and the
+                        // linear sums that the variant uses, the sums in f64.
+                        if inner == 1 {
+                            for (slot, &v) in row.iter_mut().zip(&inputs.input[base..base + classes]) {
+                                *slot = F::from(v).unwrap();
+                            }
+                        } else {
+                            for (c, slot) in row.iter_mut().enumerate() {
+                                *slot = x(base + c * inner);
+                            }
                         }
-                        Variant::HardLabels => {
-                            let p = exps[c] * inv_sum;
-                            (F::one() - eps) * weight(y) * (p - hit) + per_class * (class_weight_sum * p - weight(c))
+                        let m = row_max(&row);
+                        // The first class holding the maximum (0 when every logit is -inf or NaN).
+                        let argmax =
+                            if inputs.want_accuracy { row.iter().position(|&v| v == m).unwrap_or(0) } else { 0 };
+                        let sum_exp = exp_sum(&row, m, &mut exps);
+                        let (mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0);
+                        if let Some(t) = soft {
+                            for (c, &xc) in row.iter().enumerate() {
+                                let w = wide(weight(c));
+                                let t = wide((F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class);
+                                s_wt += w * t;
+                                s_wtx += w * t * wide(xc);
+                            }
+                        } else if eps != F::zero() {
+                            s_wx = row.iter().enumerate().map(|(c, &xc)| wide(weight(c)) * wide(xc)).sum();
+                        }
+                        lse = m + of(sum_exp.ln());
+                        inv_sum = of(1.0 / sum_exp);
+                        (wt, wtx, wx) = (of(s_wt), of(s_wtx), of(s_wx));
+                        if variant != Variant::Nll {
+                            nonfinite += row.iter().filter(|v| !v.is_finite()).count() as u64;
+                        }
+                        correct += u64::from(labels.is_some() && !ignored && argmax == y);
+                    }
+                    if variant == Variant::Nll {
+                        nonfinite += u64::from(!ignored && !x_y.is_finite());
+                    }
+                    let loss = if ignored {
+                        F::zero()
+                    } else {
+                        match variant {
+                            Variant::Nll => -weight(y) * x_y,
+                            Variant::SoftTargets => lse * wt - wtx,
+                            Variant::HardLabels => {
+                                weighted_term(F::one() - eps, weight(y) * (lse - x_y))
+                                    + weighted_term(per_class, class_weight_sum * lse - wx)
+                            }
                         }
                     };
-            }
-        }
-        (sum, nonfinite, correct)
+                    sum += wide(loss);
+                    per_row[local] = loss;
+                    lses[local] = lse;
+                    // Second sweep: the gradient, written once per class. `grad` starts at zero, so
+                    // ignored rows and NLL's other classes need no write.
+                    if ignored {
+                        continue;
+                    }
+                    let out = &mut grad[base - grad_base..];
+                    match variant {
+                        Variant::Nll => out[y * inner] = -row_scale * weight(y),
+                        Variant::SoftTargets => {
+                            let t = soft.expect("soft targets");
+                            write_row(out, inner, &exps, |c, e| {
+                                let t = (F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class;
+                                row_scale * (e * inv_sum * wt - weight(c) * t)
+                            });
+                        }
+                        Variant::HardLabels => {
+                            let w_y = weight(y);
+                            write_row(out, inner, &exps, |c, e| {
+                                let p = e * inv_sum;
+                                let hit = if c == y { F::one() } else { F::zero() };
+                                row_scale
+                                    * ((F::one() - eps) * w_y * (p - hit)
+                                        + per_class * (class_weight_sum * p - weight(c)))
+                            });
+                        }
+                    }
+                }
+                (sum, nonfinite, correct)
+            },
+        )
     });
     let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
     for (s, n, c) in blocks {
