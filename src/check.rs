@@ -6,10 +6,13 @@ use rand::{Rng, SeedableRng};
 
 use crate::cpu::{self, CpuOutput};
 use crate::losses::{Domain, Inputs, Loss, Reduction, Target};
-use crate::{Gpu, Output, Result};
+use crate::{DType, Error, Gpu, Output, Result};
 
 /// Relative tolerance of values and gradients.
 pub const REL_TOL: f64 = 1e-5;
+/// Relative tolerance of gradients stored in f16 or bf16 (bf16 rounding alone is up to
+/// 2^-9 ≈ 0.2%). Loss values are still summed in f32 and held to [`REL_TOL`].
+pub const HALF_REL_TOL: f64 = 1e-2;
 /// Absolute tolerance of a gradient element, in units of the gradient's scale
 /// (`1/N` for mean, times |upstream| and the largest weight): terms like
 /// `(p y + 1 - y) sigmoid(x) - p y` or `p_y - 1` cancel, and f32 rounding of the terms
@@ -51,6 +54,10 @@ pub struct Case {
     pub row_outputs: bool,
     /// RNG seed of the operands.
     pub seed: u64,
+    /// Element type of input, target and gradient.
+    pub dtype: DType,
+    /// Gradient written over the input (GPU).
+    pub in_place: bool,
 }
 
 impl Case {
@@ -65,6 +72,8 @@ impl Case {
             upstream: false,
             row_outputs: false,
             seed,
+            dtype: DType::F32,
+            in_place: false,
         }
     }
 }
@@ -86,6 +95,12 @@ impl std::fmt::Display for Case {
         }
         if self.row_outputs {
             write!(f, " +lse/acc")?;
+        }
+        if self.dtype != DType::F32 {
+            write!(f, " {}", self.dtype)?;
+        }
+        if self.in_place {
+            write!(f, " in-place")?;
         }
         write!(f, " seed={}", self.seed)
     }
@@ -124,6 +139,8 @@ impl CaseData {
         inputs.upstream = self.upstream.as_deref();
         inputs.want_lse = case.row_outputs;
         inputs.want_accuracy = case.row_outputs && spec.target_domain == Domain::Label;
+        inputs.dtype = case.dtype;
+        inputs.in_place = case.in_place;
         inputs
     }
 }
@@ -234,8 +251,12 @@ impl Agreement {
 }
 
 fn ratio(got: f64, want: f64, abs_tol: f64) -> f64 {
+    ratio_rel(got, want, REL_TOL, abs_tol)
+}
+
+fn ratio_rel(got: f64, want: f64, rel_tol: f64, abs_tol: f64) -> f64 {
     let err = (got - want).abs();
-    let allowed = REL_TOL * want.abs() + abs_tol;
+    let allowed = rel_tol * want.abs() + abs_tol;
     if got == want {
         0.0 // also equal infinities
     } else if err.is_nan() {
@@ -246,10 +267,14 @@ fn ratio(got: f64, want: f64, abs_tol: f64) -> f64 {
 }
 
 fn worst(got: &[f32], want: &[f64], abs_tol: f64) -> f64 {
+    worst_rel(got, want, REL_TOL, abs_tol)
+}
+
+fn worst_rel(got: &[f32], want: &[f64], rel_tol: f64, abs_tol: f64) -> f64 {
     if got.len() != want.len() {
         return f64::INFINITY;
     }
-    got.iter().zip(want).map(|(&g, &w)| ratio(g as f64, w, abs_tol)).fold(0.0, f64::max)
+    got.iter().zip(want).map(|(&g, &w)| ratio_rel(g as f64, w, rel_tol, abs_tol)).fold(0.0, f64::max)
 }
 
 /// Compares a GPU result with the CPU reference of the same case.
@@ -277,7 +302,19 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
         _ => 1.0,
     };
     let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos;
-    let grad = worst(&gpu.grad, &cpu.grad, grad_abs);
+    // A gradient beyond the storage type's range is stored as ±inf (BCE's 1e12 at p = 0
+    // in f16), as PyTorch's f16 kernels store it.
+    let stored: Vec<f64> = cpu
+        .grad
+        .iter()
+        .map(|&g| if case.dtype.round(g as f32).is_infinite() { case.dtype.round(g as f32) as f64 } else { g })
+        .collect();
+    let grad = match case.dtype {
+        DType::F32 => worst(&gpu.grad, &cpu.grad, grad_abs),
+        // f16's subnormal spacing (2^-24) bounds the absolute error of tiny gradients.
+        DType::F16 => worst_rel(&gpu.grad, &stored, HALF_REL_TOL, grad_abs.max(2f64.powi(-24))),
+        DType::BF16 => worst_rel(&gpu.grad, &stored, HALF_REL_TOL, grad_abs),
+    };
     let term_abs = VALUE_ABS_TOL * max_weight * max_pos * magnitude;
     let value = match (&gpu.per_element, &cpu.per_element) {
         (Some(g), Some(c)) => worst(g, c, term_abs),
@@ -291,6 +328,16 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     };
     let counts_equal = gpu.correct.map(u64::from) == cpu.correct && u64::from(gpu.nonfinite) == cpu.nonfinite;
     Agreement { value, grad, lse, counts_equal }
+}
+
+/// Whether `gpu` must refuse `case` (f16 without `SHADER_F16`) rather than compute it.
+pub fn must_refuse(gpu: &Gpu, case: &Case) -> bool {
+    case.dtype == DType::F16 && !gpu.features().contains(wgpu::Features::SHADER_F16)
+}
+
+/// Whether `error` is the refusal [`must_refuse`] expects.
+pub fn is_expected_refusal(error: &Error) -> bool {
+    matches!(error, Error::MissingFeature { feature: "SHADER_F16", .. })
 }
 
 /// Runs a case on the GPU and on the CPU and compares them.
@@ -353,17 +400,27 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
             if spec.takes_batchmean {
                 reductions.push(Reduction::BatchMean);
             }
+            // Half-precision storage and in-place gradients exist for elementwise losses.
+            let storages: &[(DType, bool)] = if row_wise {
+                &[(DType::F32, false)]
+            } else {
+                &[(DType::F32, false), (DType::F16, false), (DType::BF16, false), (DType::BF16, true)]
+            };
             for dims in if row_wise { row_dims } else { elementwise_dims } {
                 for &reduction in &reductions {
                     for &(weight, pos_weight, upstream, row_outputs) in &options {
-                        let seed = 0x5eed + cases.len() as u64;
-                        cases.push(Case {
-                            weight,
-                            pos_weight,
-                            upstream,
-                            row_outputs,
-                            ..Case::new(loss, reduction, dims, seed)
-                        });
+                        for &(dtype, in_place) in storages {
+                            let seed = 0x5eed + cases.len() as u64;
+                            cases.push(Case {
+                                weight,
+                                pos_weight,
+                                upstream,
+                                row_outputs,
+                                dtype,
+                                in_place,
+                                ..Case::new(loss, reduction, dims, seed)
+                            });
+                        }
                     }
                 }
             }

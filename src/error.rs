@@ -75,6 +75,16 @@ pub enum Error {
         /// The reduction asked for.
         reduction: &'static str,
     },
+    /// The adapter lacks a feature the call needs (f16 operands need `SHADER_F16`).
+    #[error("{what} needs the adapter feature {feature}, which {adapter} does not have")]
+    MissingFeature {
+        /// What was asked for.
+        what: String,
+        /// The missing feature.
+        feature: &'static str,
+        /// The adapter's name.
+        adapter: String,
+    },
     /// The loss does not take this operand (e.g. `pos_weight` for MSE).
     #[error("{loss} does not take `{argument}`")]
     UnsupportedArgument {

@@ -27,12 +27,15 @@ pub mod bench;
 pub mod check;
 mod context;
 pub mod cpu;
+mod dtype;
 mod error;
 pub mod losses;
 pub mod shader;
 
 pub use context::{Gpu, WANTED_FEATURES};
+pub use dtype::DType;
 pub use error::{Error, Result};
+pub use half;
 pub use losses::softmax::RowKernel;
 pub use losses::{registry, Bindings, Domain, Inputs, Loss, LossStats, Plan, Reduction, Shape, Spec, Target};
 
@@ -43,7 +46,8 @@ use wgpu::util::DeviceExt;
 pub struct Output {
     /// The reduced loss (for `none`, the sum of the per-element losses).
     pub value: f32,
-    /// d(loss)/d(input), one per element.
+    /// d(loss)/d(input), one per element: in the input's element type, widened to f32
+    /// (exactly).
     pub grad: Vec<f32>,
     /// Per-element losses, for reduction `none`.
     pub per_element: Option<Vec<f32>>,
@@ -76,7 +80,8 @@ impl Gpu {
             let correct = inputs.want_accuracy.then_some(0);
             return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0, lse, correct });
         }
-        let plan = self.plan(loss, reduction, &shape)?;
+        let dtype = inputs.dtype;
+        let plan = self.plan_with(loss, reduction, &shape, dtype)?;
         let device = self.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let upload = |label: &str, data: &[u8]| {
@@ -95,22 +100,34 @@ impl Gpu {
             })
         };
         let floats = |label: &str, data: &[f32]| upload(label, bytemuck::cast_slice(data));
-        let bytes = (len * 4) as u64;
+        let bytes = dtype.bytes(len as u64);
         let out_bytes = (outputs * 4) as u64;
-        let input = floats("input", inputs.input);
+        let input = if inputs.in_place {
+            // The gradient comes back from here.
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("input and grad"),
+                contents: &dtype.encode(inputs.input),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            })
+        } else {
+            upload("input", &dtype.encode(inputs.input))
+        };
         let target = match inputs.target {
-            Target::Values(t) => floats("target", t),
+            Target::Values(t) => upload("target", &dtype.encode(t)),
             Target::Labels(l) => upload("labels", bytemuck::cast_slice(l)),
         };
         let weight = inputs.weight.map(|w| floats("weight", w));
         let pos_weight = inputs.pos_weight.map(|w| floats("pos_weight", w));
         let upstream = inputs.upstream.map(|w| floats("upstream", w));
-        let grad = output("grad", bytes);
+        let grad = (!inputs.in_place).then(|| output("grad", bytes));
         let stats = output("stats", LossStats::SIZE);
         let per_element = (reduction == Reduction::None).then(|| output("per_element", out_bytes));
         let lse = inputs.want_lse.then(|| output("lse", out_bytes));
 
-        let mut bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+        let mut bindings = match &grad {
+            Some(grad) => Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..)),
+            None => Bindings::in_place(input.slice(..), target.slice(..), stats.slice(..)),
+        };
         bindings.weight = weight.as_ref().map(|b| b.slice(..));
         bindings.pos_weight = pos_weight.as_ref().map(|b| b.slice(..));
         bindings.upstream = upstream.as_ref().map(|b| b.slice(..));
@@ -121,7 +138,7 @@ impl Gpu {
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &bindings)?;
         // One readback buffer: stats, grad, then the optional per-row outputs.
-        let mut layout = vec![(&stats, LossStats::SIZE), (&grad, bytes)];
+        let mut layout = vec![(&stats, LossStats::SIZE), (grad.as_ref().unwrap_or(&input), bytes)];
         layout.extend(per_element.iter().map(|b| (b, out_bytes)));
         layout.extend(lse.iter().map(|b| (b, out_bytes)));
         let readback_len: u64 = layout.iter().map(|(_, n)| n).sum();
@@ -148,8 +165,8 @@ impl Gpu {
             let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
             return Err(Error::OutOfDomain { argument, count: stats.invalid as u64, domain });
         }
-        let mut rest = ranges[1..].iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
-        let grad = rest.next().unwrap_or_default();
+        let grad = dtype.decode(&data[ranges[1].clone()], len);
+        let mut rest = ranges[2..].iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
         let per_element = per_element.and_then(|_| rest.next());
         let lse = lse.and_then(|_| rest.next());
         let correct = inputs.want_accuracy.then_some(stats.correct);

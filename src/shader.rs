@@ -33,6 +33,11 @@ pub fn assemble(entry: &str, defines: &Defines) -> Result<String> {
 fn assemble_from(sources: &'static [(&'static str, &'static str)], entry: &str, defines: &Defines) -> Result<String> {
     let mut state = State { sources, defines: defines.clone(), imported: HashSet::new(), out: String::new() };
     state.include(entry, entry)?;
+    // WGSL wants enable directives before every declaration, so the f16 variant's goes
+    // first rather than into lib/elem where the type is chosen.
+    if state.defines.contains_key("ELEM_F16") {
+        state.out.insert_str(0, "enable f16;\n");
+    }
     Ok(state.out)
 }
 

@@ -87,12 +87,12 @@ fn row_setup(r: u32) -> Row {
 }
 
 fn logit(row: Row, c: u32) -> f32 {
-    return elem_load(input[row.base + c * params.inner]);
+    return input_at(row.base + c * params.inner);
 }
 
 fn smoothed_target(row: Row, c: u32) -> f32 {
 #if SOFT_TARGETS
-    let t = elem_load(soft_target[row.base + c * params.inner]);
+    let t = elem_unpack(soft_target[row.base + c * params.inner], 0u);
     return (1.0 - params.smoothing) * t + params.smoothing / f32(params.classes);
 #else
     return 0.0;
@@ -228,7 +228,7 @@ fn row_per_thread(
             }
             let lse = row_acc_lse(acc);
             for (var c = 0u; c < params.classes; c++) {
-                grad[row.base + c * params.inner] = elem_store(class_grad(row, acc, lse, c));
+                grad_store_word(row.base + c * params.inner, elem_pack(array<f32, PACK>(class_grad(row, acc, lse, c))));
             }
             totals = row_finish(r, row, acc, lse, totals);
         }
@@ -258,7 +258,7 @@ fn row_per_workgroup(
             }
             let lse = row_acc_lse(acc);
             for (var c = lid.x; c < params.classes; c += WG_SIZE) {
-                grad[row.base + c * params.inner] = elem_store(class_grad(row, acc, lse, c));
+                grad_store_word(row.base + c * params.inner, elem_pack(array<f32, PACK>(class_grad(row, acc, lse, c))));
             }
             if (lid.x == 0u) {
                 totals = row_finish(r, row, acc, lse, totals);

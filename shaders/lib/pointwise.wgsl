@@ -1,5 +1,6 @@
-// Driver shared by every elementwise loss: one grid-stride pass that reads each input
-// once, writes each gradient element once, and leaves one `Partial` per workgroup.
+// Driver shared by every elementwise loss: one grid-stride pass over words of PACK
+// elements (lib/elem) that reads each input once, writes each gradient word once, and
+// leaves one `Partial` per workgroup.
 //
 // The loss file that imports this defines
 //     fn pointwise(x: f32, y: f32, index: u32) -> LossGrad
@@ -9,7 +10,8 @@
 // Variants (host defines): HAS_WEIGHT (per-element weight, chunked like the input),
 // HAS_WEIGHT_BROADCAST (weight over the last dimension), UPSTREAM_SCALAR (mean/sum:
 // gradient times upstream[0]), UPSTREAM_ELEMENTWISE (none: times upstream[i]),
-// REDUCTION_NONE (write per-element losses).
+// REDUCTION_NONE (write per-element losses), ELEM_F16 / ELEM_BF16 (element type of
+// input, target and gradient), IN_PLACE (gradient over the input).
 
 #import lib/elem
 #import lib/numerics
@@ -23,7 +25,7 @@ struct LossGrad {
 }
 
 struct Params {
-    // Elements in this chunk.
+    // Elements in this chunk (bf16: the chunk's words hold len rounded up to even).
     len: u32,
     // Index of the chunk's first element in the whole tensor.
     chunk_start: u32,
@@ -60,29 +62,40 @@ fn main(
     grad_scale = grad_scale * upstream[0];
 #endif
     var acc = partial_zero();
-    for (var i = gid.x; i < params.len; i += stride) {
-        let x = elem_load(input[i]);
-        let y = elem_load(labels[i]);
-        let r = pointwise(x, y, params.chunk_start + i);
-        var w = 1.0;
+    let words = (params.len + PACK - 1u) / PACK;
+    for (var w = gid.x; w < words; w += stride) {
+        let x_word = input[w];
+        let y_word = labels[w];
+        // A bf16 chunk of odd length stores 0 in the unused half of its last word.
+        var g = array<f32, PACK>();
+        for (var k = 0u; k < PACK; k++) {
+            let i = w * PACK + k;
+            if (i >= params.len) {
+                break;
+            }
+            let x = elem_unpack(x_word, k);
+            let y = elem_unpack(y_word, k);
+            let r = pointwise(x, y, params.chunk_start + i);
+            var weight_i = 1.0;
 #if HAS_WEIGHT
-        w = weight[i];
+            weight_i = weight[i];
 #endif
 #if HAS_WEIGHT_BROADCAST
-        w = weight[(params.chunk_start + i) % params.last_dim];
+            weight_i = weight[(params.chunk_start + i) % params.last_dim];
 #endif
-        var g = r.grad * w * grad_scale;
+            g[k] = r.grad * weight_i * grad_scale;
 #if UPSTREAM_ELEMENTWISE
-        g = g * upstream[i];
+            g[k] *= upstream[i];
 #endif
-        grad[i] = elem_store(g);
-        let value = r.value * w;
+            let value = r.value * weight_i;
 #if REDUCTION_NONE
-        losses[i] = value;
+            losses[i] = value;
 #endif
-        acc.sum += value;
-        acc.nonfinite += select(1u, 0u, is_finite(x) && is_finite(y));
-        acc.invalid += select(0u, 1u, r.invalid);
+            acc.sum += value;
+            acc.nonfinite += select(1u, 0u, is_finite(x) && is_finite(y));
+            acc.invalid += select(0u, 1u, r.invalid);
+        }
+        grad_store_word(w, elem_pack(g));
     }
     let total = workgroup_reduce(lid.x, acc);
     if (lid.x == 0u) {

@@ -17,7 +17,8 @@ pub use num_traits::Float;
 pub(crate) use pointwise::{kernels, PointwiseKernels};
 
 use crate::error::Result;
-use crate::losses::{Family, Inputs, Loss, Reduction};
+use crate::losses::{Family, Inputs, Loss, Reduction, Target};
+use crate::DType;
 
 /// The float types the CPU twins are instantiated for: f64 (the reference) and f32 (the
 /// fast path). Adds what `Float` lacks for the fast path: an exponential that vectorises.
@@ -184,27 +185,53 @@ pub(crate) fn parallel<J: Send, T: Send>(jobs: Vec<J>, work: impl Fn(J) -> T + S
     done.into_iter().map(|(_, result)| result).collect()
 }
 
+/// Runs `work` on the operands as the GPU stores them: input and target values rounded
+/// to `inputs.dtype`.
+fn with_stored_values<R>(inputs: &Inputs, work: impl FnOnce(&Inputs) -> R) -> R {
+    if inputs.dtype == DType::F32 {
+        return work(inputs);
+    }
+    let round = |values: &[f32]| values.iter().map(|&v| inputs.dtype.round(v)).collect::<Vec<_>>();
+    let input = round(inputs.input);
+    let target = match inputs.target {
+        Target::Values(t) => Some(round(t)),
+        Target::Labels(_) => None,
+    };
+    let mut stored = inputs.clone();
+    stored.input = &input;
+    if let Some(target) = &target {
+        stored.target = Target::Values(target);
+    }
+    work(&stored)
+}
+
 /// Computes `loss` on the CPU in f64: the reference. Same validation and errors as
-/// the GPU path.
+/// the GPU path. With a half-precision `dtype` it computes from the same rounded input
+/// and target the GPU reads, and returns the exact (unrounded) gradient.
 pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
-    match spec.family {
+    with_stored_values(inputs, |inputs| match spec.family {
         Family::Pointwise(k) => (k.reference)(&spec, reduction, inputs),
         Family::Softmax(variant) => softmax::run::<f64>(&spec, variant, reduction, inputs),
-    }
+    })
 }
 
 /// Computes `loss` on the CPU in f32 with f64 sums, on all cores: the fast CPU path,
-/// returning what the GPU returns. Same validation and errors as the other paths.
+/// returning what the GPU returns (the gradient rounded to `inputs.dtype`). Same
+/// validation and errors as the other paths.
 pub fn compute_fast(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<crate::Output> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
-    let out = match spec.family {
-        Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs)?,
-        Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs)?,
+    let out = with_stored_values(inputs, |inputs| match spec.family {
+        Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs),
+        Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs),
+    })?;
+    let grad = match inputs.dtype {
+        DType::F32 => out.grad,
+        dtype => out.grad.into_iter().map(|g| dtype.round(g)).collect(),
     };
     Ok(crate::Output {
         value: out.value as f32,
-        grad: out.grad,
+        grad,
         per_element: out.per_element,
         nonfinite: out.nonfinite as u32,
         lse: out.lse,

@@ -12,6 +12,7 @@ pub use plan::{Bindings, LossStats, Plan};
 
 use crate::cpu::{self, binary, distribution, kernels, regression, PointwiseKernels};
 use crate::error::{Error, Result};
+use crate::DType;
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -477,6 +478,13 @@ pub struct Inputs<'a> {
     pub want_lse: bool,
     /// Row-wise losses with labels: also count rows whose argmax is the label.
     pub want_accuracy: bool,
+    /// Element type of input, target values and gradient on the GPU. The f32 values
+    /// given are rounded to it first (the CPU paths compute from the same rounded
+    /// values); the gradient comes back widened to f32, exactly.
+    pub dtype: DType,
+    /// Write the gradient over the input buffer instead of a separate one (GPU path;
+    /// the result is the same, bit for bit).
+    pub in_place: bool,
 }
 
 impl<'a> Inputs<'a> {
@@ -501,6 +509,8 @@ impl<'a> Inputs<'a> {
             upstream: None,
             want_lse: false,
             want_accuracy: false,
+            dtype: DType::F32,
+            in_place: false,
         }
     }
 
@@ -537,6 +547,18 @@ impl<'a> Inputs<'a> {
     /// Asks for the count of rows whose argmax equals the label (row-wise losses).
     pub fn with_accuracy(mut self) -> Self {
         self.want_accuracy = true;
+        self
+    }
+
+    /// Sets the element type of input, target values and gradient.
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Asks for the gradient to overwrite the input on the GPU.
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
         self
     }
 
@@ -588,6 +610,19 @@ pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &S
     }
 }
 
+/// Checks that the loss's kernels exist for this element type and gradient placement.
+pub(crate) fn check_storage(spec: &Spec, dtype: DType, in_place: bool) -> Result<()> {
+    if spec.is_row_wise() {
+        if dtype != DType::F32 {
+            return Err(unsupported(spec, "f16/bf16 operands (row-wise losses take f32 so far)"));
+        }
+        if in_place {
+            return Err(unsupported(spec, "an in-place gradient (row-wise losses write a separate one so far)"));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
     Error::UnsupportedArgument { loss: spec.name, argument }
 }
@@ -601,6 +636,7 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
         return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
     }
     let spec = check_problem(loss, reduction, &shape)?;
+    check_storage(&spec, inputs.dtype, inputs.in_place)?;
     let wants_labels = matches!(spec.family, Family::Softmax(v) if v != softmax::Variant::SoftTargets);
     let (target_name, target_len) = match (inputs.target, wants_labels) {
         (Target::Labels(_), true) => ("labels", shape.rows()),

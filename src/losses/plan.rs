@@ -7,6 +7,7 @@ use super::{pointwise::PointwisePlan, softmax::SoftmaxPlan, Loss, Reduction, Sha
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
+use crate::DType;
 
 /// Threads per workgroup; must match `WG_SIZE` in `shaders/lib/reduce.wgsl`.
 pub(crate) const WG_SIZE: u32 = 256;
@@ -50,13 +51,14 @@ impl LossStats {
 /// may be longer than needed; every buffer needs `STORAGE` usage.
 #[derive(Clone, Debug)]
 pub struct Bindings<'a> {
-    /// The input, one f32 per element.
+    /// The input, one element per input element in the plan's [`DType`].
     pub input: wgpu::BufferSlice<'a>,
-    /// The target: one f32 per element, or one `i32` label per row for losses with
-    /// labels.
+    /// The target: one element per input element (in the plan's [`DType`]), or one
+    /// `i32` label per row for losses with labels.
     pub target: wgpu::BufferSlice<'a>,
-    /// Receives d(loss)/d(input), one f32 per element. May not alias `input` (yet).
-    pub grad: wgpu::BufferSlice<'a>,
+    /// Receives d(loss)/d(input), one element per input element, in the plan's element
+    /// type. `None`: the gradient overwrites `input` (see [`Bindings::in_place`]).
+    pub grad: Option<wgpu::BufferSlice<'a>>,
     /// Receives a [`LossStats`] (32 bytes).
     pub stats: wgpu::BufferSlice<'a>,
     /// Optional weight: elementwise losses take exactly `last_dim` f32 (broadcast) or
@@ -82,6 +84,24 @@ impl<'a> Bindings<'a> {
         input: wgpu::BufferSlice<'a>,
         target: wgpu::BufferSlice<'a>,
         grad: wgpu::BufferSlice<'a>,
+        stats: wgpu::BufferSlice<'a>,
+    ) -> Self {
+        Self::with_gradient(input, target, Some(grad), stats)
+    }
+
+    /// In place: the gradient overwrites `input`, as Liger-Kernel does, saving one
+    /// input-sized buffer. The caller must not need the inputs afterwards (a backward
+    /// pass that reads them again, a second loss on the same logits). The input buffer
+    /// needs `STORAGE` usage with write access, as any gradient buffer. Elementwise
+    /// losses only, so far.
+    pub fn in_place(input: wgpu::BufferSlice<'a>, target: wgpu::BufferSlice<'a>, stats: wgpu::BufferSlice<'a>) -> Self {
+        Self::with_gradient(input, target, None, stats)
+    }
+
+    fn with_gradient(
+        input: wgpu::BufferSlice<'a>,
+        target: wgpu::BufferSlice<'a>,
+        grad: Option<wgpu::BufferSlice<'a>>,
         stats: wgpu::BufferSlice<'a>,
     ) -> Self {
         Bindings {
@@ -145,6 +165,7 @@ pub struct Plan {
     pub(crate) spec: Spec,
     pub(crate) reduction: Reduction,
     pub(crate) shape: Shape,
+    pub(crate) dtype: DType,
     inner: PlanKind,
 }
 
@@ -158,14 +179,31 @@ impl Gpu {
     /// not depend on the caller's buffers (chunking, uniforms, scratch). Pipelines are
     /// compiled on the first `encode` of a variant and cached on the `Gpu`.
     pub fn plan(&self, loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Plan> {
+        self.plan_with(loss, reduction, shape, DType::F32)
+    }
+
+    /// [`Gpu::plan`] for operands of element type `dtype` (input, target values and
+    /// gradient; everything else stays f32). f16 needs the device feature
+    /// `SHADER_F16`; without it this is [`Error::MissingFeature`].
+    pub fn plan_with(&self, loss: &Loss, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Plan> {
         let spec = super::check_problem(loss, reduction, shape)?;
+        super::check_storage(&spec, dtype, false)?;
+        if dtype == DType::F16 && !self.features().contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::MissingFeature {
+                what: format!("{} on f16 operands", spec.name),
+                feature: "SHADER_F16",
+                adapter: self.adapter_info().name.clone(),
+            });
+        }
         let inner = match spec.family {
-            super::Family::Pointwise(_) => PlanKind::Pointwise(PointwisePlan::new(self, &spec, reduction, shape)?),
+            super::Family::Pointwise(_) => {
+                PlanKind::Pointwise(PointwisePlan::new(self, &spec, reduction, shape, dtype)?)
+            }
             super::Family::Softmax(variant) => {
                 PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape)?)
             }
         };
-        Ok(Plan { spec, reduction, shape: shape.clone(), inner })
+        Ok(Plan { spec, reduction, shape: shape.clone(), dtype, inner })
     }
 }
 
@@ -178,6 +216,11 @@ impl Plan {
     /// The shape the plan was made for.
     pub fn shape(&self) -> &Shape {
         &self.shape
+    }
+
+    /// The element type the plan was made for.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The reduction the plan was made for.
@@ -232,12 +275,23 @@ pub(crate) fn check_slice(gpu: &Gpu, argument: &'static str, slice: &wgpu::Buffe
     Ok(())
 }
 
-/// `elems` elements of a caller's slice from element `start`.
+/// `elems` f32 or i32 elements of a caller's slice from element `start`.
 pub(crate) fn sub<'a>(slice: &wgpu::BufferSlice<'a>, start: u64, elems: u64) -> wgpu::BufferBinding<'a> {
+    sub_typed(slice, start, elems, DType::F32)
+}
+
+/// `elems` elements of type `dtype` from element `start` (which must start a word),
+/// rounded up to whole 32-bit words.
+pub(crate) fn sub_typed<'a>(
+    slice: &wgpu::BufferSlice<'a>,
+    start: u64,
+    elems: u64,
+    dtype: DType,
+) -> wgpu::BufferBinding<'a> {
     wgpu::BufferBinding {
         buffer: slice.buffer(),
-        offset: slice.offset() + start * ELEM_BYTES,
-        size: std::num::NonZeroU64::new(elems * ELEM_BYTES),
+        offset: slice.offset() + start * dtype.size(),
+        size: std::num::NonZeroU64::new(dtype.bytes(elems)),
     }
 }
 

@@ -5,15 +5,17 @@
 //! operand, then one `finalize` dispatch.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, uniform, Bindings,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bindings,
     FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec, WeightLayout};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
+use crate::DType;
 
-/// Chunks start on multiples of this many elements, keeping bound offsets aligned.
+/// Chunks start on multiples of this many elements, keeping bound offsets aligned (and
+/// bf16 words whole).
 const CHUNK_ALIGN_ELEMS: u64 = 1024;
 
 #[repr(C)]
@@ -38,6 +40,7 @@ struct Chunk {
 
 pub(crate) struct PointwisePlan {
     gpu: Gpu,
+    dtype: DType,
     chunks: Vec<Chunk>,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
@@ -54,8 +57,9 @@ fn mean_scale(reduction: Reduction, shape: &Shape) -> (f64, f64) {
 }
 
 impl PointwisePlan {
-    pub(crate) fn new(gpu: &Gpu, spec: &Spec, reduction: Reduction, shape: &Shape) -> Result<Self> {
+    pub(crate) fn new(gpu: &Gpu, spec: &Spec, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Self> {
         let len = shape.len() as u64;
+        // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
         let (scale, denominator) = mean_scale(reduction, shape);
         let mut chunks = Vec::new();
@@ -63,7 +67,8 @@ impl PointwisePlan {
         let mut start = 0u64;
         while start < len {
             let chunk_len = chunk_elems.min(len - start);
-            let groups = chunk_len.div_ceil(WG_SIZE as u64).min(MAX_GROUPS as u64) as u32;
+            let words = chunk_len.div_ceil(4 / dtype.size());
+            let groups = words.div_ceil(WG_SIZE as u64).min(MAX_GROUPS as u64) as u32;
             let params = ChunkParams {
                 len: chunk_len as u32,
                 chunk_start: start as u32,
@@ -87,6 +92,7 @@ impl PointwisePlan {
         };
         Ok(PointwisePlan {
             gpu: gpu.clone(),
+            dtype,
             chunks,
             partials: partials_buffer(gpu, partial_base),
             finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
@@ -102,15 +108,22 @@ impl PointwisePlan {
         let spec = &plan.spec;
         let len = plan.shape.len() as u64;
         let bytes = len * ELEM_BYTES;
+        let typed_bytes = self.dtype.bytes(len);
         let last_dim = plan.shape.last_dim() as u64;
-        check_slice(gpu, "input", &bindings.input, bytes)?;
-        check_slice(gpu, "target", &bindings.target, bytes)?;
-        check_slice(gpu, "grad", &bindings.grad, bytes)?;
+        check_slice(gpu, "input", &bindings.input, typed_bytes)?;
+        check_slice(gpu, "target", &bindings.target, typed_bytes)?;
+        if let Some(grad) = &bindings.grad {
+            check_slice(gpu, "grad", grad, typed_bytes)?;
+        }
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         if bindings.lse.is_some() || bindings.accuracy {
             return Err(unsupported(spec, "log-sum-exp or accuracy outputs"));
         }
         let mut defines = Defines::new();
+        defines.extend(self.dtype.define().map(|d| (d.to_string(), String::new())));
+        if bindings.grad.is_none() {
+            defines.insert("IN_PLACE".into(), String::new());
+        }
         let weight_layout = match &bindings.weight {
             None => None,
             Some(_) if !spec.takes_weight => return Err(unsupported(spec, "weight")),
@@ -159,11 +172,13 @@ impl PointwisePlan {
                 let (s, n) = (chunk.start, chunk.len);
                 let mut entries = vec![
                     (0, chunk.params.as_entire_buffer_binding()),
-                    (1, sub(&bindings.input, s, n)),
-                    (2, sub(&bindings.target, s, n)),
-                    (3, sub(&bindings.grad, s, n)),
+                    (1, sub_typed(&bindings.input, s, n, self.dtype)),
+                    (2, sub_typed(&bindings.target, s, n, self.dtype)),
                     (4, self.partials.as_entire_buffer_binding()),
                 ];
+                if let Some(grad) = &bindings.grad {
+                    entries.push((3, sub_typed(grad, s, n, self.dtype)));
+                }
                 if let Some(slice) = &bindings.weight {
                     entries.push(match weight_layout {
                         Some(WeightLayout::PerElement) => (5, sub(slice, s, n)),
@@ -207,6 +222,15 @@ pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, D
         if spec.takes_weight { &[None, Some("HAS_WEIGHT"), Some("HAS_WEIGHT_BROADCAST")] } else { &[None] };
     let pos_weights: &[bool] = if spec.takes_pos_weight { &[false, true] } else { &[false] };
     let mut variants = Vec::new();
+    // Element type and in-place vary on their own; the operand flags are crossed with f32
+    // out-of-place only, which keeps the naga test's variant count linear in them.
+    for dtype in DType::ALL {
+        for in_place in [false, true] {
+            let flags = [dtype.define(), in_place.then_some("IN_PLACE")];
+            let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
+            variants.push((spec.shader, "main", defines));
+        }
+    }
     for none in [false, true] {
         for upstream in [None, Some(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" })] {
             for weight in weights {

@@ -222,7 +222,10 @@ impl SoftmaxPlan {
         check_slice(gpu, "input", &bindings.input, len * ELEM_BYTES)?;
         let (target_name, target_elems) = if labels { ("labels", rows) } else { ("target", len) };
         check_slice(gpu, target_name, &bindings.target, target_elems * ELEM_BYTES)?;
-        check_slice(gpu, "grad", &bindings.grad, len * ELEM_BYTES)?;
+        let Some(grad) = &bindings.grad else {
+            return Err(super::unsupported(&plan.spec, "an in-place gradient (row-wise losses write a separate one so far)"));
+        };
+        check_slice(gpu, "grad", grad, len * ELEM_BYTES)?;
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
         let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
@@ -288,7 +291,7 @@ impl SoftmaxPlan {
                 let mut entries = vec![
                     (0, chunk.params.as_entire_buffer_binding()),
                     (1, sub(&bindings.input, first, count)),
-                    (3, sub(&bindings.grad, first, count)),
+                    (3, sub(grad, first, count)),
                     (4, self.partials.as_entire_buffer_binding()),
                 ];
                 if labels {
