@@ -2,7 +2,7 @@
 
 mod common;
 
-use fused_loss::{cpu, Bindings, Error, Gpu, Inputs, Loss, LossStats, Reduction, Shape};
+use fused_loss::{cpu, Bindings, DType, Error, Gpu, Inputs, Loss, LossStats, Reduction, Shape};
 use wgpu::util::DeviceExt;
 
 const X: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
@@ -258,4 +258,37 @@ fn out_of_range_labels_write_no_gradient() {
     let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &b.stats)[..8]));
     assert_eq!(stats.invalid, 2);
     assert!(read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "gradient written despite invalid labels");
+}
+
+#[test]
+fn f16_without_the_device_feature_is_refused_by_name() {
+    // The test adapter's device without SHADER_F16, as on GL.
+    let Some(_) = common::gpu("f16_without_the_device_feature_is_refused_by_name") else { return };
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default())).unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let bare = Gpu::from_device(device, queue);
+    assert!(!bare.features().contains(wgpu::Features::SHADER_F16));
+    let refused = |e: Error| {
+        assert!(matches!(e, Error::MissingFeature { feature: "SHADER_F16", .. }), "{e}");
+        assert!(e.to_string().contains("SHADER_F16") && e.to_string().contains("mse"), "{e}");
+    };
+    refused(bare.plan_with(&Loss::Mse, Reduction::Mean, &Shape::new(&[4]), DType::F16).err().expect("f16 planned"));
+    refused(bare.compute(&Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).dtype(DType::F16)).expect_err("f16 ran"));
+    // bf16 needs no feature.
+    let out = bare.compute(&Loss::Mse, Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
+    assert_eq!(out.grad.len(), 4);
+}
+
+#[test]
+fn row_wise_losses_refuse_half_precision_and_in_place_for_now() {
+    let gpu = common::gpu("row_wise_losses_refuse_half_precision_and_in_place_for_now");
+    let labels = [1, 0];
+    let inputs = Inputs::labels(&X, &labels).shape(&[2, 2]);
+    for e in both(gpu.as_ref(), Loss::CROSS_ENTROPY, Reduction::Mean, &inputs.clone().dtype(DType::BF16)) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
+    }
+    for e in both(gpu.as_ref(), Loss::CROSS_ENTROPY, Reduction::Mean, &inputs.in_place()) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use fused_loss::check::{self, Case};
-use fused_loss::{cpu, Bindings, Inputs, Loss, LossStats, Reduction, RowKernel, Shape};
+use fused_loss::{cpu, Bindings, DType, Inputs, Loss, LossStats, Reduction, RowKernel, Shape};
 
 fn run_all(gpu: &fused_loss::Gpu, cases: &[Case]) {
     let mut failures = Vec::new();
@@ -210,4 +210,82 @@ fn nonfinite_inputs_are_counted() {
     assert_eq!(out.nonfinite, 2);
     assert_eq!(out.value, 0.0);
     assert_eq!(out.grad, vec![0.0, 0.0]);
+}
+
+/// The element types this adapter can store (f16 needs SHADER_F16; its refusal is
+/// tested in errors.rs).
+fn storable(gpu: &fused_loss::Gpu) -> Vec<DType> {
+    let types: Vec<DType> = DType::ALL
+        .into_iter()
+        .filter(|&d| d != DType::F16 || gpu.features().contains(wgpu::Features::SHADER_F16))
+        .collect();
+    eprintln!("element types on this adapter: {types:?}");
+    types
+}
+
+#[test]
+fn in_place_equals_out_of_place_bit_for_bit() {
+    let Some(gpu) = common::gpu("in_place_equals_out_of_place_bit_for_bit") else { return };
+    let mut compared = 0;
+    for dtype in storable(&gpu) {
+        for loss in fused_loss::registry().into_iter().filter(|l| !l.spec().is_row_wise()) {
+            for reduction in [Reduction::Mean, Reduction::None] {
+                // 100 001 elements: several workgroups per chunk, an odd bf16 tail.
+                let case = Case { dtype, ..Case::new(loss, reduction, &[100_001], 0x1a2b) };
+                let data = case.data();
+                let inputs = data.inputs(&case);
+                let separate = gpu.compute(&loss, reduction, &inputs).unwrap();
+                let in_place = gpu.compute(&loss, reduction, &inputs.clone().in_place()).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&separate.grad), bits(&in_place.grad), "{case}: gradients differ");
+                assert_eq!(separate.value.to_bits(), in_place.value.to_bits(), "{case}: values differ");
+                assert_eq!(separate.per_element, in_place.per_element, "{case}: per-element losses differ");
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("{compared} in-place calls equal their out-of-place twins");
+}
+
+#[test]
+fn half_precision_gradients_round_to_nearest_even() {
+    // MSE with `sum`: the gradient 2(x - y) is the same f32 operations on the GPU and in
+    // the fast CPU path, so after rounding to the storage type they must be equal bit
+    // for bit, ties included (differences of two 16-bit values often fall exactly halfway).
+    let Some(gpu) = common::gpu("half_precision_gradients_round_to_nearest_even") else { return };
+    let n = 65_537;
+    let x: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.618_034).fract() * 8.0 - 4.0).collect();
+    let y: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.414_213_6).fract() * 2.0 - 1.0).collect();
+    for dtype in storable(&gpu).into_iter().filter(|&d| d != DType::F32) {
+        let inputs = Inputs::new(&x, &y).dtype(dtype);
+        let on_gpu = gpu.compute(&Loss::Mse, Reduction::Sum, &inputs).unwrap();
+        let on_cpu = cpu::compute_fast(&Loss::Mse, Reduction::Sum, &inputs).unwrap();
+        let ties = x
+            .iter()
+            .zip(&y)
+            .filter(|&(&a, &b)| {
+                let g = 2.0 * (dtype.round(a) - dtype.round(b));
+                let (down, up) = (dtype.round(g), if dtype.round(g) < g { 1.0 } else { -1.0 });
+                // Halfway: g is the midpoint of its rounding and the next value over.
+                let other = next_toward(dtype, down, up);
+                g != down && (g - down).abs() == (other - g).abs()
+            })
+            .count();
+        assert!(ties > 100, "{dtype}: only {ties} ties; the test no longer exercises ties to even");
+        let mismatches = on_gpu.grad.iter().zip(&on_cpu.grad).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(mismatches, 0, "{dtype}: {mismatches} of {n} gradients differ from round-to-nearest-even");
+        eprintln!("{dtype}: {n} gradients equal, {ties} of them ties");
+    }
+}
+
+/// The neighbour of `v` (a `dtype` value) in direction `sign`.
+fn next_toward(dtype: DType, v: f32, sign: f32) -> f32 {
+    let step = match dtype {
+        DType::F32 => f32::EPSILON,
+        DType::F16 => 2f32.powi(-10),
+        DType::BF16 => 2f32.powi(-7),
+    };
+    // One unit in the last place of `v`'s binade in the 16-bit type (v is normal here).
+    let ulp = step * 2f32.powi(v.abs().log2().floor() as i32);
+    v + sign * ulp
 }
