@@ -13,7 +13,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fused_loss::bench::{self, GpuCall, CRITERION_ELEMENTWISE, CRITERION_ROWS};
 use fused_loss::check::Case;
-use fused_loss::{cpu, registry, Gpu, Loss, Reduction};
+use fused_loss::{cpu, registry, DType, Gpu, Loss, Reduction};
 
 /// Bytes the rotating input sets cover together.
 const ROTATION_BYTES: u64 = 64 << 20;
@@ -29,7 +29,7 @@ fn shapes(loss: Loss) -> &'static [&'static [usize]] {
 /// Input sets for `loss` on `dims`: enough (at least 2, at most 16) to exceed the cache.
 fn rotation(loss: Loss, dims: &[usize]) -> (u64, Vec<fused_loss::check::CaseData>) {
     let first = Case::new(loss, Reduction::Mean, dims, 0).data();
-    let bytes = bench::effective_bytes(&first);
+    let bytes = bench::effective_bytes(&first, DType::F32);
     let sets = ROTATION_BYTES.div_ceil(bytes).clamp(2, 16);
     let mut data = vec![first];
     data.extend((1..sets).map(|seed| Case::new(loss, Reduction::Mean, dims, seed).data()));
@@ -75,7 +75,8 @@ fn gpu_group(c: &mut Criterion) {
     for loss in registry() {
         for dims in shapes(loss) {
             let (bytes, data) = rotation(loss, dims);
-            let calls: Vec<GpuCall> = data.iter().map(|d| GpuCall::new(&gpu, loss, dims, d).unwrap()).collect();
+            let calls: Vec<GpuCall> =
+                data.iter().map(|d| GpuCall::new(&gpu, loss, dims, d, DType::F32).unwrap()).collect();
             group.throughput(Throughput::Bytes(bytes));
             let mut next = 0;
             group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {

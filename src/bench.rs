@@ -13,7 +13,7 @@ use serde::Serialize;
 use wgpu::util::DeviceExt;
 
 use crate::check::{self, Case};
-use crate::{cpu, Bindings, Gpu, Loss, LossStats, Reduction, Result, Shape};
+use crate::{cpu, Bindings, DType, Gpu, Loss, LossStats, Reduction, Result, Shape};
 
 /// Shapes of `cargo bench`: elementwise lengths and row-wise (N, C).
 pub const CRITERION_ELEMENTWISE: &[&[usize]] = &[&[1 << 16], &[1 << 20], &[1 << 23]];
@@ -30,8 +30,9 @@ pub enum Suite {
     Large,
 }
 
-/// The (loss, shape) pairs of a suite, every registry loss.
-pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>)> {
+/// The (loss, shape, element type) rows of a suite, every registry loss in f32; the
+/// elementwise losses also in bf16 and f16 (default suite: at the largest size only).
+pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
     let (elementwise, rows): (&[&[usize]], &[&[usize]]) = match suite {
         Suite::Default => {
             (&[&[1 << 16], &[1 << 20], &[1 << 22]], &[&[4096, 10], &[1024, 1000], &[64, 32_768], &[16, 131_072]])
@@ -43,8 +44,14 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>)> {
     };
     let mut out = Vec::new();
     for loss in crate::registry() {
-        let shapes = if loss.spec().is_row_wise() { rows } else { elementwise };
-        out.extend(shapes.iter().map(|dims| (loss, dims.to_vec())));
+        let row_wise = loss.spec().is_row_wise();
+        let shapes = if row_wise { rows } else { elementwise };
+        for (i, dims) in shapes.iter().enumerate() {
+            out.push((loss, dims.to_vec(), DType::F32));
+            if !row_wise && (suite == Suite::Large || i + 1 == shapes.len()) {
+                out.extend([DType::BF16, DType::F16].map(|dtype| (loss, dims.to_vec(), dtype)));
+            }
+        }
     }
     out
 }
@@ -56,6 +63,13 @@ pub struct Row {
     pub loss: String,
     /// Input dimensions.
     pub dims: Vec<usize>,
+    /// Element type of input, target and gradient.
+    pub dtype: String,
+    /// Bytes of the GPU buffers a call uses with a separate gradient buffer (operands,
+    /// gradient, stats; the plan's scratch is under 33 KiB).
+    pub buffer_bytes: u64,
+    /// The same with the gradient written in place (elementwise losses), else equal.
+    pub in_place_buffer_bytes: u64,
     /// Effective bytes of one call.
     pub bytes: u64,
     /// "pass", "FAIL: ..." (not timed) or "skipped: ...".
@@ -252,11 +266,12 @@ fn kernel_copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
     (elems * 8) as f64 / (ms * 1e6)
 }
 
-/// Effective bytes of one call on `case`'s operands.
-pub fn effective_bytes(data: &check::CaseData) -> u64 {
-    let operands = data.input.len() * 2 + data.target.len() + data.labels.len();
-    let extras = data.weight.as_ref().map_or(0, Vec::len) + data.pos_weight.as_ref().map_or(0, Vec::len);
-    ((operands + extras) * 4) as u64
+/// Effective bytes of one call on `case`'s operands stored as `dtype`.
+pub fn effective_bytes(data: &check::CaseData, dtype: DType) -> u64 {
+    let typed = (data.input.len() * 2 + data.target.len()) as u64;
+    let extras =
+        data.labels.len() + data.weight.as_ref().map_or(0, Vec::len) + data.pos_weight.as_ref().map_or(0, Vec::len);
+    typed * dtype.size() + extras as u64 * 4
 }
 
 /// One loss call with its buffers and plan made up front: `run` records, submits and
@@ -271,8 +286,8 @@ pub struct GpuCall {
 }
 
 impl GpuCall {
-    /// Uploads `data` and plans `loss` (mean) on `dims`.
-    pub fn new(gpu: &Gpu, loss: Loss, dims: &[usize], data: &check::CaseData) -> Result<Self> {
+    /// Uploads `data` as `dtype` and plans `loss` (mean) on `dims`.
+    pub fn new(gpu: &Gpu, loss: Loss, dims: &[usize], data: &check::CaseData, dtype: DType) -> Result<Self> {
         let device = gpu.device();
         let init = |bytes: &[u8]| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -281,22 +296,22 @@ impl GpuCall {
                 usage: wgpu::BufferUsages::STORAGE,
             })
         };
-        let target: &[u8] = if data.labels.is_empty() {
-            bytemuck::cast_slice(&data.target)
+        let target = if data.labels.is_empty() {
+            dtype.encode(&data.target)
         } else {
-            bytemuck::cast_slice(&data.labels)
+            bytemuck::cast_slice(&data.labels).to_vec()
         };
         let grad = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad"),
-            size: (data.input.len() * 4) as u64,
+            size: dtype.bytes(data.input.len() as u64),
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
         Ok(GpuCall {
             gpu: gpu.clone(),
-            plan: gpu.plan(&loss, Reduction::Mean, &Shape::new(dims))?,
-            input: init(bytemuck::cast_slice(&data.input)),
-            target: init(target),
+            plan: gpu.plan_with(&loss, Reduction::Mean, &Shape::new(dims), dtype)?,
+            input: init(&dtype.encode(&data.input)),
+            target: init(&target),
             grad,
             stats: init(&[0; LossStats::SIZE as usize]),
         })
@@ -314,13 +329,19 @@ impl GpuCall {
     }
 }
 
-fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration, large: bool) -> Result<Row> {
-    let case = Case::new(loss, Reduction::Mean, dims, 7);
+fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Duration, large: bool) -> Result<Row> {
+    let case = Case { dtype, ..Case::new(loss, Reduction::Mean, dims, 7) };
     let data = case.data();
-    let bytes = effective_bytes(&data);
+    let bytes = effective_bytes(&data, dtype);
+    let typed = dtype.bytes(data.input.len() as u64);
+    let labels = data.labels.len() as u64 * 4;
+    let separate = typed * 2 + if data.labels.is_empty() { typed } else { labels } + LossStats::SIZE;
     let mut row = Row {
         loss: loss.name().into(),
         dims: dims.to_vec(),
+        dtype: dtype.name().into(),
+        buffer_bytes: separate,
+        in_place_buffer_bytes: if loss.spec().is_row_wise() { separate } else { separate - typed },
         bytes,
         status: String::new(),
         cpu_ms: None,
@@ -339,6 +360,10 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration, large: boo
             format!("skipped: an operand of {largest} bytes exceeds max_buffer_size {}", limits.max_buffer_size);
         return Ok(row);
     }
+    if check::must_refuse(gpu, &case) {
+        row.status = "skipped: f16 needs SHADER_F16, which this adapter lacks".into();
+        return Ok(row);
+    }
     let inputs = data.inputs(&case);
     // Verify first: a row that disagrees is marked, not timed.
     let want = cpu::compute(&loss, Reduction::Mean, &inputs)?;
@@ -355,7 +380,7 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration, large: boo
     row.cpu_ms =
         Some(time_at_least(|| drop(cpu::compute_fast(&loss, Reduction::Mean, &inputs)), warmup, budget, min_samples));
 
-    let call = GpuCall::new(gpu, loss, dims, &data)?;
+    let call = GpuCall::new(gpu, loss, dims, &data, dtype)?;
     let gpu_ms = time(|| call.run(), 2, budget);
     let gbps = bytes as f64 / (gpu_ms * 1e6);
     let copy = copy_gbps(gpu, bytes);
@@ -373,20 +398,21 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], budget: Duration, large: boo
 pub fn run(gpu: &Gpu, which: Suite, filter: Option<&str>) -> Result<Report> {
     let info = gpu.adapter_info();
     let budget = Duration::from_millis(if which == Suite::Large { 1000 } else { 250 });
-    let cases: Vec<_> = suite(which).into_iter().filter(|(l, _)| filter.is_none_or(|f| l.name().contains(f))).collect();
+    let cases: Vec<_> =
+        suite(which).into_iter().filter(|(l, _, _)| filter.is_none_or(|f| l.name().contains(f))).collect();
     let floor = floor_ms(gpu);
     let mut rows = Vec::new();
     // A redrawn bar on a terminal; one line per row in a log.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    for (i, (loss, dims)) in cases.iter().enumerate() {
+    for (i, (loss, dims, dtype)) in cases.iter().enumerate() {
         let bar = "#".repeat(20 * i / cases.len().max(1));
-        let line = format!("[{bar:<20}] {}/{} {} {:?}", i + 1, cases.len(), loss.name(), dims);
+        let line = format!("[{bar:<20}] {}/{} {} {:?} {dtype}", i + 1, cases.len(), loss.name(), dims);
         if terminal {
             eprint!("\r{line:<70}");
         } else {
             eprintln!("{line}");
         }
-        rows.push(bench_row(gpu, *loss, dims, budget, which == Suite::Large)?);
+        rows.push(bench_row(gpu, *loss, dims, *dtype, budget, which == Suite::Large)?);
     }
     eprintln!("{}[{}] {} rows done", if terminal { "\r" } else { "" }, "#".repeat(20), cases.len());
     Ok(Report {
@@ -407,16 +433,22 @@ pub fn table(report: &Report) -> String {
         "adapter: {} ({}), driver {}; {}; CPU: fast path (f32, f64 sums) on {} threads; empty dispatch + wait: {:.3} ms\n\n",
         report.adapter, report.backend, report.driver, report.date, report.cpu_threads, report.floor_ms
     );
-    out += "| loss | shape | MB moved | CPU ms | torch CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | kernel-copy GB/s | status |\n";
-    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    out += "| loss | shape | type | MB moved | buffers MB (in place) | CPU ms | torch CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | kernel-copy GB/s | status |\n";
+    out += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
     let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in &report.rows {
         let shape = r.dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
         out += &format!(
-            "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.loss,
             shape,
+            r.dtype,
             r.bytes as f64 / 1e6,
+            if r.in_place_buffer_bytes < r.buffer_bytes {
+                format!("{:.1} ({:.1})", r.buffer_bytes as f64 / 1e6, r.in_place_buffer_bytes as f64 / 1e6)
+            } else {
+                format!("{:.1}", r.buffer_bytes as f64 / 1e6)
+            },
             cell(r.cpu_ms, 3),
             cell(r.torch_ms, 3),
             cell(r.gpu_ms, 3),
@@ -435,7 +467,8 @@ pub fn table(report: &Report) -> String {
 /// black line.
 pub fn plot(report: &Report, path: &std::path::Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
-    let timed: Vec<&Row> = report.rows.iter().filter(|r| r.gpu_gbps.is_some()).collect();
+    // One line per loss over its f32 sizes (the half-precision rows are in the table).
+    let timed: Vec<&Row> = report.rows.iter().filter(|r| r.gpu_gbps.is_some() && r.dtype == "f32").collect();
     let gbps = || timed.iter().flat_map(|r| [r.gpu_gbps, r.copy_gbps]).flatten();
     let max_gbps = gbps().fold(0.1f64, f64::max) * 1.5;
     let min_gbps = gbps().fold(f64::MAX, f64::min).min(max_gbps) / 1.5;
@@ -504,8 +537,10 @@ pub fn merge_torch(report: &mut Report, json: &str) -> std::result::Result<Strin
     let torch: serde_json::Value = serde_json::from_str(json)?;
     let rows = torch["rows"].as_array().cloned().unwrap_or_default();
     for row in &mut report.rows {
+        // torch_compare.py times f32.
         let found = rows.iter().find(|t| {
-            t["loss"] == row.loss.as_str()
+            row.dtype == "f32"
+                && t["loss"] == row.loss.as_str()
                 && t["dims"]
                     .as_array()
                     .is_some_and(|d| d.iter().map(|v| v.as_u64()).eq(row.dims.iter().map(|&v| Some(v as u64))))

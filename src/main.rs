@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use fused_loss::bench;
 use fused_loss::check::{self, Case};
-use fused_loss::Gpu;
+use fused_loss::{DType, Gpu};
 
 #[derive(Parser)]
 #[command(version, about = "Fused GPU loss kernels: adapter info and GPU-vs-CPU checks")]
@@ -53,6 +53,9 @@ enum Command {
         /// Only losses whose name contains this (e.g. `cross_entropy`).
         #[arg(long)]
         loss: Option<String>,
+        /// Comma-separated element types to check (`f32`, `f16`, `bf16`; default all).
+        #[arg(long)]
+        dtype: Option<String>,
     },
 }
 
@@ -91,7 +94,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { sizes, row_shapes, loss } => {
+        Command::Check { sizes, row_shapes, loss, dtype } => {
             let parse = |text: Option<String>, default: &[&[usize]]| match text {
                 Some(text) => parse_sizes(&text),
                 None => Ok(default.iter().map(|d| d.to_vec()).collect()),
@@ -103,6 +106,14 @@ fn main() -> ExitCode {
                     let mut cases = check::standard_cases(&elementwise, &rows);
                     if let Some(name) = &loss {
                         cases.retain(|c| c.loss.name().contains(name.as_str()));
+                    }
+                    if let Some(types) = &dtype {
+                        let types: Vec<&str> = types.split(',').map(str::trim).collect();
+                        if let Some(bad) = types.iter().find(|t| !DType::ALL.iter().any(|d| d.name() == **t)) {
+                            eprintln!("error: --dtype: unknown element type `{bad}` (f32, f16, bf16)");
+                            return ExitCode::FAILURE;
+                        }
+                        cases.retain(|c| types.contains(&c.dtype.name()));
                     }
                     run_check(&gpu, &cases)
                 }
@@ -174,7 +185,11 @@ fn run_check(gpu: &Gpu, cases: &[Case]) -> ExitCode {
         check::REL_TOL,
         check::HALF_REL_TOL
     );
-    println!("{} passed ({refused} of them f16 cases refused for lack of SHADER_F16), {} failed", cases.len() - failed, failed);
+    println!(
+        "{} passed ({refused} of them f16 cases refused for lack of SHADER_F16), {} failed",
+        cases.len() - failed,
+        failed
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -5,8 +5,8 @@
 //! operand, then one `finalize` dispatch.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bindings,
-    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
+    Bindings, FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec, WeightLayout};
 use crate::context::Gpu;

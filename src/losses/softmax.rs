@@ -223,7 +223,10 @@ impl SoftmaxPlan {
         let (target_name, target_elems) = if labels { ("labels", rows) } else { ("target", len) };
         check_slice(gpu, target_name, &bindings.target, target_elems * ELEM_BYTES)?;
         let Some(grad) = &bindings.grad else {
-            return Err(super::unsupported(&plan.spec, "an in-place gradient (row-wise losses write a separate one so far)"));
+            return Err(super::unsupported(
+                &plan.spec,
+                "an in-place gradient (row-wise losses write a separate one so far)",
+            ));
         };
         check_slice(gpu, "grad", grad, len * ELEM_BYTES)?;
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
