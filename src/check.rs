@@ -400,12 +400,7 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
             if spec.takes_batchmean {
                 reductions.push(Reduction::BatchMean);
             }
-            // Half-precision storage and in-place gradients exist for elementwise losses.
-            let storages: &[(DType, bool)] = if row_wise {
-                &[(DType::F32, false)]
-            } else {
-                &[(DType::F32, false), (DType::F16, false), (DType::BF16, false), (DType::BF16, true)]
-            };
+            let storages = [(DType::F32, false), (DType::F16, false), (DType::BF16, false), (DType::BF16, true)];
             for dims in if row_wise { row_dims } else { elementwise_dims } {
                 for &reduction in &reductions {
                     for (o, &(weight, pos_weight, upstream, row_outputs)) in options.iter().enumerate() {

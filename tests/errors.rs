@@ -279,16 +279,3 @@ fn f16_without_the_device_feature_is_refused_by_name() {
     let out = bare.compute(&Loss::Mse, Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
     assert_eq!(out.grad.len(), 4);
 }
-
-#[test]
-fn row_wise_losses_refuse_half_precision_and_in_place_for_now() {
-    let gpu = common::gpu("row_wise_losses_refuse_half_precision_and_in_place_for_now");
-    let labels = [1, 0];
-    let inputs = Inputs::labels(&X, &labels).shape(&[2, 2]);
-    for e in both(gpu.as_ref(), Loss::CROSS_ENTROPY, Reduction::Mean, &inputs.clone().dtype(DType::BF16)) {
-        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
-    }
-    for e in both(gpu.as_ref(), Loss::CROSS_ENTROPY, Reduction::Mean, &inputs.in_place()) {
-        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
-    }
-}

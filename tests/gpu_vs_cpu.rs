@@ -228,10 +228,13 @@ fn in_place_equals_out_of_place_bit_for_bit() {
     let Some(gpu) = common::gpu("in_place_equals_out_of_place_bit_for_bit") else { return };
     let mut compared = 0;
     for dtype in storable(&gpu) {
-        for loss in fused_loss::registry().into_iter().filter(|l| !l.spec().is_row_wise()) {
-            for reduction in [Reduction::Mean, Reduction::None] {
-                // 100 001 elements: several workgroups per chunk, an odd bf16 tail.
-                let case = Case { dtype, ..Case::new(loss, reduction, &[100_001], 0x1a2b) };
+        for loss in fused_loss::registry() {
+            // 100 001 elements: several workgroups per chunk, an odd bf16 tail; row-wise:
+            // odd rows sharing bf16 words (both kernels), and strided classes.
+            let shapes: &[&[usize]] =
+                if loss.spec().is_row_wise() { &[&[999, 7], &[7, 999], &[5, 33, 3, 7]] } else { &[&[100_001]] };
+            for (dims, reduction) in shapes.iter().flat_map(|d| [(d, Reduction::Mean), (d, Reduction::None)]) {
+                let case = Case { dtype, ..Case::new(loss, reduction, dims, 0x1a2b) };
                 let data = case.data();
                 let inputs = data.inputs(&case);
                 let separate = gpu.compute(&loss, reduction, &inputs).unwrap();

@@ -11,7 +11,8 @@
 //   NLL           torch.nn.NLLLoss on log-probabilities: l = -w_y x_y, dl/dx_c = -w_y [c = y]
 // Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
 // REDUCTION_NONE (per-row losses), WRITE_LSE (per-row log-sum-exp), ACCURACY (argmax
-// hits counted in the partials).
+// hits counted in the partials), ELEM_F16 / ELEM_BF16 + HALF_WORD_STORES (logits, soft
+// targets and gradient in 16 bits), IN_PLACE (gradient over the logits).
 //
 // Entry points: `row_per_thread` (small C: one invocation walks a row) and
 // `row_per_workgroup` (large C: 256 invocations stride over a row, online softmax,
@@ -60,6 +61,9 @@ struct Row {
     label: u32,
     ignored: bool,
     label_weight: f32,
+    // The label's logit, read before any gradient is written (in place, the gradient
+    // sweep overwrites it).
+    label_logit: f32,
     // d(reduced loss)/d(row loss): the mean's 1/denominator times upstream.
     scale: f32,
 }
@@ -67,12 +71,13 @@ struct Row {
 fn row_setup(r: u32) -> Row {
     let n = r / params.inner;
     let s = r - n * params.inner;
-    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, params.host_scale);
+    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, 0.0, params.host_scale);
 #if !SOFT_TARGETS
     let label = labels[r];
     row.ignored = label == params.ignore_index || label < 0 || u32(label) >= params.classes;
     row.label = select(u32(label), 0u, row.ignored);
     row.label_weight = weight_of(row.label);
+    row.label_logit = logit(row, row.label);
     if (params.mean_from_denoms != 0u) {
         row.scale = 1.0 / denoms.weight_sum;
     }
@@ -92,7 +97,8 @@ fn logit(row: Row, c: u32) -> f32 {
 
 fn smoothed_target(row: Row, c: u32) -> f32 {
 #if SOFT_TARGETS
-    let t = elem_unpack(soft_target[row.base + c * params.inner], 0u);
+    let i = row.base + c * params.inner;
+    let t = elem_unpack(soft_target[i / PACK], i % PACK);
     return (1.0 - params.smoothing) * t + params.smoothing / f32(params.classes);
 #else
     return 0.0;
@@ -152,13 +158,13 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
         return 0.0;
     }
 #if NLL
-    return -row.label_weight * logit(row, row.label);
+    return -row.label_weight * row.label_logit;
 #else
 #if SOFT_TARGETS
     return lse * acc.wt - acc.wx;
 #else
     let eps = params.smoothing;
-    return weighted_term(1.0 - eps, row.label_weight * (lse - logit(row, row.label)))
+    return weighted_term(1.0 - eps, row.label_weight * (lse - row.label_logit))
         + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
 #endif
 #endif
@@ -171,7 +177,7 @@ fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Parti
     t.sum += loss;
 #if NLL
     // NLL reads only the label's log-probability, so only that one is counted.
-    t.nonfinite += select(0u, 1u, !row.ignored && !is_finite(logit(row, row.label)));
+    t.nonfinite += select(0u, 1u, !row.ignored && !is_finite(row.label_logit));
 #else
     t.nonfinite += acc.nonfinite;
 #endif
@@ -228,7 +234,7 @@ fn row_per_thread(
             }
             let lse = row_acc_lse(acc);
             for (var c = 0u; c < params.classes; c++) {
-                grad_store_word(row.base + c * params.inner, elem_pack(array<f32, PACK>(class_grad(row, acc, lse, c))));
+                grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
             }
             totals = row_finish(r, row, acc, lse, totals);
         }
@@ -256,9 +262,14 @@ fn row_per_workgroup(
                 }
                 acc = row_reduce(lid.x, acc);
             }
+#if IN_PLACE
+            // Every invocation has read its logits (and the label's) before any is
+            // overwritten; NLL has no sweep, hence no barrier of its own.
+            workgroupBarrier();
+#endif
             let lse = row_acc_lse(acc);
             for (var c = lid.x; c < params.classes; c += WG_SIZE) {
-                grad_store_word(row.base + c * params.inner, elem_pack(array<f32, PACK>(class_grad(row, acc, lse, c))));
+                grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
             }
             if (lid.x == 0u) {
                 totals = row_finish(r, row, acc, lse, totals);

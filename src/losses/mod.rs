@@ -610,19 +610,6 @@ pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &S
     }
 }
 
-/// Checks that the loss's kernels exist for this element type and gradient placement.
-pub(crate) fn check_storage(spec: &Spec, dtype: DType, in_place: bool) -> Result<()> {
-    if spec.is_row_wise() {
-        if dtype != DType::F32 {
-            return Err(unsupported(spec, "f16/bf16 operands (row-wise losses take f32 so far)"));
-        }
-        if in_place {
-            return Err(unsupported(spec, "an in-place gradient (row-wise losses write a separate one so far)"));
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
     Error::UnsupportedArgument { loss: spec.name, argument }
 }
@@ -636,7 +623,6 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
         return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
     }
     let spec = check_problem(loss, reduction, &shape)?;
-    check_storage(&spec, inputs.dtype, inputs.in_place)?;
     let wants_labels = matches!(spec.family, Family::Softmax(v) if v != softmax::Variant::SoftTargets);
     let (target_name, target_len) = match (inputs.target, wants_labels) {
         (Target::Labels(_), true) => ("labels", shape.rows()),

@@ -92,8 +92,7 @@ impl<'a> Bindings<'a> {
     /// In place: the gradient overwrites `input`, as Liger-Kernel does, saving one
     /// input-sized buffer. The caller must not need the inputs afterwards (a backward
     /// pass that reads them again, a second loss on the same logits). The input buffer
-    /// needs `STORAGE` usage with write access, as any gradient buffer. Elementwise
-    /// losses only, so far.
+    /// needs `STORAGE` usage with write access, as any gradient buffer.
     pub fn in_place(input: wgpu::BufferSlice<'a>, target: wgpu::BufferSlice<'a>, stats: wgpu::BufferSlice<'a>) -> Self {
         Self::with_gradient(input, target, None, stats)
     }
@@ -187,7 +186,6 @@ impl Gpu {
     /// `SHADER_F16`; without it this is [`Error::MissingFeature`].
     pub fn plan_with(&self, loss: &Loss, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Plan> {
         let spec = super::check_problem(loss, reduction, shape)?;
-        super::check_storage(&spec, dtype, false)?;
         if dtype == DType::F16 && !self.features().contains(wgpu::Features::SHADER_F16) {
             return Err(Error::MissingFeature {
                 what: format!("{} on f16 operands", spec.name),
@@ -200,7 +198,7 @@ impl Gpu {
                 PlanKind::Pointwise(PointwisePlan::new(self, &spec, reduction, shape, dtype)?)
             }
             super::Family::Softmax(variant) => {
-                PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape)?)
+                PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape, dtype)?)
             }
         };
         Ok(Plan { spec, reduction, shape: shape.clone(), dtype, inner })

@@ -10,13 +10,14 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, uniform, Bindings,
-    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
+    Bindings, FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
+use crate::DType;
 
 /// Rows with at most this many classes get one invocation each.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
@@ -105,6 +106,7 @@ struct Chunk {
 
 pub(crate) struct SoftmaxPlan {
     gpu: Gpu,
+    dtype: DType,
     variant: Variant,
     kernel: RowKernel,
     chunks: Vec<Chunk>,
@@ -123,7 +125,14 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 impl SoftmaxPlan {
-    pub(crate) fn new(gpu: &Gpu, spec: &Spec, variant: Variant, reduction: Reduction, shape: &Shape) -> Result<Self> {
+    pub(crate) fn new(
+        gpu: &Gpu,
+        spec: &Spec,
+        variant: Variant,
+        reduction: Reduction,
+        shape: &Shape,
+        dtype: DType,
+    ) -> Result<Self> {
         let (batch, classes, inner) = (shape.batch() as u64, shape.classes() as u64, shape.inner() as u64);
         let rows = batch * inner;
         let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
@@ -132,8 +141,10 @@ impl SoftmaxPlan {
             return Err(invalid_shape(format!("{rows} labels exceed the binding limit of {max_binding} bytes")));
         }
         // Chunks are whole batch items, a multiple of `step` of them so that every
-        // operand's chunk starts at an aligned offset.
+        // operand's chunk starts at an aligned offset: the typed ones (logits, soft
+        // targets, gradient) and the f32/i32 per-row ones. Sized for f32 logits.
         let item_bytes = classes * inner * ELEM_BYTES;
+        let typed_item_bytes = classes * inner * dtype.size();
         let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
         let step_for = |bytes: u64| {
             if bytes == 0 {
@@ -142,7 +153,7 @@ impl SoftmaxPlan {
                 align / gcd(align, bytes)
             }
         };
-        let (a, b) = (step_for(item_bytes), step_for(inner * ELEM_BYTES));
+        let (a, b) = (step_for(typed_item_bytes), step_for(inner * ELEM_BYTES));
         let step = a / gcd(a, b) * b;
         let items_per_chunk = max_binding.checked_div(item_bytes).map_or(batch.max(1), |n| n / step * step);
         if items_per_chunk == 0 {
@@ -196,6 +207,7 @@ impl SoftmaxPlan {
         });
         Ok(SoftmaxPlan {
             gpu: gpu.clone(),
+            dtype,
             variant,
             kernel,
             chunks,
@@ -219,20 +231,23 @@ impl SoftmaxPlan {
         let rows = shape.rows() as u64;
         let none = plan.reduction == Reduction::None;
         let labels = self.variant.has_labels();
-        check_slice(gpu, "input", &bindings.input, len * ELEM_BYTES)?;
-        let (target_name, target_elems) = if labels { ("labels", rows) } else { ("target", len) };
-        check_slice(gpu, target_name, &bindings.target, target_elems * ELEM_BYTES)?;
-        let Some(grad) = &bindings.grad else {
-            return Err(super::unsupported(
-                &plan.spec,
-                "an in-place gradient (row-wise losses write a separate one so far)",
-            ));
-        };
-        check_slice(gpu, "grad", grad, len * ELEM_BYTES)?;
+        let dtype = self.dtype;
+        check_slice(gpu, "input", &bindings.input, dtype.bytes(len))?;
+        if labels {
+            check_slice(gpu, "labels", &bindings.target, rows * ELEM_BYTES)?;
+        } else {
+            check_slice(gpu, "target", &bindings.target, dtype.bytes(len))?;
+        }
+        if let Some(grad) = &bindings.grad {
+            check_slice(gpu, "grad", grad, dtype.bytes(len))?;
+        }
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
         let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
         flag(self.variant.define());
+        for storage in storage_flags(dtype, bindings.grad.is_none()) {
+            flag(storage);
+        }
         if let Some(slice) = &bindings.weight {
             check_slice(gpu, "weight", slice, classes * ELEM_BYTES)?;
             flag("HAS_WEIGHT");
@@ -293,15 +308,17 @@ impl SoftmaxPlan {
                 let (first_row, chunk_rows) = (chunk.first_item * inner, chunk.items * inner);
                 let mut entries = vec![
                     (0, chunk.params.as_entire_buffer_binding()),
-                    (1, sub(&bindings.input, first, count)),
-                    (3, sub(grad, first, count)),
+                    (1, sub_typed(&bindings.input, first, count, dtype)),
                     (4, self.partials.as_entire_buffer_binding()),
                 ];
+                if let Some(grad) = &bindings.grad {
+                    entries.push((3, sub_typed(grad, first, count, dtype)));
+                }
                 if labels {
                     entries.push((2, sub(&bindings.target, first_row, chunk_rows)));
                     entries.push((8, self.denoms.as_entire_buffer_binding()));
                 } else {
-                    entries.push((2, sub(&bindings.target, first, count)));
+                    entries.push((2, sub_typed(&bindings.target, first, count, dtype)));
                 }
                 if let Some(slice) = &bindings.weight {
                     entries.push((5, sub(slice, 0, classes)));
@@ -339,10 +356,35 @@ impl SoftmaxPlan {
     }
 }
 
+/// The shader flags of an element type and gradient placement.
+fn storage_flags(dtype: DType, in_place: bool) -> Vec<&'static str> {
+    let mut flags: Vec<&str> = dtype.define().into_iter().collect();
+    if dtype == DType::BF16 {
+        // Row kernels store element by element; see lib/bindings.
+        flags.push("HALF_WORD_STORES");
+    }
+    if in_place {
+        flags.push("IN_PLACE");
+    }
+    flags
+}
+
 /// Every variant of the family's shaders that `encode` can ask for.
 pub(crate) fn shader_variants(variant: Variant) -> Vec<(&'static str, &'static str, Defines)> {
     let mut out = Vec::new();
     let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
+    // Element types and in-place vary on their own, crossed with the plain call only.
+    for entry in ["row_per_thread", "row_per_workgroup"] {
+        for dtype in DType::ALL {
+            for in_place in [false, true] {
+                let mut flags = vec![variant.define()];
+                flags.extend(storage_flags(dtype, in_place));
+                if flags.len() > 1 {
+                    out.push(("classification/cross_entropy", entry, set(&flags)));
+                }
+            }
+        }
+    }
     for entry in ["row_per_thread", "row_per_workgroup"] {
         for none in [false, true] {
             for upstream in [false, true] {
