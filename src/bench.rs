@@ -30,8 +30,8 @@ pub enum Suite {
     Large,
 }
 
-/// The (loss, shape, element type) rows of a suite, every registry loss in f32; the
-/// elementwise losses also in bf16 and f16 (default suite: at the largest size only).
+/// The (loss, shape, element type) rows of a suite: every registry loss in f32, and in
+/// bf16 and f16 (default suite: at each loss's largest size only).
 pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
     let (elementwise, rows): (&[&[usize]], &[&[usize]]) = match suite {
         Suite::Default => {
@@ -44,11 +44,10 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
     };
     let mut out = Vec::new();
     for loss in crate::registry() {
-        let row_wise = loss.spec().is_row_wise();
-        let shapes = if row_wise { rows } else { elementwise };
+        let shapes = if loss.spec().is_row_wise() { rows } else { elementwise };
         for (i, dims) in shapes.iter().enumerate() {
             out.push((loss, dims.to_vec(), DType::F32));
-            if !row_wise && (suite == Suite::Large || i + 1 == shapes.len()) {
+            if suite == Suite::Large || i + 1 == shapes.len() {
                 out.extend([DType::BF16, DType::F16].map(|dtype| (loss, dims.to_vec(), dtype)));
             }
         }
@@ -68,7 +67,7 @@ pub struct Row {
     /// Bytes of the GPU buffers a call uses with a separate gradient buffer (operands,
     /// gradient, stats; the plan's scratch is under 33 KiB).
     pub buffer_bytes: u64,
-    /// The same with the gradient written in place (elementwise losses), else equal.
+    /// The same with the gradient written over the input.
     pub in_place_buffer_bytes: u64,
     /// Effective bytes of one call.
     pub bytes: u64,
@@ -341,7 +340,7 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Durati
         dims: dims.to_vec(),
         dtype: dtype.name().into(),
         buffer_bytes: separate,
-        in_place_buffer_bytes: if loss.spec().is_row_wise() { separate } else { separate - typed },
+        in_place_buffer_bytes: separate - typed,
         bytes,
         status: String::new(),
         cpu_ms: None,
