@@ -33,6 +33,10 @@ struct Settings {
     max_binding_bytes: u64,
     // Forced kernel of the softmax family, or the size-based choice.
     row_kernel: Option<RowKernel>,
+    // vec4 loads in the elementwise driver where the length allows.
+    vector_loads: bool,
+    // Subgroup reductions (only when the device has SUBGROUP).
+    subgroups: bool,
 }
 
 /// Device features this crate uses when the adapter has them.
@@ -117,13 +121,14 @@ impl Gpu {
         let limits = device.limits();
         let info = device.adapter_info();
         let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
         Self {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 info,
                 limits,
-                settings: Settings { max_binding_bytes, row_kernel: None },
+                settings: Settings { max_binding_bytes, row_kernel: None, vector_loads: true, subgroups },
                 pipelines: Mutex::new(HashMap::new()),
             }),
         }
@@ -143,6 +148,31 @@ impl Gpu {
     /// tests and tuning. Returns a new handle on the same device.
     pub fn with_row_kernel(&self, kernel: RowKernel) -> Self {
         self.derive(|s| s.row_kernel = Some(kernel))
+    }
+
+    /// Turns the vectorised (`vec4`) loads of the elementwise losses off or on. They are
+    /// used by default whenever the length allows (a multiple of 4 elements; bf16: 8);
+    /// this is for tests and for measuring what they bring. Returns a new handle.
+    pub fn with_vector_loads(&self, enabled: bool) -> Self {
+        self.derive(|s| s.vector_loads = enabled)
+    }
+
+    /// Turns the subgroup reductions off (the workgroup-memory tree is used instead) or
+    /// back on where the device has `SUBGROUP`. For tests and measurements. Returns a
+    /// new handle.
+    pub fn with_subgroups(&self, enabled: bool) -> Self {
+        let available = self.features().contains(wgpu::Features::SUBGROUP);
+        self.derive(|s| s.subgroups = enabled && available)
+    }
+
+    /// Whether elementwise losses use `vec4` loads where the length allows.
+    pub fn vector_loads(&self) -> bool {
+        self.inner.settings.vector_loads
+    }
+
+    /// Whether reductions use subgroup operations.
+    pub fn subgroups(&self) -> bool {
+        self.inner.settings.subgroups
     }
 
     fn derive(&self, change: impl FnOnce(&mut Settings)) -> Self {

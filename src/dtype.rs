@@ -52,6 +52,17 @@ impl DType {
         (elements * self.size()).div_ceil(4) * 4
     }
 
+    /// Elements per word of the elementwise driver (`PACK` in `shaders/lib/elem.wgsl`):
+    /// one 32-bit word, or with `vector` one `vec4` of the storage type.
+    pub(crate) fn per_word(self, vector: bool) -> u64 {
+        match (self, vector) {
+            (DType::F32 | DType::F16, false) => 1,
+            (DType::BF16, false) => 2,
+            (DType::F32 | DType::F16, true) => 4,
+            (DType::BF16, true) => 8,
+        }
+    }
+
     /// The shader define that selects this type in `shaders/lib/elem.wgsl`.
     pub(crate) fn define(self) -> Option<&'static str> {
         match self {

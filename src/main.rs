@@ -39,6 +39,12 @@ enum Command {
         /// Put PyTorch's times from `bench/torch_compare.py --json FILE` beside ours.
         #[arg(long)]
         torch: Option<std::path::PathBuf>,
+        /// Scalar loads only (no `vec4`), to measure what vectorised loads bring.
+        #[arg(long)]
+        no_vec4: bool,
+        /// Workgroup-memory reductions only (no subgroup operations), likewise.
+        #[arg(long)]
+        no_subgroups: bool,
     },
     /// Run every registry loss on the GPU and the CPU reference and compare them.
     Check {
@@ -73,7 +79,8 @@ fn main() -> ExitCode {
             info(&gpu);
             ExitCode::SUCCESS
         }
-        Command::Bench { suite, loss, json, plot, markdown, torch } => {
+        Command::Bench { suite, loss, json, plot, markdown, torch, no_vec4, no_subgroups } => {
+            let gpu = gpu.with_vector_loads(!no_vec4).with_subgroups(!no_subgroups);
             let suite = match suite.as_str() {
                 "default" => bench::Suite::Default,
                 "large" => bench::Suite::Large,

@@ -292,3 +292,16 @@ fn next_toward(dtype: DType, v: f32, sign: f32) -> f32 {
     let ulp = step * 2f32.powi(v.abs().log2().floor() as i32);
     v + sign * ulp
 }
+
+#[test]
+fn forced_fallbacks_agree_with_cpu() {
+    // The paths a device may lack or a length may rule out, forced on shapes where the
+    // default path would take the other: workgroup-tree reductions instead of subgroup
+    // butterflies, scalar loads instead of vec4 (256 and 100 000 are multiples of 8).
+    let Some(gpu) = common::gpu("forced_fallbacks_agree_with_cpu") else { return };
+    eprintln!("default path: subgroups {}, vec4 loads {}", gpu.subgroups(), gpu.vector_loads());
+    let cases = check::standard_cases(&[&[256], &[100_000]], &[&[257, 3], &[7, 1000], &[3, 40, 9]]);
+    run_all(&gpu.with_subgroups(false), &cases);
+    run_all(&gpu.with_vector_loads(false), &cases);
+    run_all(&gpu.with_subgroups(false).with_vector_loads(false), &cases);
+}

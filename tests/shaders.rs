@@ -6,9 +6,14 @@ fn validate(name: &str, entry: &str, defines: &shader::Defines) {
     let code = shader::assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
     let module = naga::front::wgsl::parse_str(&code)
         .unwrap_or_else(|e| panic!("{name} {defines:?} does not parse:\n{}", e.emit_to_string(&code)));
-    // SHADER_FLOAT16: the f16 variants, which the host asks for only when the device has SHADER_F16.
-    let capabilities = naga::valid::Capabilities::default() | naga::valid::Capabilities::SHADER_FLOAT16;
+    // SHADER_FLOAT16 and SUBGROUP (shuffles in compute): the f16 and SUBGROUPS variants,
+    // which the host asks for only when the device has SHADER_F16 / SUBGROUP.
+    let capabilities = naga::valid::Capabilities::default()
+        | naga::valid::Capabilities::SHADER_FLOAT16
+        | naga::valid::Capabilities::SUBGROUP;
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::SHUFFLE)
         .validate(&module)
         .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
     assert!(module.entry_points.iter().any(|e| e.name == entry), "{name} {defines:?} has no entry point {entry}");

@@ -221,7 +221,13 @@ fn row_per_thread(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
+#if SUBGROUPS
+    subgroup_ids: SubgroupIds,
+#endif
 ) {
+#if SUBGROUPS
+    subgroup_setup(subgroup_ids);
+#endif
     var totals = partial_zero();
     if (!aborted(lid.x)) {
         for (var r = gid.x; r < params.rows; r += groups.x * WG_SIZE) {
@@ -250,7 +256,13 @@ fn row_per_workgroup(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
+#if SUBGROUPS
+    subgroup_ids: SubgroupIds,
+#endif
 ) {
+#if SUBGROUPS
+    subgroup_setup(subgroup_ids);
+#endif
     var totals = partial_zero();
     if (!aborted(lid.x)) {
         for (var r = wid.x; r < params.rows; r += groups.x) {

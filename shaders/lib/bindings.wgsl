@@ -67,7 +67,7 @@ fn grad_store_word(w: u32, word: Elem) {
 #endif
 }
 
-#if !ELEM_BF16
+#if !ELEM_BF16 && !VEC4
 // Stores gradient element i (one element per word).
 fn grad_store(i: u32, v: f32) {
     grad_store_word(i, elem_pack(array<f32, PACK>(v)));

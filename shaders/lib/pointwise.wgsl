@@ -55,7 +55,13 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
+#if SUBGROUPS
+    subgroup_ids: SubgroupIds,
+#endif
 ) {
+#if SUBGROUPS
+    subgroup_setup(subgroup_ids);
+#endif
     let stride = groups.x * WG_SIZE;
     var grad_scale = params.grad_scale;
 #if UPSTREAM_SCALAR

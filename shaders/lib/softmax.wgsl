@@ -77,6 +77,41 @@ fn row_load(i: u32) -> RowAcc {
     return RowAcc(f.x, f.y, f.z, f.w, wg_row_best[i], c.x, c.y, 0u);
 }
 
+#if SUBGROUPS
+// The row's accumulator in lane `lane ^ offset` of this subgroup.
+fn row_acc_shuffle_xor(a: RowAcc, offset: u32) -> RowAcc {
+    let f = subgroupShuffleXor(vec4(a.m, a.s, a.wx, a.wt), offset);
+    let c = subgroupShuffleXor(vec2(a.best_class, a.nonfinite), offset);
+    return RowAcc(f.x, f.y, f.z, f.w, subgroupShuffleXor(a.best, offset), c.x, c.y, 0u);
+}
+
+fn row_acc_butterfly(a: RowAcc) -> RowAcc {
+    var r = a;
+    for (var offset = sg_size / 2u; offset > 0u; offset = offset >> 1u) {
+        r = row_acc_merge(r, row_acc_shuffle_xor(r, offset));
+    }
+    return r;
+}
+
+// Butterfly in each subgroup, one slot per subgroup, then every subgroup folds the slots
+// the same way (see `workgroup_reduce` in reduce.wgsl); `row_acc_merge` is commutative
+// and the empty accumulator its exact identity, so every invocation gets the same bits.
+// Ends with a barrier so the next row may reuse the scratch.
+fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
+    let own = row_acc_butterfly(a);
+    if (sg_lane == 0u) {
+        row_store(sg_id, own);
+    }
+    workgroupBarrier();
+    var folded = row_acc_empty();
+    for (var s = sg_lane; s < sg_count; s += sg_size) {
+        folded = row_acc_merge(folded, row_load(s));
+    }
+    let total = row_acc_butterfly(folded);
+    workgroupBarrier();
+    return total;
+}
+#else
 // Fixed-order tree over the workgroup; every invocation must call it and gets the
 // merged row. Ends with a barrier so the next row may reuse the scratch.
 fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
@@ -92,3 +127,4 @@ fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
     workgroupBarrier();
     return total;
 }
+#endif

@@ -250,10 +250,19 @@ impl Plan {
     /// Every variant of this plan's loss's shaders that `encode` can ask for, as
     /// `(shader, entry point, defines)`, for validation ahead of time.
     pub fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
-        match spec.family {
+        let variants = match spec.family {
             super::Family::Pointwise(_) => super::pointwise::shader_variants(spec),
             super::Family::Softmax(variant) => super::softmax::shader_variants(variant),
-        }
+        };
+        // Every loss kernel also with subgroup reductions (devices with SUBGROUP); the
+        // single-workgroup passes (labels, finalize) always use the workgroup tree.
+        let with_subgroups = variants.iter().filter(|(shader, _, _)| *shader == spec.shader).map(|(s, e, d)| {
+            let mut defines = d.clone();
+            defines.insert("SUBGROUPS".into(), String::new());
+            (*s, *e, defines)
+        });
+        let extra: Vec<_> = with_subgroups.collect();
+        variants.into_iter().chain(extra).collect()
     }
 }
 

@@ -41,6 +41,8 @@ struct Chunk {
 pub(crate) struct PointwisePlan {
     gpu: Gpu,
     dtype: DType,
+    // vec4 words (the length is a multiple of their elements and the handle allows it).
+    vector: bool,
     chunks: Vec<Chunk>,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
@@ -62,12 +64,14 @@ impl PointwisePlan {
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
         let (scale, denominator) = mean_scale(reduction, shape);
+        let vector = gpu.vector_loads() && len % dtype.per_word(true) == 0;
+        let per_word = dtype.per_word(vector);
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
         let mut start = 0u64;
         while start < len {
             let chunk_len = chunk_elems.min(len - start);
-            let words = chunk_len.div_ceil(4 / dtype.size());
+            let words = chunk_len.div_ceil(per_word);
             let groups = words.div_ceil(WG_SIZE as u64).min(MAX_GROUPS as u64) as u32;
             let params = ChunkParams {
                 len: chunk_len as u32,
@@ -93,6 +97,7 @@ impl PointwisePlan {
         Ok(PointwisePlan {
             gpu: gpu.clone(),
             dtype,
+            vector,
             chunks,
             partials: partials_buffer(gpu, partial_base),
             finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
@@ -123,6 +128,12 @@ impl PointwisePlan {
         defines.extend(self.dtype.define().map(|d| (d.to_string(), String::new())));
         if bindings.grad.is_none() {
             defines.insert("IN_PLACE".into(), String::new());
+        }
+        if self.vector {
+            defines.insert("VEC4".into(), String::new());
+        }
+        if gpu.subgroups() {
+            defines.insert("SUBGROUPS".into(), String::new());
         }
         let weight_layout = match &bindings.weight {
             None => None,
@@ -223,22 +234,31 @@ pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, D
     let pos_weights: &[bool] = if spec.takes_pos_weight { &[false, true] } else { &[false] };
     let mut variants = Vec::new();
     // Element type and in-place vary on their own; the operand flags are crossed with f32
-    // out-of-place only, which keeps the naga test's variant count linear in them.
+    // out-of-place only (scalar and vec4), which keeps the variant count linear in them.
     for dtype in DType::ALL {
         for in_place in [false, true] {
-            let flags = [dtype.define(), in_place.then_some("IN_PLACE")];
-            let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
-            variants.push((spec.shader, "main", defines));
+            for vector in [false, true] {
+                let flags = [dtype.define(), in_place.then_some("IN_PLACE"), vector.then_some("VEC4")];
+                let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
+                variants.push((spec.shader, "main", defines));
+            }
         }
     }
     for none in [false, true] {
         for upstream in [None, Some(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" })] {
             for weight in weights {
                 for &pos_weight in pos_weights {
-                    let flags =
-                        [none.then_some("REDUCTION_NONE"), upstream, *weight, pos_weight.then_some("HAS_POS_WEIGHT")];
-                    let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
-                    variants.push((spec.shader, "main", defines));
+                    for vector in [false, true] {
+                        let flags = [
+                            none.then_some("REDUCTION_NONE"),
+                            upstream,
+                            *weight,
+                            pos_weight.then_some("HAS_POS_WEIGHT"),
+                            vector.then_some("VEC4"),
+                        ];
+                        let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
+                        variants.push((spec.shader, "main", defines));
+                    }
                 }
             }
         }

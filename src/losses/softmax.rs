@@ -248,6 +248,9 @@ impl SoftmaxPlan {
         for storage in storage_flags(dtype, bindings.grad.is_none()) {
             flag(storage);
         }
+        if gpu.subgroups() {
+            flag("SUBGROUPS");
+        }
         if let Some(slice) = &bindings.weight {
             check_slice(gpu, "weight", slice, classes * ELEM_BYTES)?;
             flag("HAS_WEIGHT");
