@@ -64,7 +64,7 @@ impl PointwisePlan {
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
         let (scale, denominator) = mean_scale(reduction, shape);
-        let vector = gpu.vector_loads() && len % dtype.per_word(true) == 0;
+        let vector = gpu.vector_loads() && len.is_multiple_of(dtype.per_word(true));
         let per_word = dtype.per_word(vector);
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
