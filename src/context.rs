@@ -31,6 +31,8 @@ struct Settings {
     // Largest byte range of one operand bound at once; the adapter's storage binding
     // limit unless lowered by `with_max_binding_bytes`.
     max_binding_bytes: u64,
+    // Largest buffer the convenience path creates; larger operands are split into parts.
+    max_buffer_bytes: u64,
     // Forced kernel of the softmax family, or the size-based choice.
     row_kernel: Option<RowKernel>,
     // vec4 loads in the elementwise driver where the length allows.
@@ -122,13 +124,20 @@ impl Gpu {
         let info = device.adapter_info();
         let max_binding_bytes = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
+        let max_buffer_bytes = limits.max_buffer_size;
         Self {
             inner: Arc::new(Inner {
                 device,
                 queue,
                 info,
                 limits,
-                settings: Settings { max_binding_bytes, row_kernel: None, vector_loads: true, subgroups },
+                settings: Settings {
+                    max_binding_bytes,
+                    max_buffer_bytes,
+                    row_kernel: None,
+                    vector_loads: true,
+                    subgroups,
+                },
                 pipelines: Mutex::new(HashMap::new()),
             }),
         }
@@ -141,6 +150,19 @@ impl Gpu {
     pub fn with_max_binding_bytes(&self, bytes: u64) -> Self {
         let cap = self.inner.settings.max_binding_bytes;
         self.derive(|s| s.max_binding_bytes = bytes.clamp(4096, cap))
+    }
+
+    /// Lowers the largest buffer [`Gpu::compute`] creates per operand (the device's
+    /// `max_buffer_size` by default); larger inputs are computed in parts of whole batch
+    /// items. For tests of the split path on small inputs. Returns a new handle.
+    pub fn with_max_buffer_bytes(&self, bytes: u64) -> Self {
+        let cap = self.limits().max_buffer_size;
+        self.derive(|s| s.max_buffer_bytes = bytes.clamp(4096, cap))
+    }
+
+    /// Largest buffer the convenience path creates per operand.
+    pub fn max_buffer_bytes(&self) -> u64 {
+        self.inner.settings.max_buffer_bytes
     }
 
     /// Forces the row kernel of the softmax family (cross-entropy, NLL) instead of

@@ -31,6 +31,7 @@ mod dtype;
 mod error;
 pub mod losses;
 pub mod shader;
+mod split;
 
 pub use context::{Gpu, WANTED_FEATURES};
 pub use dtype::DType;
@@ -68,8 +69,31 @@ impl Gpu {
     }
 
     /// Async form of [`Gpu::compute`]. Polls the device itself.
+    ///
+    /// Inputs larger than one buffer ([`Gpu::max_buffer_bytes`], the device's
+    /// `max_buffer_size`) are computed in parts of whole batch items, one after the
+    /// other, each with its own buffers: a part is a `sum` call whose upstream gradient
+    /// carries the whole call's mean scale, and the parts' results are joined on the host.
     pub async fn compute_async(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Output> {
         let spec = losses::check_inputs(loss, reduction, inputs)?;
+        let shape = inputs.resolved_shape();
+        let item_elems = (shape.len() / shape.batch().max(1)).max(1) as u64;
+        // Sized for the widest per-element operand (f32 weights and losses).
+        let items_per_part = (self.max_buffer_bytes() / (item_elems * 4)).max(1) as usize;
+        if shape.batch() > items_per_part && !shape.is_empty() {
+            return split::compute_in_parts(self, loss, &spec, reduction, inputs, items_per_part).await;
+        }
+        self.compute_one_buffer(loss, &spec, reduction, inputs).await
+    }
+
+    /// One call whose operands each fit one buffer.
+    pub(crate) async fn compute_one_buffer(
+        &self,
+        loss: &Loss,
+        spec: &Spec,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+    ) -> Result<Output> {
         let shape = inputs.resolved_shape();
         let len = shape.len();
         // Row-wise losses have one loss (and log-sum-exp) per row, others per element.

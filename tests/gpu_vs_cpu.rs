@@ -48,10 +48,10 @@ fn more_rows_than_one_dispatch_dimension_allows() {
 
 #[test]
 fn vocabulary_sized_rows() {
-    // C = 32 768 and 131 072, the row-per-workgroup kernel with online softmax, every
-    // option of cross-entropy.
+    // C = 32 768, 131 072 and 262 144, the row-per-workgroup kernel with online softmax,
+    // every option of cross-entropy.
     let Some(gpu) = common::gpu("vocabulary_sized_rows") else { return };
-    let cases: Vec<Case> = check::standard_cases(&[], &[&[5, 32_768], &[3, 131_072]])
+    let cases: Vec<Case> = check::standard_cases(&[], &[&[5, 32_768], &[3, 131_072], &[2, 262_144]])
         .into_iter()
         .filter(|c| c.reduction != Reduction::None || c.loss.name() == "cross_entropy")
         .collect();
@@ -304,4 +304,39 @@ fn forced_fallbacks_agree_with_cpu() {
     run_all(&gpu.with_subgroups(false), &cases);
     run_all(&gpu.with_vector_loads(false), &cases);
     run_all(&gpu.with_subgroups(false).with_vector_loads(false), &cases);
+}
+
+#[test]
+fn calls_split_over_buffers_equal_one_call() {
+    // Inputs above one buffer are computed in parts of whole batch items (at 64 KiB per
+    // buffer here, 2 GiB on lavapipe): gradients, per-row outputs and counts equal the
+    // one-buffer call's bit for bit, the loss within the check tolerance.
+    let Some(gpu) = common::gpu("calls_split_over_buffers_equal_one_call") else { return };
+    let split = gpu.with_max_buffer_bytes(64 * 1024);
+    let mut compared = 0;
+    for loss in fused_loss::registry() {
+        let dims: &[usize] = if loss.spec().is_row_wise() { &[70, 1000] } else { &[300, 257] };
+        for dtype in [DType::F32, DType::BF16] {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                let row_outputs = loss.spec().is_row_wise();
+                let case = Case { dtype, row_outputs, ..Case::new(loss, reduction, dims, 0x5917) };
+                let data = case.data();
+                let inputs = data.inputs(&case);
+                let one = gpu.compute(&loss, reduction, &inputs).unwrap();
+                let parts = split.compute(&loss, reduction, &inputs).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one.grad), bits(&parts.grad), "{case}: gradients differ");
+                assert_eq!(one.per_element, parts.per_element, "{case}: per-row losses differ");
+                assert_eq!(one.lse, parts.lse, "{case}: log-sum-exp differs");
+                assert_eq!((one.nonfinite, one.correct), (parts.nonfinite, parts.correct), "{case}: counts differ");
+                let (a, b) = (one.value as f64, parts.value as f64);
+                assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-30), "{case}: loss {a} vs {b}");
+                compared += 1;
+            }
+        }
+    }
+    // Against the CPU, with every optional operand, the split path alone.
+    let cases = check::standard_cases(&[&[300, 257], &[100_000]], &[&[70, 1000], &[40, 21, 40]]);
+    run_all(&split, &cases);
+    eprintln!("{compared} split calls equal their one-buffer twins");
 }
