@@ -273,15 +273,25 @@ pub fn effective_bytes(data: &check::CaseData, dtype: DType) -> u64 {
     typed * dtype.size() + extras as u64 * 4
 }
 
-/// One loss call with its buffers and plan made up front: `run` records, submits and
-/// waits, and nothing else. Shared by `fused-loss bench` and `cargo bench`.
+/// One loss call (mean) with its buffers and plans made up front: `run` records, submits
+/// and waits, and nothing else. Shared by `fused-loss bench` and `cargo bench`. Operands
+/// above one buffer are cut into parts of whole batch items, as `Gpu::compute` cuts them:
+/// each part a `sum` plan whose upstream buffer holds 1/denominator, all recorded into
+/// one encoder.
 pub struct GpuCall {
     gpu: Gpu,
+    dtype: DType,
+    parts: Vec<PartCall>,
+}
+
+/// One part's plan and buffers.
+struct PartCall {
     plan: crate::Plan,
     input: wgpu::Buffer,
     target: wgpu::Buffer,
     grad: wgpu::Buffer,
     stats: wgpu::Buffer,
+    upstream: Option<wgpu::Buffer>,
 }
 
 impl GpuCall {
@@ -295,34 +305,80 @@ impl GpuCall {
                 usage: wgpu::BufferUsages::STORAGE,
             })
         };
-        let target = if data.labels.is_empty() {
-            dtype.encode(&data.target)
+        let shape = Shape::new(dims);
+        let spec = loss.validate()?;
+        let (batch, item) = (shape.batch(), shape.len() / shape.batch().max(1));
+        let rows_per_item = shape.rows() / batch.max(1);
+        let per_part = crate::split::items_per_part(gpu, &shape);
+        let inputs = if data.labels.is_empty() {
+            crate::Inputs::new(&data.input, &data.target)
         } else {
-            bytemuck::cast_slice(&data.labels).to_vec()
-        };
-        let grad = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("grad"),
-            size: dtype.bytes(data.input.len() as u64),
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-        Ok(GpuCall {
-            gpu: gpu.clone(),
-            plan: gpu.plan_with(&loss, Reduction::Mean, &Shape::new(dims), dtype)?,
-            input: init(&dtype.encode(&data.input)),
-            target: init(&target),
-            grad,
-            stats: init(&[0; LossStats::SIZE as usize]),
-        })
+            crate::Inputs::labels(&data.input, &data.labels)
+        }
+        .shape(dims);
+        let scale = 1.0 / crate::split::denominator(&spec, Reduction::Mean, &inputs);
+        let mut parts = Vec::new();
+        for first in (0..batch).step_by(per_part) {
+            let items = per_part.min(batch - first);
+            let elements = first * item..(first + items) * item;
+            let target = if data.labels.is_empty() {
+                dtype.encode(&data.target[elements.clone()])
+            } else {
+                bytemuck::cast_slice(&data.labels[first * rows_per_item..(first + items) * rows_per_item]).to_vec()
+            };
+            let mut part_dims = dims.to_vec();
+            part_dims[0] = items;
+            let whole = items == batch;
+            let reduction = if whole { Reduction::Mean } else { Reduction::Sum };
+            parts.push(PartCall {
+                plan: gpu.plan_with(&loss, reduction, &Shape::new(&part_dims), dtype)?,
+                input: init(&dtype.encode(&data.input[elements.clone()])),
+                target: init(&target),
+                grad: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("grad"),
+                    size: dtype.bytes(elements.len() as u64),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                stats: init(&[0; LossStats::SIZE as usize]),
+                upstream: (!whole).then(|| init(bytemuck::bytes_of(&(scale as f32)))),
+            });
+        }
+        Ok(GpuCall { gpu: gpu.clone(), dtype, parts })
+    }
+
+    /// The gradient the last [`GpuCall::run`] wrote, all parts, widened to f32: for
+    /// checking that the timed path computes what `Gpu::compute` computes.
+    pub fn gradient(&self) -> Result<Vec<f32>> {
+        let mut gradient = Vec::new();
+        for part in &self.parts {
+            let len = part.plan.shape().len();
+            let bytes = self.dtype.bytes(len as u64);
+            let readback = self.gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("gradient readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(&part.grad, 0, &readback, 0, bytes);
+            self.gpu.queue().submit([encoder.finish()]);
+            let data = pollster::block_on(crate::read_back(self.gpu.device(), &readback))?;
+            gradient.extend(self.dtype.decode(&data, len));
+        }
+        Ok(gradient)
     }
 
     /// Records the call, submits it and waits for the device.
     pub fn run(&self) {
         let device = self.gpu.device();
-        let bindings =
-            Bindings::new(self.input.slice(..), self.target.slice(..), self.grad.slice(..), self.stats.slice(..));
         let mut encoder = device.create_command_encoder(&Default::default());
-        self.plan.encode(&mut encoder, &bindings).expect("validated when planned");
+        for part in &self.parts {
+            let mut bindings =
+                Bindings::new(part.input.slice(..), part.target.slice(..), part.grad.slice(..), part.stats.slice(..));
+            bindings.upstream = part.upstream.as_ref().map(|u| u.slice(..));
+            part.plan.encode(&mut encoder, &bindings).expect("validated when planned");
+        }
         self.gpu.queue().submit([encoder.finish()]);
         wait(&self.gpu);
     }
@@ -352,13 +408,6 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Durati
         kernel_copy_gbps: None,
         torch_ms: None,
     };
-    let limits = gpu.limits();
-    let largest = [data.input.len(), data.target.len(), data.labels.len()].into_iter().max().unwrap_or(0) as u64 * 4;
-    if largest > limits.max_buffer_size {
-        row.status =
-            format!("skipped: an operand of {largest} bytes exceeds max_buffer_size {}", limits.max_buffer_size);
-        return Ok(row);
-    }
     if check::must_refuse(gpu, &case) {
         row.status = "skipped: f16 needs SHADER_F16, which this adapter lacks".into();
         return Ok(row);

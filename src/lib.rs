@@ -77,9 +77,7 @@ impl Gpu {
     pub async fn compute_async(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Output> {
         let spec = losses::check_inputs(loss, reduction, inputs)?;
         let shape = inputs.resolved_shape();
-        let item_elems = (shape.len() / shape.batch().max(1)).max(1) as u64;
-        // Sized for the widest per-element operand (f32 weights and losses).
-        let items_per_part = (self.max_buffer_bytes() / (item_elems * 4)).max(1) as usize;
+        let items_per_part = split::items_per_part(self, &shape);
         if shape.batch() > items_per_part && !shape.is_empty() {
             return split::compute_in_parts(self, loss, &spec, reduction, inputs, items_per_part).await;
         }

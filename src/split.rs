@@ -8,8 +8,33 @@
 //! that scale; the loss is the parts' sums added in f64, then divided.
 
 use crate::error::{Error, Result};
-use crate::losses::{Inputs, Loss, Reduction, Spec, Target};
+use crate::losses::{Inputs, Loss, Reduction, Shape, Spec, Target};
 use crate::{Gpu, Output};
+
+/// Batch items per part: all of them when every operand fits one buffer of `gpu`.
+pub(crate) fn items_per_part(gpu: &Gpu, shape: &Shape) -> usize {
+    let item_elems = (shape.len() / shape.batch().max(1)).max(1) as u64;
+    // Sized for the widest per-element operand (f32 weights and losses).
+    ((gpu.max_buffer_bytes() / (item_elems * 4)).max(1) as usize).min(shape.batch().max(1))
+}
+
+/// The whole call's denominator of `mean` / `batchmean` (1 otherwise), as the kernels
+/// compute it: the summed class weight of non-ignored labels, rows for soft targets,
+/// elements for elementwise losses. Labels must be in range.
+pub(crate) fn denominator(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> f64 {
+    let shape = inputs.resolved_shape();
+    match (reduction, inputs.target) {
+        (Reduction::Mean, Target::Labels(labels)) => labels
+            .iter()
+            .filter(|&&l| l != spec.ignore_index)
+            .map(|&l| inputs.weight.map_or(1.0, |w| w[l as usize] as f64))
+            .sum(),
+        (Reduction::Mean, Target::Values(_)) if spec.is_row_wise() => shape.rows() as f64,
+        (Reduction::Mean, Target::Values(_)) => shape.len() as f64,
+        (Reduction::BatchMean, _) => shape.batch() as f64,
+        (Reduction::Sum | Reduction::None, _) => 1.0,
+    }
+}
 
 pub(crate) async fn compute_in_parts(
     gpu: &Gpu,
@@ -34,17 +59,7 @@ pub(crate) async fn compute_in_parts(
             return Err(Error::OutOfDomain { argument, count: bad as u64, domain });
         }
     }
-    let denominator = match (reduction, inputs.target) {
-        (Reduction::Mean, Target::Labels(labels)) => labels
-            .iter()
-            .filter(|&&l| l != spec.ignore_index)
-            .map(|&l| inputs.weight.map_or(1.0, |w| w[l as usize] as f64))
-            .sum(),
-        (Reduction::Mean, Target::Values(_)) if row_wise => shape.rows() as f64,
-        (Reduction::Mean, Target::Values(_)) => shape.len() as f64,
-        (Reduction::BatchMean, _) => batch as f64,
-        (Reduction::Sum | Reduction::None, _) => 1.0,
-    };
+    let denominator = denominator(spec, reduction, inputs);
     let none = reduction == Reduction::None;
     let part_reduction = if none { Reduction::None } else { Reduction::Sum };
     let upstream_scalar = inputs.upstream.filter(|_| !none).map_or(1.0, |u| u[0] as f64);

@@ -340,3 +340,30 @@ fn calls_split_over_buffers_equal_one_call() {
     run_all(&split, &cases);
     eprintln!("{compared} split calls equal their one-buffer twins");
 }
+
+#[test]
+fn timed_bench_calls_compute_what_compute_returns() {
+    // `fused-loss bench` verifies with `Gpu::compute`, then times `GpuCall`: the two must
+    // write the same gradient, also when the call is cut into parts of 64 KiB buffers.
+    let Some(gpu) = common::gpu("timed_bench_calls_compute_what_compute_returns") else { return };
+    for handle in [gpu.clone(), gpu.with_max_buffer_bytes(64 * 1024)] {
+        for loss in fused_loss::registry() {
+            let dims: &[usize] = if loss.spec().is_row_wise() { &[70, 1000] } else { &[300, 257] };
+            for dtype in [DType::F32, DType::BF16] {
+                let case = Case { dtype, ..Case::new(loss, Reduction::Mean, dims, 0x7e57) };
+                let data = case.data();
+                let want = handle.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap().grad;
+                let call = fused_loss::bench::GpuCall::new(&handle, loss, dims, &data, dtype).unwrap();
+                call.run();
+                let got = call.gradient().unwrap();
+                let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{case} (max buffer {}): gradients differ",
+                    handle.max_buffer_bytes()
+                );
+            }
+        }
+    }
+}
