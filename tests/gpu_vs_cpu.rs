@@ -367,3 +367,20 @@ fn timed_bench_calls_compute_what_compute_returns() {
         }
     }
 }
+
+#[test]
+#[ignore = "allocates about 12 GiB and takes a minute: run with `cargo test --release -- --ignored`"]
+fn cross_entropy_above_two_gib_of_logits() {
+    // 4097 × 131 073 f32 logits = 2.15 GB, above lavapipe's 2 GiB max_buffer_size: the
+    // call is cut into parts (odd C: rows straddle words nowhere in f32, but parts start
+    // at arbitrary rows), against the f64 reference.
+    let Some(gpu) = common::gpu("cross_entropy_above_two_gib_of_logits") else { return };
+    let dims = [4097, 131_073];
+    let bytes = (dims[0] * dims[1] * 4) as u64;
+    eprintln!("{bytes} bytes of logits; max_buffer_size {}", gpu.limits().max_buffer_size);
+    assert!(bytes > gpu.limits().max_buffer_size, "not above one buffer on this adapter");
+    let case = Case::new(Loss::CROSS_ENTROPY, Reduction::Mean, &dims, 0x2b16);
+    let started = std::time::Instant::now();
+    run_all(&gpu, &[case]);
+    eprintln!("checked in {:.1} s", started.elapsed().as_secs_f64());
+}

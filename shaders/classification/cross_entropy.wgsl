@@ -147,6 +147,37 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, c: u32) -> f32 {
 #endif
 }
 
+// Writes the row's gradient: classes first, first + stride, ... of it. With bf16 and
+// contiguous classes (S = 1) the invocation walks 32-bit words instead, so a word that
+// lies inside the row is written whole with one store; only the row's first and last
+// words, which it may share with the neighbouring rows, take the atomic half-word path.
+fn write_row_gradient(row: Row, acc: RowAcc, lse: f32, first: u32, stride: u32) {
+#if HALF_WORD_STORES
+    if (params.inner == 1u) {
+        let end = row.base + params.classes;
+        for (var w = row.base / 2u + first; w * 2u < end; w += stride) {
+            let low = w * 2u;
+            if (low >= row.base && low + 1u < end) {
+                let pair = bf16_pair(class_grad(row, acc, lse, low - row.base), class_grad(row, acc, lse, low + 1u - row.base));
+#if IN_PLACE
+                atomicStore(&input[w], pair);
+#else
+                atomicStore(&grad[w], pair);
+#endif
+            } else {
+                for (var e = max(low, row.base); e < min(low + 2u, end); e++) {
+                    grad_store(e, class_grad(row, acc, lse, e - row.base));
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (var c = first; c < params.classes; c += stride) {
+        grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
+    }
+}
+
 // coefficient * term, but 0 when the coefficient is 0: a -inf logit makes the unused
 // smoothing sum infinite, and PyTorch's loss without smoothing is finite there.
 fn weighted_term(coefficient: f32, term: f32) -> f32 {
@@ -239,9 +270,7 @@ fn row_per_thread(
                 }
             }
             let lse = row_acc_lse(acc);
-            for (var c = 0u; c < params.classes; c++) {
-                grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
-            }
+            write_row_gradient(row, acc, lse, 0u, 1u);
             totals = row_finish(r, row, acc, lse, totals);
         }
     }
@@ -280,9 +309,7 @@ fn row_per_workgroup(
             workgroupBarrier();
 #endif
             let lse = row_acc_lse(acc);
-            for (var c = lid.x; c < params.classes; c += WG_SIZE) {
-                grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
-            }
+            write_row_gradient(row, acc, lse, lid.x, WG_SIZE);
             if (lid.x == 0u) {
                 totals = row_finish(r, row, acc, lse, totals);
             }
