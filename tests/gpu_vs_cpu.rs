@@ -311,10 +311,12 @@ fn calls_split_over_buffers_equal_one_call() {
     // Inputs above one buffer are computed in parts of whole batch items (at 64 KiB per
     // buffer here, 2 GiB on lavapipe): gradients, per-row outputs and counts equal the
     // one-buffer call's bit for bit, the loss within the check tolerance.
+    // Likewise operands bound in 32 KiB chunks within one buffer.
     let Some(gpu) = common::gpu("calls_split_over_buffers_equal_one_call") else { return };
     let split = gpu.with_max_buffer_bytes(64 * 1024);
+    let chunked = gpu.with_max_binding_bytes(32 * 1024);
     let mut compared = 0;
-    for loss in fused_loss::registry() {
+    for (loss, split) in fused_loss::registry().into_iter().flat_map(|l| [(l, &split), (l, &chunked)]) {
         let dims: &[usize] = if loss.spec().is_row_wise() { &[70, 1000] } else { &[300, 257] };
         for dtype in [DType::F32, DType::BF16] {
             for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
