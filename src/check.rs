@@ -362,6 +362,11 @@ pub fn variations(loss: Loss) -> Vec<Loss> {
         Loss::CrossEntropySoft { .. } => vec![Loss::CrossEntropySoft { label_smoothing: 0.0 }, loss],
         Loss::Nll { .. } => vec![Loss::NLL, Loss::Nll { ignore_index: 0 }],
         Loss::KlDiv { .. } => vec![Loss::KlDiv { log_target: false }, Loss::KlDiv { log_target: true }],
+        // No alpha weighting with a fractional gamma (m^(gamma-1) grows as m -> 0), and
+        // gamma = 0 (BCE with logits times alpha_t).
+        Loss::SigmoidFocal { .. } => {
+            vec![loss, Loss::SigmoidFocal { alpha: -1.0, gamma: 0.5 }, Loss::SigmoidFocal { alpha: 0.25, gamma: 0.0 }]
+        }
         other => vec![other],
     }
 }

@@ -192,6 +192,7 @@ fn parse(case: &Value) -> TorchCase {
         "bce" => Loss::Bce,
         "bce_with_logits" => Loss::BceWithLogits,
         "soft_margin" => Loss::SoftMargin,
+        "sigmoid_focal" => Loss::SigmoidFocal { alpha: param("alpha") as f32, gamma: param("gamma") as f32 },
         "cross_entropy" => {
             Loss::CrossEntropy { ignore_index: ignore_index(), label_smoothing: param("label_smoothing") as f32 }
         }
@@ -375,4 +376,29 @@ fn gpu_matches_pytorch_constants() {
         (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn focal_with_gamma_zero_is_cross_entropy() {
+    // gamma = 0 and no alpha: sigmoid focal is BCE with logits, element for element, in
+    // the f64 reference and on the GPU (whose f32 arithmetic differs only in rounding).
+    let x: Vec<f32> = (0..2001).map(|i| (i as f32 - 1000.0) * 0.037).chain([1e4, -1e4, 0.0]).collect();
+    let y: Vec<f32> = (0..x.len()).map(|i| [0.0, 1.0, 0.3, 0.85][i % 4]).collect();
+    let focal = Loss::SigmoidFocal { alpha: -1.0, gamma: 0.0 };
+    let inputs = Inputs::new(&x, &y);
+    let a = cpu::compute(&focal, Reduction::None, &inputs).unwrap();
+    let b = cpu::compute(&Loss::BceWithLogits, Reduction::None, &inputs).unwrap();
+    let close = |u: f64, v: f64| (u - v).abs() <= 1e-12 * v.abs().max(1e-300);
+    for (i, ((la, lb), (ga, gb))) in
+        a.per_element.unwrap().iter().zip(b.per_element.unwrap()).zip(a.grad.iter().zip(&b.grad)).enumerate()
+    {
+        assert!(close(*la, lb) && close(*ga, *gb), "x={} y={}: focal ({la}, {ga}) vs bce ({lb}, {gb})", x[i], y[i]);
+    }
+    let Some(gpu) = common::gpu("focal_with_gamma_zero_is_cross_entropy") else { return };
+    let a = gpu.compute(&focal, Reduction::Mean, &inputs).unwrap();
+    let b = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap();
+    assert!((a.value - b.value).abs() <= 1e-6 * b.value.abs(), "{} vs {}", a.value, b.value);
+    for (ga, gb) in a.grad.iter().zip(&b.grad) {
+        assert!((ga - gb).abs() <= 1e-6 * gb.abs() + 1e-9, "{ga} vs {gb}");
+    }
 }

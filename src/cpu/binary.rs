@@ -59,3 +59,26 @@ impl PointwiseLoss for SoftMargin {
         LossGrad::valid(softplus(m), -y * sigmoid(m))
     }
 }
+
+/// Sigmoid focal loss with `alpha = params[0]` (< 0: none), `gamma = params[1]`;
+/// `m = 1 − p_t` in the form that does not cancel (see the shader).
+pub struct SigmoidFocal;
+impl PointwiseLoss for SigmoidFocal {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+        let (alpha, gamma) = (e.params[0], e.params[1]);
+        let (zero, one) = (F::zero(), F::one());
+        let (p, q) = (sigmoid(x), sigmoid(-x));
+        let positive = if y != zero { y * softplus(-x) } else { zero };
+        let negative = if y != one { (one - y) * softplus(x) } else { zero };
+        let ce = positive + negative;
+        let m = p * (one - y) + q * y;
+        let (modulating, slope) = match (gamma != zero, m > zero) {
+            (false, _) => (one, zero),
+            (true, false) => (zero, zero),
+            (true, true) => (m.powf(gamma), gamma * m.powf(gamma - one) * p * q * (one - y - y)),
+        };
+        let a_t = if alpha >= zero { alpha * y + (one - alpha) * (one - y) } else { one };
+        LossGrad::valid(a_t * modulating * ce, a_t * (modulating * (p - y) + slope * ce))
+    }
+}

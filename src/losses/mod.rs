@@ -80,6 +80,16 @@ pub enum Loss {
     BceWithLogits,
     /// `ln(1 + exp(−y x))` for `y ∈ {−1, 1}`. `torch.nn.SoftMarginLoss`.
     SoftMargin,
+    /// Sigmoid focal loss (Lin et al. 2017) on logits and targets in [0, 1]:
+    /// `a_t (1 − p_t)^γ BCEWithLogits(x, y)` with `p = σ(x)`, `p_t = p y + (1 − p)(1 − y)`,
+    /// `a_t = α y + (1 − α)(1 − y)`, or `a_t = 1` when `alpha < 0`; `gamma = 0` is BCE with
+    /// logits. Takes `weight`. `torchvision.ops.sigmoid_focal_loss(alpha, gamma)`.
+    SigmoidFocal {
+        /// Weight of positives in [0, 1]; negative disables the weighting.
+        alpha: f32,
+        /// Focusing exponent, ≥ 0.
+        gamma: f32,
+    },
     /// `ln cosh(d)`, gradient `tanh(d)`. `optax.log_cosh` (optax leaves it
     /// unreduced; `mean`/`sum` reduce it as the others).
     LogCosh,
@@ -248,6 +258,11 @@ const DELTA_POSITIVE: Constraint =
 const BETA_NON_NEGATIVE: Constraint =
     Constraint { index: 0, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
 
+const ALPHA_FINITE: Constraint =
+    Constraint { index: 0, name: "alpha", requirement: "finite (negative: no weighting)", ok: f32::is_finite };
+const GAMMA_NON_NEGATIVE: Constraint =
+    Constraint { index: 1, name: "gamma", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+
 const SMOOTHING_UNIT: Constraint =
     Constraint { index: 1, name: "label_smoothing", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 
@@ -322,6 +337,18 @@ impl Loss {
                 invalid_means: Some(("target", "[0, inf) (probabilities)")),
                 ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
+            Loss::SigmoidFocal { alpha, gamma } => Spec {
+                params: [alpha, gamma],
+                constraints: &[ALPHA_FINITE, GAMMA_NON_NEGATIVE],
+                target_domain: Domain::Probability,
+                takes_weight: true,
+                ..Spec::new(
+                    "sigmoid_focal",
+                    "torchvision.ops.sigmoid_focal_loss",
+                    "binary/sigmoid_focal",
+                    kernels::<binary::SigmoidFocal>(),
+                )
+            },
             Loss::SoftMargin => Spec {
                 target_domain: Domain::Sign,
                 ..Spec::new(
@@ -369,6 +396,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::Bce,
         Loss::BceWithLogits,
         Loss::SoftMargin,
+        Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
         Loss::KlDiv { log_target: false },
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },

@@ -2,7 +2,7 @@
 
 Rerun with:
 
-    pip install torch numpy
+    pip install torch torchvision numpy
     python tests/data/gen_torch_constants.py
 
 The output, tests/data/torch_constants.json, is committed to the repository;
@@ -26,6 +26,7 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_constants.json")
 RNG = np.random.default_rng(20240611)
@@ -56,6 +57,11 @@ def apply_loss(loss, params, x, t, w, pw, reduction):
         return F.binary_cross_entropy_with_logits(x, t, weight=w, pos_weight=pw, reduction=reduction)
     if loss == "soft_margin":
         return F.soft_margin_loss(x, t, reduction=reduction)
+    if loss == "sigmoid_focal":
+        # torchvision has no weight; the crate's `weight` multiplies the result.
+        assert w is None and pw is None
+        return torchvision.ops.sigmoid_focal_loss(x, t, alpha=params["alpha"], gamma=params["gamma"],
+                                                  reduction=reduction)
     if loss == "log_cosh":
         e = x - t
         per = torch.logaddexp(e, -e) - LOG2
@@ -222,6 +228,21 @@ add("bce_with_logits weight+pos_weight [3, 4] mean", "bce_with_logits", "mean", 
 sx = [v for v in (1e4, -1e4, 30.0, -30.0, 0.0) for _ in range(2)]
 st = [1.0, -1.0] * 5
 add_extreme("soft_margin extremes", "soft_margin", sx, st, reductions=("none", "mean"))
+
+# sigmoid_focal (torchvision): random, then logits +-1e4, +-20, +-1, 0 with targets 0, 1,
+# 0.3, for the default (0.25, 2), no alpha (-1), gamma 0 (= BCE with logits) and a
+# fractional gamma (0.5: m^(gamma-1) grows as p_t -> 1). Appended after every earlier
+# case so their random draws stay as they were.
+for alpha, gamma in [(0.25, 2.0), (-1.0, 2.0), (0.25, 0.0), (0.75, 0.5)]:
+    params = {"alpha": alpha, "gamma": gamma}
+    for r, shape in SHAPES.items():
+        add(f"sigmoid_focal random alpha={alpha} gamma={gamma} {r} {shape}", "sigmoid_focal", r,
+            RNG.normal(0.0, 3.0, shape), RNG.uniform(0.0, 1.0, shape), params)
+    fl = [1e4, -1e4, 20.0, -20.0, 1.0, -1.0, 0.0]
+    fx = [v for v in fl for _ in range(3)]
+    ft = [tt for _ in fl for tt in (0.0, 1.0, 0.3)]
+    add_extreme(f"sigmoid_focal extremes alpha={alpha} gamma={gamma}", "sigmoid_focal", fx, ft, params,
+                reductions=("none", "mean"))
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
