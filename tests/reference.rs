@@ -19,6 +19,8 @@ fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
         Loss::L1 => near(0.0),
         Loss::Huber { delta } => near(delta as f64),
         Loss::SmoothL1 { beta } => near(0.0) || near(beta as f64),
+        // The kink is at x = margin, whatever y.
+        Loss::HingeEmbedding { margin } => (x - margin as f64).abs() < 1e-3,
         _ => false,
     }
 }
@@ -192,6 +194,7 @@ fn parse(case: &Value) -> TorchCase {
         "bce" => Loss::Bce,
         "bce_with_logits" => Loss::BceWithLogits,
         "soft_margin" => Loss::SoftMargin,
+        "hinge_embedding" => Loss::HingeEmbedding { margin: param("margin") as f32 },
         "sigmoid_focal" => Loss::SigmoidFocal { alpha: param("alpha") as f32, gamma: param("gamma") as f32 },
         "cross_entropy" => {
             Loss::CrossEntropy { ignore_index: ignore_index(), label_smoothing: param("label_smoothing") as f32 }

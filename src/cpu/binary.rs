@@ -82,3 +82,19 @@ impl PointwiseLoss for SigmoidFocal {
         LossGrad::valid(a_t * modulating * ce, a_t * (modulating * (p - y) + slope * ce))
     }
 }
+
+/// Hinge embedding with `margin = params[0]`: `x` for y = 1, `max(0, margin − x)` for
+/// y = −1, both terms for other y (as PyTorch); derivative 0 at the kink.
+pub struct HingeEmbedding;
+impl PointwiseLoss for HingeEmbedding {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+        let (zero, one) = (F::zero(), F::one());
+        let gap = e.params[0] - x;
+        let (not_positive, not_negative) = (y != one, y != -one);
+        let value = (if not_positive { gap.max(zero) } else { zero }) + if not_negative { x } else { zero };
+        let slope = if gap > zero { -one } else { zero };
+        let grad = (if not_positive { slope } else { zero }) + if not_negative { one } else { zero };
+        LossGrad::valid(value, grad)
+    }
+}

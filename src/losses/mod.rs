@@ -80,6 +80,12 @@ pub enum Loss {
     BceWithLogits,
     /// `ln(1 + exp(−y x))` for `y ∈ {−1, 1}`. `torch.nn.SoftMarginLoss`.
     SoftMargin,
+    /// Hinge embedding: `x` for `y = 1`, `max(0, margin − x)` for `y = −1` (other y: both
+    /// terms, as PyTorch); derivative 0 at `x = margin`. `torch.nn.HingeEmbeddingLoss`.
+    HingeEmbedding {
+        /// The margin (PyTorch's default is 1).
+        margin: f32,
+    },
     /// Sigmoid focal loss (Lin et al. 2017) on logits and targets in [0, 1]:
     /// `a_t (1 − p_t)^γ BCEWithLogits(x, y)` with `p = σ(x)`, `p_t = p y + (1 − p)(1 − y)`,
     /// `a_t = α y + (1 − α)(1 − y)`, or `a_t = 1` when `alpha < 0`; `gamma = 0` is BCE with
@@ -258,6 +264,7 @@ const DELTA_POSITIVE: Constraint =
 const BETA_NON_NEGATIVE: Constraint =
     Constraint { index: 0, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
 
+const MARGIN_FINITE: Constraint = Constraint { index: 0, name: "margin", requirement: "finite", ok: f32::is_finite };
 const ALPHA_FINITE: Constraint =
     Constraint { index: 0, name: "alpha", requirement: "finite (negative: no weighting)", ok: f32::is_finite };
 const GAMMA_NON_NEGATIVE: Constraint =
@@ -337,6 +344,17 @@ impl Loss {
                 invalid_means: Some(("target", "[0, inf) (probabilities)")),
                 ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
+            Loss::HingeEmbedding { margin } => Spec {
+                params: [margin, 0.0],
+                constraints: &[MARGIN_FINITE],
+                target_domain: Domain::Sign,
+                ..Spec::new(
+                    "hinge_embedding",
+                    "torch.nn.HingeEmbeddingLoss",
+                    "binary/hinge_embedding",
+                    kernels::<binary::HingeEmbedding>(),
+                )
+            },
             Loss::SigmoidFocal { alpha, gamma } => Spec {
                 params: [alpha, gamma],
                 constraints: &[ALPHA_FINITE, GAMMA_NON_NEGATIVE],
@@ -397,6 +415,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::BceWithLogits,
         Loss::SoftMargin,
         Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
+        Loss::HingeEmbedding { margin: 1.0 },
         Loss::KlDiv { log_target: false },
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },

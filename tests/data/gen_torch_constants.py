@@ -62,6 +62,8 @@ def apply_loss(loss, params, x, t, w, pw, reduction):
         assert w is None and pw is None
         return torchvision.ops.sigmoid_focal_loss(x, t, alpha=params["alpha"], gamma=params["gamma"],
                                                   reduction=reduction)
+    if loss == "hinge_embedding":
+        return F.hinge_embedding_loss(x, t, margin=params["margin"], reduction=reduction)
     if loss == "log_cosh":
         e = x - t
         per = torch.logaddexp(e, -e) - LOG2
@@ -243,6 +245,16 @@ for alpha, gamma in [(0.25, 2.0), (-1.0, 2.0), (0.25, 0.0), (0.75, 0.5)]:
     ft = [tt for _ in fl for tt in (0.0, 1.0, 0.3)]
     add_extreme(f"sigmoid_focal extremes alpha={alpha} gamma={gamma}", "sigmoid_focal", fx, ft, params,
                 reductions=("none", "mean"))
+
+# hinge_embedding: random, then inputs at the margin (the kink), around it and far off.
+for margin in (1.0, 0.5):
+    params = {"margin": margin}
+    for r, shape in SHAPES.items():
+        add(f"hinge_embedding random margin={margin} {r} {shape}", "hinge_embedding", r,
+            RNG.normal(0.0, 2.0, shape), RNG.choice([-1.0, 1.0], shape), params)
+    hx = [margin, margin - 0.25, margin + 0.25, 0.0, -1e4, 1e4]
+    add_extreme(f"hinge_embedding extremes margin={margin}", "hinge_embedding",
+                [v for v in hx for _ in range(2)], [-1.0, 1.0] * len(hx), params, reductions=("none", "sum"))
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
