@@ -9,6 +9,15 @@
 //   SOFT_TARGETS  CrossEntropyLoss with probabilities t, t' = (1-ε) t + ε/C:
 //                 l = lse Σ_c w_c t'_c - Σ_c w_c t'_c x_c,  dl/dx_c = p_c Σ_k w_k t'_k - w_c t'_c
 //   NLL           torch.nn.NLLLoss on log-probabilities: l = -w_y x_y, dl/dx_c = -w_y [c = y]
+// With HARD_LABELS, one of these replaces -ln p_y by another function of the label's
+// probability p = p_y (a = params.fn_a, b = params.fn_b, c = params.fn_c); each gives
+// dl/dx_c = w_y G (p_c - [c = y]) with G = -p dl/dp:
+//   (none)        cross-entropy   l = -ln p                      G = 1
+//   LABEL_FOCAL   focal, γ = a    l = (1-p)^γ (-ln p)             G = (1-p)^γ - γ (1-p)^(γ-1) p ln p
+//   LABEL_GCE     GCE, q = a      l = (1 - p^q) / q               G = p^q
+//   LABEL_SCE     SCE, α β A      l = α (-ln p) - β A (1 - p)     G = α - β A p
+//   LABEL_POLY1   poly-1, ε = a   l = -ln p + ε (1 - p)           G = 1 + ε p
+// 1 - p is -expm1(ln p) and p^q is exp(q ln p), so nothing cancels as p -> 1 or q -> 0.
 // Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
 // REDUCTION_NONE (per-row losses), WRITE_LSE (per-row log-sum-exp), ACCURACY (argmax
 // hits counted in the partials), ELEM_F16 / ELEM_BF16 + HALF_WORD_STORES (logits, soft
@@ -39,6 +48,11 @@ struct Params {
     host_scale: f32,
     // 1 when the scale is 1 / (weighted count of non-ignored rows), from the pre-pass.
     mean_from_denoms: u32,
+    // Parameters of the label function (see the top of the file).
+    fn_a: f32,
+    fn_b: f32,
+    fn_c: f32,
+    _pad: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -126,8 +140,47 @@ fn class_weight_sum() -> f32 {
 #endif
 }
 
-// d(row loss)/d(x_c), times the row's scale. `lse` is unused by NLL.
-fn class_grad(row: Row, acc: RowAcc, lse: f32, c: u32) -> f32 {
+// The label function at ln p_y: (loss, G), see the top of the file.
+fn label_term(log_p: f32) -> vec2<f32> {
+    let p = exp(log_p);
+    let one_minus_p = -expm1_(log_p);
+#if LABEL_FOCAL
+    let gamma = params.fn_a;
+    if (gamma == 0.0) {
+        return vec2(-log_p, 1.0);
+    }
+    // At p = 1 both terms vanish (m^(γ-1) ln p -> 0); pow(0, ·) is undefined in WGSL.
+    if (one_minus_p <= 0.0) {
+        return vec2(0.0, 0.0);
+    }
+    let focus = pow(one_minus_p, gamma);
+    return vec2(focus * -log_p, focus - gamma * pow(one_minus_p, gamma - 1.0) * p * log_p);
+#else
+#if LABEL_GCE
+    let q = params.fn_a;
+    let p_q = exp(q * log_p);
+    return vec2(-expm1_(q * log_p) / q, p_q);
+#else
+#if LABEL_SCE
+    let alpha = params.fn_a;
+    let beta = params.fn_b;
+    let log_zero = params.fn_c;
+    return vec2(alpha * -log_p - beta * log_zero * one_minus_p, alpha - beta * log_zero * p);
+#else
+#if LABEL_POLY1
+    let epsilon = params.fn_a;
+    return vec2(-log_p + epsilon * one_minus_p, 1.0 + epsilon * p);
+#else
+    return vec2(-log_p, 1.0);
+#endif
+#endif
+#endif
+#endif
+}
+
+// d(row loss)/d(x_c), times the row's scale. `lse` is unused by NLL; `label_g` is the
+// label function's G (1 for cross-entropy).
+fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     if (row.ignored) {
         return 0.0;
     }
@@ -140,7 +193,7 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, c: u32) -> f32 {
     return (p * acc.wt - weight_of(c) * smoothed_target(row, c)) * row.scale;
 #else
     let eps = params.smoothing;
-    let g = (1.0 - eps) * row.label_weight * (p - hit)
+    let g = (1.0 - eps) * row.label_weight * label_g * (p - hit)
         + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
     return g * row.scale;
 #endif
@@ -152,13 +205,18 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, c: u32) -> f32 {
 // lies inside the row is written whole with one store; only the row's first and last
 // words, which it may share with the neighbouring rows, take the atomic half-word path.
 fn write_row_gradient(row: Row, acc: RowAcc, lse: f32, first: u32, stride: u32) {
+#if HARD_LABELS
+    let label_g = label_term(row.label_logit - lse).y;
+#else
+    let label_g = 1.0;
+#endif
 #if HALF_WORD_STORES
     if (params.inner == 1u) {
         let end = row.base + params.classes;
         for (var w = row.base / 2u + first; w * 2u < end; w += stride) {
             let low = w * 2u;
             if (low >= row.base && low + 1u < end) {
-                let pair = bf16_pair(class_grad(row, acc, lse, low - row.base), class_grad(row, acc, lse, low + 1u - row.base));
+                let pair = bf16_pair(class_grad(row, acc, lse, label_g, low - row.base), class_grad(row, acc, lse, label_g, low + 1u - row.base));
 #if IN_PLACE
                 atomicStore(&input[w], pair);
 #else
@@ -166,7 +224,7 @@ fn write_row_gradient(row: Row, acc: RowAcc, lse: f32, first: u32, stride: u32) 
 #endif
             } else {
                 for (var e = max(low, row.base); e < min(low + 2u, end); e++) {
-                    grad_store(e, class_grad(row, acc, lse, e - row.base));
+                    grad_store(e, class_grad(row, acc, lse, label_g, e - row.base));
                 }
             }
         }
@@ -174,7 +232,7 @@ fn write_row_gradient(row: Row, acc: RowAcc, lse: f32, first: u32, stride: u32) 
     }
 #endif
     for (var c = first; c < params.classes; c += stride) {
-        grad_store(row.base + c * params.inner, class_grad(row, acc, lse, c));
+        grad_store(row.base + c * params.inner, class_grad(row, acc, lse, label_g, c));
     }
 }
 
@@ -195,7 +253,7 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
     return lse * acc.wt - acc.wx;
 #else
     let eps = params.smoothing;
-    return weighted_term(1.0 - eps, row.label_weight * (lse - row.label_logit))
+    return weighted_term(1.0 - eps, row.label_weight * label_term(row.label_logit - lse).x)
         + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
 #endif
 #endif

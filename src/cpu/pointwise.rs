@@ -124,7 +124,7 @@ fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &In
     let problem = Problem {
         input: inputs.input,
         target,
-        params: spec.params.map(|p| F::from(p).unwrap()),
+        params: [spec.params[0], spec.params[1]].map(|p| F::from(p).unwrap()),
         grad_scale: F::from(scale * upstream_scalar).unwrap(),
     };
     let mut grad = vec![F::zero(); len];

@@ -3,7 +3,7 @@
 
 use super::{with_best_isa, CpuOutput, Real};
 use crate::error::{Error, Result};
-use crate::losses::softmax::Variant;
+use crate::losses::softmax::{LabelFn, Variant};
 use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
@@ -70,6 +70,40 @@ fn write_row<F: Real>(out: &mut [F], stride: usize, exps: &[F], gradient: impl F
     }
 }
 
+/// The label function at `ln p`: (loss, G), the twin of `label_term` in the shader.
+#[inline(always)]
+fn label_term<F: Real>(label_fn: LabelFn, log_p: F, params: [F; 4]) -> (F, F) {
+    let (zero, one) = (F::zero(), F::one());
+    let p = log_p.exp();
+    let one_minus_p = -log_p.exp_m1();
+    match label_fn {
+        LabelFn::CrossEntropy => (-log_p, one),
+        LabelFn::Focal => {
+            let gamma = params[0];
+            if gamma == zero {
+                (-log_p, one)
+            } else if one_minus_p <= zero {
+                (zero, zero)
+            } else {
+                let focus = one_minus_p.powf(gamma);
+                (focus * -log_p, focus - gamma * one_minus_p.powf(gamma - one) * p * log_p)
+            }
+        }
+        LabelFn::Generalized => {
+            let q = params[0];
+            (-(q * log_p).exp_m1() / q, (q * log_p).exp())
+        }
+        LabelFn::Symmetric => {
+            let (alpha, beta, log_zero) = (params[0], params[2], params[3]);
+            (alpha * -log_p - beta * log_zero * one_minus_p, alpha - beta * log_zero * p)
+        }
+        LabelFn::Poly1 => {
+            let epsilon = params[0];
+            (-log_p + epsilon * one_minus_p, one + epsilon * p)
+        }
+    }
+}
+
 pub(crate) fn run<F: Real>(
     spec: &Spec,
     variant: Variant,
@@ -87,6 +121,7 @@ pub(crate) fn run<F: Real>(
     };
     let ignore = spec.ignore_index;
     let eps = of(spec.params[1] as f64);
+    let label_params = spec.params.map(|v| of(v as f64));
     let per_class = eps / of(classes as f64);
 
     // Label pre-pass.
@@ -201,8 +236,9 @@ pub(crate) fn run<F: Real>(
                         match variant {
                             Variant::Nll => -weight(y) * x_y,
                             Variant::SoftTargets => lse * wt - wtx,
-                            Variant::HardLabels => {
-                                weighted_term(F::one() - eps, weight(y) * (lse - x_y))
+                            Variant::HardLabels(label_fn) => {
+                                let (term, _) = label_term(label_fn, x_y - lse, label_params);
+                                weighted_term(F::one() - eps, weight(y) * term)
                                     + weighted_term(per_class, class_weight_sum * lse - wx)
                             }
                         }
@@ -225,8 +261,8 @@ pub(crate) fn run<F: Real>(
                                 row_scale * (e * inv_sum * wt - weight(c) * t)
                             });
                         }
-                        Variant::HardLabels => {
-                            let w_y = weight(y);
+                        Variant::HardLabels(label_fn) => {
+                            let w_y = weight(y) * label_term(label_fn, x_y - lse, label_params).1;
                             write_row(out, inner, &exps, |c, e| {
                                 let p = e * inv_sum;
                                 let hit = if c == y { F::one() } else { F::zero() };

@@ -186,7 +186,9 @@ pub struct Spec {
     /// What the GPU's invalid count means: (operand, valid domain in words).
     pub(crate) invalid_means: Option<(&'static str, &'static str)>,
     pub(crate) shader: &'static str,
-    pub(crate) params: [f32; 2],
+    // [0], [1]: the elementwise kernels' p0, p1; row-wise: [1] label smoothing, [0], [2],
+    // [3] the label function's parameters (`fn_a`, `fn_b`, `fn_c` in the shader).
+    pub(crate) params: [f32; 4],
     pub(crate) constraints: &'static [Constraint],
     pub(crate) ignore_index: i32,
     pub(crate) family: Family,
@@ -217,7 +219,7 @@ impl Spec {
             takes_batchmean: false,
             invalid_means: None,
             shader,
-            params: [0.0; 2],
+            params: [0.0; 4],
             constraints: &[],
             ignore_index: -100,
             family,
@@ -244,8 +246,9 @@ impl Spec {
         matches!(self.family, Family::Softmax(_))
     }
 
-    /// The loss's parameters as passed to the kernel (`p0`, `p1`).
-    pub fn params(&self) -> [f32; 2] {
+    /// The loss's parameters as passed to the kernels: elementwise `p0`, `p1` in [0], [1];
+    /// row-wise label smoothing in [1] and the label function's in [0], [2], [3].
+    pub fn params(&self) -> [f32; 4] {
         self.params
     }
 }
@@ -280,12 +283,12 @@ impl Loss {
             Loss::Mse => Spec::new("mse", "torch.nn.MSELoss", "regression/mse", kernels::<regression::Mse>()),
             Loss::L1 => Spec::new("l1", "torch.nn.L1Loss", "regression/l1", kernels::<regression::L1>()),
             Loss::Huber { delta } => Spec {
-                params: [delta, 0.0],
+                params: [delta, 0.0, 0.0, 0.0],
                 constraints: &[DELTA_POSITIVE],
                 ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", kernels::<regression::Huber>())
             },
             Loss::SmoothL1 { beta } => Spec {
-                params: [beta, 0.0],
+                params: [beta, 0.0, 0.0, 0.0],
                 constraints: &[BETA_NON_NEGATIVE],
                 ..Spec::new(
                     "smooth_l1",
@@ -316,14 +319,18 @@ impl Loss {
                 )
             },
             Loss::CrossEntropy { ignore_index, label_smoothing } => Spec {
-                params: [0.0, label_smoothing],
+                params: [0.0, label_smoothing, 0.0, 0.0],
                 ignore_index,
                 constraints: &[SMOOTHING_UNIT],
                 invalid_means: Some(("labels", "[0, C) or ignore_index")),
-                ..Spec::softmax("cross_entropy", "torch.nn.CrossEntropyLoss", softmax::Variant::HardLabels)
+                ..Spec::softmax(
+                    "cross_entropy",
+                    "torch.nn.CrossEntropyLoss",
+                    softmax::Variant::HardLabels(softmax::LabelFn::CrossEntropy),
+                )
             },
             Loss::CrossEntropySoft { label_smoothing } => Spec {
-                params: [0.0, label_smoothing],
+                params: [0.0, label_smoothing, 0.0, 0.0],
                 constraints: &[SMOOTHING_UNIT],
                 ..Spec::softmax(
                     "cross_entropy_soft",
@@ -337,7 +344,7 @@ impl Loss {
                 ..Spec::softmax("nll", "torch.nn.NLLLoss", softmax::Variant::Nll)
             },
             Loss::KlDiv { log_target } => Spec {
-                params: [if log_target { 1.0 } else { 0.0 }, 0.0],
+                params: [if log_target { 1.0 } else { 0.0 }, 0.0, 0.0, 0.0],
                 input_domain: Domain::LogProbability,
                 target_domain: if log_target { Domain::LogProbability } else { Domain::Probability },
                 takes_batchmean: true,
@@ -345,7 +352,7 @@ impl Loss {
                 ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
             Loss::HingeEmbedding { margin } => Spec {
-                params: [margin, 0.0],
+                params: [margin, 0.0, 0.0, 0.0],
                 constraints: &[MARGIN_FINITE],
                 target_domain: Domain::Sign,
                 ..Spec::new(
@@ -356,7 +363,7 @@ impl Loss {
                 )
             },
             Loss::SigmoidFocal { alpha, gamma } => Spec {
-                params: [alpha, gamma],
+                params: [alpha, gamma, 0.0, 0.0],
                 constraints: &[ALPHA_FINITE, GAMMA_NON_NEGATIVE],
                 target_domain: Domain::Probability,
                 takes_weight: true,

@@ -25,21 +25,60 @@ pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
 /// Which loss of the family; a preprocessor variant of the one shader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// Cross-entropy against integer labels.
-    HardLabels,
+    /// A function of the label's probability (cross-entropy and its robust and focal
+    /// relatives) against integer labels.
+    HardLabels(LabelFn),
     /// Cross-entropy against probabilities.
     SoftTargets,
     /// NLL of log-probabilities against integer labels.
     Nll,
 }
 
+/// The function of the label's probability `p` a [`Variant::HardLabels`] loss takes
+/// instead of `−ln p` (see `shaders/classification/cross_entropy.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelFn {
+    /// `−ln p`.
+    CrossEntropy,
+    /// `(1 − p)^γ (−ln p)`.
+    Focal,
+    /// `(1 − p^q) / q`.
+    Generalized,
+    /// `α (−ln p) − β A (1 − p)`.
+    Symmetric,
+    /// `−ln p + ε (1 − p)`.
+    Poly1,
+}
+
+impl LabelFn {
+    /// Its shader define (none for cross-entropy).
+    pub(crate) fn define(self) -> Option<&'static str> {
+        match self {
+            LabelFn::CrossEntropy => None,
+            LabelFn::Focal => Some("LABEL_FOCAL"),
+            LabelFn::Generalized => Some("LABEL_GCE"),
+            LabelFn::Symmetric => Some("LABEL_SCE"),
+            LabelFn::Poly1 => Some("LABEL_POLY1"),
+        }
+    }
+}
+
 impl Variant {
     fn define(self) -> &'static str {
         match self {
-            Variant::HardLabels => "HARD_LABELS",
+            Variant::HardLabels(_) => "HARD_LABELS",
             Variant::SoftTargets => "SOFT_TARGETS",
             Variant::Nll => "NLL",
         }
+    }
+
+    /// The shader defines of the variant (and of its label function).
+    fn defines(self) -> Vec<&'static str> {
+        let label_fn = match self {
+            Variant::HardLabels(f) => f.define(),
+            _ => None,
+        };
+        std::iter::once(self.define()).chain(label_fn).collect()
     }
 
     fn has_labels(self) -> bool {
@@ -85,6 +124,10 @@ struct ChunkParams {
     smoothing: f32,
     host_scale: f32,
     mean_from_denoms: u32,
+    fn_a: f32,
+    fn_b: f32,
+    fn_c: f32,
+    _pad: f32,
 }
 
 #[repr(C)]
@@ -186,6 +229,10 @@ impl SoftmaxPlan {
                 smoothing: spec.params[1],
                 host_scale: host_scale as f32,
                 mean_from_denoms: from_denoms as u32,
+                fn_a: spec.params[0],
+                fn_b: spec.params[2],
+                fn_c: spec.params[3],
+                _pad: 0.0,
             };
             chunks.push(Chunk { first_item, items, groups, params: uniform(gpu, "fused-loss row params", &params) });
             partial_base += groups;
@@ -244,7 +291,9 @@ impl SoftmaxPlan {
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
         let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
-        flag(self.variant.define());
+        for define in self.variant.defines() {
+            flag(define);
+        }
         for storage in storage_flags(dtype, bindings.grad.is_none()) {
             flag(storage);
         }
@@ -380,7 +429,7 @@ pub(crate) fn shader_variants(variant: Variant) -> Vec<(&'static str, &'static s
     for entry in ["row_per_thread", "row_per_workgroup"] {
         for dtype in DType::ALL {
             for in_place in [false, true] {
-                let mut flags = vec![variant.define()];
+                let mut flags = variant.defines();
                 flags.extend(storage_flags(dtype, in_place));
                 if flags.len() > 1 {
                     out.push(("classification/cross_entropy", entry, set(&flags)));
@@ -396,7 +445,7 @@ pub(crate) fn shader_variants(variant: Variant) -> Vec<(&'static str, &'static s
                         if !variant.has_labels() && extras.contains(&"ACCURACY") {
                             continue;
                         }
-                        let mut flags = vec![variant.define()];
+                        let mut flags = variant.defines();
                         if none {
                             flags.push("REDUCTION_NONE");
                         }
