@@ -288,7 +288,11 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     // Terms are as large as the inputs (row-wise: plus the log-sum-exp's ln C), and
     // terms like y ln y - y x cancel to far less: allow ulps of the terms, not of the result.
     let largest_input = data.input.iter().fold(1.0f64, |m, &x| if x.is_finite() { m.max((x as f64).abs()) } else { m });
+    // Label functions multiply ln p_y's rounding by |dl/d ln p_y| (poly-1: up to 1 + ε,
+    // SCE: α + β|A|), so their terms' scale is that much larger.
+    let sensitivity = label_sensitivity(&case.loss);
     let magnitude = if spec.is_row_wise() { largest_input + (shape.classes() as f64).ln() } else { largest_input };
+    let magnitude = magnitude * sensitivity;
     let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() }.max(1) as f64;
     let scale = match case.reduction {
         Reduction::Mean if spec.target_domain == Domain::Label => {
@@ -301,7 +305,7 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
         Reduction::BatchMean => 1.0 / shape.batch() as f64,
         _ => 1.0,
     };
-    let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos;
+    let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos * sensitivity;
     // A gradient beyond the storage type's range is stored as ±inf (BCE's 1e12 at p = 0
     // in f16), as PyTorch's f16 kernels store it.
     let stored: Vec<f64> = cpu
@@ -328,6 +332,17 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     };
     let counts_equal = gpu.correct.map(u64::from) == cpu.correct && u64::from(gpu.nonfinite) == cpu.nonfinite;
     Agreement { value, grad, lse, counts_equal }
+}
+
+/// Bound on |dl/d ln p_y| / |d(−ln p_y)/d ln p_y| of a row-wise label function: how much
+/// more the rounding of ln p_y moves its loss and gradient than cross-entropy's.
+fn label_sensitivity(loss: &Loss) -> f64 {
+    match *loss {
+        Loss::Focal { gamma, .. } => 1.0 + gamma as f64,
+        Loss::SymmetricCrossEntropy { alpha, beta, log_zero, .. } => (alpha + beta * log_zero.abs()).max(1.0) as f64,
+        Loss::Poly1CrossEntropy { epsilon, .. } => 1.0 + epsilon.abs() as f64,
+        _ => 1.0,
+    }
 }
 
 /// Whether `gpu` must refuse `case` (f16 without `SHADER_F16`) rather than compute it.
@@ -364,6 +379,15 @@ pub fn variations(loss: Loss) -> Vec<Loss> {
         Loss::KlDiv { .. } => vec![Loss::KlDiv { log_target: false }, Loss::KlDiv { log_target: true }],
         // No alpha weighting with a fractional gamma (m^(gamma-1) grows as m -> 0), and
         // gamma = 0 (BCE with logits times alpha_t).
+        // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class ignored.
+        Loss::Focal { .. } => {
+            vec![loss, Loss::Focal { gamma: 0.0, ignore_index: -100 }, Loss::Focal { gamma: 0.5, ignore_index: 0 }]
+        }
+        // q near the cross-entropy limit.
+        Loss::GeneralizedCrossEntropy { .. } => {
+            vec![loss, Loss::GeneralizedCrossEntropy { q: 1e-3, ignore_index: 0 }]
+        }
+        Loss::Poly1CrossEntropy { .. } => vec![loss, Loss::Poly1CrossEntropy { epsilon: -1.0, ignore_index: 0 }],
         Loss::SigmoidFocal { .. } => {
             vec![loss, Loss::SigmoidFocal { alpha: -1.0, gamma: 0.5 }, Loss::SigmoidFocal { alpha: 0.25, gamma: 0.0 }]
         }

@@ -201,6 +201,19 @@ fn parse(case: &Value) -> TorchCase {
         }
         "cross_entropy_soft" => Loss::CrossEntropySoft { label_smoothing: param("label_smoothing") as f32 },
         "nll" => Loss::Nll { ignore_index: ignore_index() },
+        "focal" => Loss::Focal { gamma: param("gamma") as f32, ignore_index: ignore_index() },
+        "generalized_cross_entropy" => {
+            Loss::GeneralizedCrossEntropy { q: param("q") as f32, ignore_index: ignore_index() }
+        }
+        "symmetric_cross_entropy" => Loss::SymmetricCrossEntropy {
+            alpha: param("alpha") as f32,
+            beta: param("beta") as f32,
+            log_zero: param("log_zero") as f32,
+            ignore_index: ignore_index(),
+        },
+        "poly1_cross_entropy" => {
+            Loss::Poly1CrossEntropy { epsilon: param("epsilon") as f32, ignore_index: ignore_index() }
+        }
         "kl_div" => Loss::KlDiv { log_target: case["params"]["log_target"].as_bool().unwrap() },
         other => panic!("unknown loss {other}"),
     };
@@ -344,7 +357,12 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
 
 fn spec_ignore(loss: &Loss) -> i32 {
     match *loss {
-        Loss::CrossEntropy { ignore_index, .. } | Loss::Nll { ignore_index } => ignore_index,
+        Loss::CrossEntropy { ignore_index, .. }
+        | Loss::Nll { ignore_index }
+        | Loss::Focal { ignore_index, .. }
+        | Loss::GeneralizedCrossEntropy { ignore_index, .. }
+        | Loss::SymmetricCrossEntropy { ignore_index, .. }
+        | Loss::Poly1CrossEntropy { ignore_index, .. } => ignore_index,
         _ => i32::MIN,
     }
 }
@@ -403,5 +421,39 @@ fn focal_with_gamma_zero_is_cross_entropy() {
     assert!((a.value - b.value).abs() <= 1e-6 * b.value.abs(), "{} vs {}", a.value, b.value);
     for (ga, gb) in a.grad.iter().zip(&b.grad) {
         assert!((ga - gb).abs() <= 1e-6 * gb.abs() + 1e-9, "{ga} vs {gb}");
+    }
+}
+
+#[test]
+fn softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it() {
+    // Focal with gamma = 0 runs cross-entropy's arithmetic exactly: equal bit for bit on
+    // the GPU and to 1e-12 in the f64 reference. GCE approaches cross-entropy as q -> 0,
+    // with a gap of about q ln²p / 2 per row.
+    let (rows, classes) = (257, 33);
+    let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 80.0).collect();
+    let labels: Vec<i32> = (0..rows).map(|r| if r % 10 == 3 { -100 } else { (r * 13 % classes) as i32 }).collect();
+    let weight: Vec<f32> = (0..classes).map(|c| 0.5 + c as f32 / 16.0).collect();
+    let inputs = Inputs::labels(&logits, &labels).shape(&[rows, classes]).weight(&weight);
+    let ce = Loss::CROSS_ENTROPY;
+    let focal = Loss::Focal { gamma: 0.0, ignore_index: -100 };
+    let (a, b) =
+        (cpu::compute(&focal, Reduction::None, &inputs).unwrap(), cpu::compute(&ce, Reduction::None, &inputs).unwrap());
+    for (u, v) in a.grad.iter().zip(&b.grad).chain(a.per_element.iter().flatten().zip(b.per_element.iter().flatten())) {
+        assert!((u - v).abs() <= 1e-12 * v.abs().max(1e-300), "{u} vs {v}");
+    }
+    let gap = |q: f32| {
+        let gce = Loss::GeneralizedCrossEntropy { q, ignore_index: -100 };
+        let g = cpu::compute(&gce, Reduction::Mean, &inputs).unwrap().value;
+        let c = cpu::compute(&ce, Reduction::Mean, &inputs).unwrap().value;
+        (g - c).abs() / c
+    };
+    let (coarse, fine) = (gap(1e-2), gap(1e-4));
+    assert!(fine < 1e-3 && fine < coarse / 50.0, "GCE gap to cross-entropy: q=1e-2 {coarse:e}, q=1e-4 {fine:e}");
+    let Some(gpu) = common::gpu("softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it") else { return };
+    for kernel in [fused_loss::RowKernel::PerThread, fused_loss::RowKernel::PerWorkgroup] {
+        let gpu = gpu.with_row_kernel(kernel);
+        let a = gpu.compute(&focal, Reduction::Mean, &inputs).unwrap();
+        let b = gpu.compute(&ce, Reduction::Mean, &inputs).unwrap();
+        assert_eq!(a, b, "{kernel:?}: focal with gamma = 0 differs from cross-entropy");
     }
 }

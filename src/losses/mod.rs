@@ -13,6 +13,7 @@ pub use plan::{Bindings, LossStats, Plan};
 use crate::cpu::{self, binary, distribution, kernels, regression, PointwiseKernels};
 use crate::error::{Error, Result};
 use crate::DType;
+use softmax::LabelFn;
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -117,6 +118,48 @@ pub enum Loss {
         /// Label smoothing ε in [0, 1].
         label_smoothing: f32,
     },
+    /// Focal loss on softmax logits (Lin et al. 2017), multi-class: `α_y (1 − p_y)^γ
+    /// (−ln p_y)` with `p = softmax(x)` and the per-class `α` given as `weight`;
+    /// `ignore_index` and `mean` (÷ Σ α_y of kept rows) as cross-entropy, which `gamma = 0`
+    /// is exactly. Layouts as [`Loss::CrossEntropy`]. No PyTorch builtin: checked against
+    /// the formula with autograd in float64.
+    Focal {
+        /// Focusing exponent, ≥ 0.
+        gamma: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
+    /// Generalized cross-entropy (Zhang & Sabuncu 2018), robust to label noise:
+    /// `w_y (1 − p_y^q) / q`, `q ∈ (0, 1]`: MAE (up to a factor) at 1, cross-entropy as
+    /// `q → 0`. Weights, `ignore_index`, `mean` as cross-entropy.
+    GeneralizedCrossEntropy {
+        /// The exponent q in (0, 1] (0.7 in the paper).
+        q: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
+    /// Symmetric cross-entropy (Wang et al. 2019): `w_y (α CE + β RCE)` with the reverse
+    /// cross-entropy `RCE = −Σ_c p_c ln onehot_c = −A (1 − p_y)`, `ln 0` clamped to
+    /// `log_zero = A < 0`. Weights, `ignore_index`, `mean` as cross-entropy.
+    SymmetricCrossEntropy {
+        /// Weight of cross-entropy, ≥ 0.
+        alpha: f32,
+        /// Weight of reverse cross-entropy, ≥ 0.
+        beta: f32,
+        /// `A`, the value taken for `ln 0`, < 0 (−4 in the paper).
+        log_zero: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
+    /// Poly-1 cross-entropy (Leng et al. 2022): `w_y (−ln p_y + ε (1 − p_y))`, optax's
+    /// `poly_loss_cross_entropy` with one-hot labels. Weights, `ignore_index`, `mean` as
+    /// cross-entropy.
+    Poly1CrossEntropy {
+        /// ε ≥ −1 (optax's default is 2).
+        epsilon: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
     /// Negative log-likelihood of log-probabilities (N, C, d1…dk) and integer labels:
     /// `−w_y x_y`; `mean` as cross-entropy. `torch.nn.NLLLoss`.
     Nll {
@@ -208,6 +251,15 @@ impl Spec {
         }
     }
 
+    /// A label function of the softmax family with integer labels and `ignore_index`.
+    fn labels(name: &'static str, reference: &'static str, label_fn: LabelFn, ignore_index: i32) -> Self {
+        Spec {
+            ignore_index,
+            invalid_means: Some(("labels", "[0, C) or ignore_index")),
+            ..Self::softmax(name, reference, softmax::Variant::HardLabels(label_fn))
+        }
+    }
+
     fn family(name: &'static str, reference: &'static str, shader: &'static str, family: Family) -> Self {
         Spec {
             name,
@@ -273,6 +325,18 @@ const ALPHA_FINITE: Constraint =
 const GAMMA_NON_NEGATIVE: Constraint =
     Constraint { index: 1, name: "gamma", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
 
+const FOCAL_GAMMA: Constraint =
+    Constraint { index: 0, name: "gamma", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+const GCE_Q: Constraint = Constraint { index: 0, name: "q", requirement: "in (0, 1]", ok: |v| v > 0.0 && v <= 1.0 };
+const SCE_ALPHA: Constraint =
+    Constraint { index: 0, name: "alpha", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+const SCE_BETA: Constraint =
+    Constraint { index: 2, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+const SCE_LOG_ZERO: Constraint =
+    Constraint { index: 3, name: "log_zero", requirement: "finite and < 0", ok: |v| v.is_finite() && v < 0.0 };
+const POLY_EPSILON: Constraint =
+    Constraint { index: 0, name: "epsilon", requirement: "finite and >= -1", ok: |v| v.is_finite() && v >= -1.0 };
+
 const SMOOTHING_UNIT: Constraint =
     Constraint { index: 1, name: "label_smoothing", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 
@@ -337,6 +401,31 @@ impl Loss {
                     "torch.nn.CrossEntropyLoss (probability target)",
                     softmax::Variant::SoftTargets,
                 )
+            },
+            Loss::Focal { gamma, ignore_index } => Spec {
+                params: [gamma, 0.0, 0.0, 0.0],
+                constraints: &[FOCAL_GAMMA],
+                ..Spec::labels(
+                    "focal",
+                    "Lin et al. 2017 (softmax, per-class alpha as weight)",
+                    LabelFn::Focal,
+                    ignore_index,
+                )
+            },
+            Loss::GeneralizedCrossEntropy { q, ignore_index } => Spec {
+                params: [q, 0.0, 0.0, 0.0],
+                constraints: &[GCE_Q],
+                ..Spec::labels("generalized_cross_entropy", "Zhang & Sabuncu 2018", LabelFn::Generalized, ignore_index)
+            },
+            Loss::SymmetricCrossEntropy { alpha, beta, log_zero, ignore_index } => Spec {
+                params: [alpha, 0.0, beta, log_zero],
+                constraints: &[SCE_ALPHA, SCE_BETA, SCE_LOG_ZERO],
+                ..Spec::labels("symmetric_cross_entropy", "Wang et al. 2019", LabelFn::Symmetric, ignore_index)
+            },
+            Loss::Poly1CrossEntropy { epsilon, ignore_index } => Spec {
+                params: [epsilon, 0.0, 0.0, 0.0],
+                constraints: &[POLY_EPSILON],
+                ..Spec::labels("poly1_cross_entropy", "optax.poly_loss_cross_entropy", LabelFn::Poly1, ignore_index)
             },
             Loss::Nll { ignore_index } => Spec {
                 ignore_index,
@@ -426,6 +515,10 @@ pub fn registry() -> Vec<Loss> {
         Loss::KlDiv { log_target: false },
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },
+        Loss::Focal { gamma: 2.0, ignore_index: -100 },
+        Loss::GeneralizedCrossEntropy { q: 0.7, ignore_index: -100 },
+        Loss::SymmetricCrossEntropy { alpha: 0.1, beta: 1.0, log_zero: -4.0, ignore_index: -100 },
+        Loss::Poly1CrossEntropy { epsilon: 2.0, ignore_index: -100 },
         Loss::NLL,
     ]
 }

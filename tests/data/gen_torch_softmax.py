@@ -1,5 +1,9 @@
 """Generate PyTorch float64 reference values/gradients for the softmax-family losses
-(cross-entropy with hard labels, cross-entropy with soft targets, NLL, KL-divergence).
+(cross-entropy with hard labels, cross-entropy with soft targets, NLL, KL-divergence),
+and, from their papers' formulas with autograd (PyTorch has none of them), the label
+functions of the same kernel: focal (Lin et al. 2017, multi-class), generalized
+cross-entropy (Zhang & Sabuncu 2018), symmetric cross-entropy (Wang et al. 2019) and
+poly-1 (Leng et al. 2022, optax's poly_loss_cross_entropy with one-hot labels).
 
 Rerun with:
 
@@ -168,12 +172,43 @@ def apply_loss(loss, params, x, tgt, w, reduction):
     if loss == "kl_div":
         assert w is None
         return F.kl_div(x, tgt, reduction=reduction, log_target=params["log_target"])
+    if loss in LABEL_FNS:
+        return label_fn_loss(loss, params, x, tgt, w, reduction)
     raise ValueError(loss)
+
+
+LABEL_FNS = ("focal", "generalized_cross_entropy", "symmetric_cross_entropy", "poly1_cross_entropy")
+
+
+def label_fn_loss(loss, params, x, tgt, w, reduction):
+    """A function of the label's probability p, per row, times the class weight w_y;
+    ignored rows count for nothing; mean divides by the summed w_y of kept rows, as
+    weighted cross-entropy does."""
+    keep = tgt != params["ignore_index"]
+    safe = torch.where(keep, tgt, torch.zeros_like(tgt))
+    log_p = F.log_softmax(x, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    p = log_p.exp()
+    if loss == "focal":
+        per = (1.0 - p) ** params["gamma"] * -log_p
+    elif loss == "generalized_cross_entropy":
+        per = (1.0 - p ** params["q"]) / params["q"]
+    elif loss == "symmetric_cross_entropy":
+        # RCE = -sum_c p_c log(one_hot_c), log 0 := A: -A (1 - p_y).
+        per = params["alpha"] * -log_p + params["beta"] * -params["log_zero"] * (1.0 - p)
+    else:
+        per = -log_p + params["epsilon"] * (1.0 - p)
+    wy = torch.ones_like(per) if w is None else w[safe]
+    per = torch.where(keep, per * wy, torch.zeros_like(per))
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    return per.sum() / torch.where(keep, wy, torch.zeros_like(wy)).sum()
 
 
 def evaluate(loss, params, inp, tgt, w, reduction):
     x = t64(inp).requires_grad_(True)
-    if loss in ("cross_entropy", "nll"):
+    if uses_labels(loss):
         t = torch.tensor(np.asarray(tgt, dtype=np.int64), dtype=torch.int64)
     else:
         t = t64(tgt)
@@ -184,14 +219,16 @@ def evaluate(loss, params, inp, tgt, w, reduction):
 
 
 def uses_labels(loss):
-    return loss in ("cross_entropy", "nll")
+    return loss in ("cross_entropy", "nll") + LABEL_FNS
 
 
 def uses_target(loss):
     return loss in ("cross_entropy_soft", "kl_div")
 
 
-def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False):
+def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, **label_params):
+    if loss in LABEL_FNS:
+        return {"ignore_index": int(ignore_index), **{k: float(v) for k, v in label_params.items()}}
     if loss == "cross_entropy":
         return {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing)}
     if loss == "cross_entropy_soft":
@@ -469,6 +506,34 @@ add_generated("nll generated [5, 32768] weight=True mean", "nll", "mean", [5, 32
               next_seed(), True, ignore_index=-100)
 add_generated("nll generated [70000, 3] sum", "nll", "sum", [70000, 3], next_seed(), False,
               ignore_index=-100)
+
+# ---------------------------------------------------------------- 6. label functions
+# Random rows (ignore_index -100 and a real class, with and without class weights), and
+# rows with logits far apart (p_y -> 0 and -> 1) where the functions' limits matter.
+LABEL_FN_SETTINGS = [
+    ("focal", {"gamma": 2.0}), ("focal", {"gamma": 0.0}), ("focal", {"gamma": 0.5}),
+    ("generalized_cross_entropy", {"q": 0.7}), ("generalized_cross_entropy", {"q": 0.001}),
+    ("symmetric_cross_entropy", {"alpha": 0.1, "beta": 1.0, "log_zero": -4.0}),
+    ("poly1_cross_entropy", {"epsilon": 2.0}), ("poly1_cross_entropy", {"epsilon": -1.0}),
+]
+far_x = np.array([[30.0, 0.0, -30.0, 1.0], [0.0, 1e4, 0.0, 0.0], [-1e4, 0.0, 0.0, 0.0],
+                  [2.0, 2.0, 2.0, 2.0], [0.0, -20.0, 20.0, 0.5]])
+far_labels = [0, 1, 0, 3, 2]
+for loss, lp in LABEL_FN_SETTINGS:
+    tag = " ".join(f"{k}={v}" for k, v in lp.items())
+    for ign in (-100, 1):
+        x = rand_logits([6, 5])
+        labels = RNG.integers(0, 5, 6)
+        labels[2] = ign
+        for has_w in (False, True):
+            w = rand_weight(5) if has_w else None
+            for r in ("none", "mean", "sum"):
+                add(f"{loss} {tag} [6, 5] ignore={ign} weight={has_w} {r}", loss, r, [6, 5], x,
+                    labels=labels, weight=w, ignore_index=ign, **lp)
+    for r in ("none", "mean"):
+        add(f"{loss} {tag} far logits [5, 4] {r}", loss, r, [5, 4], far_x, labels=far_labels, **lp)
+    add(f"{loss} {tag} [2, 3, 4] mean", loss, "mean", [2, 3, 4], rand_logits([2, 3, 4]),
+        labels=RNG.integers(0, 3, [2, 4]), **lp)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
