@@ -26,9 +26,17 @@ timeout 120 $bin check > "$OUT/check.txt" 2>&1
 tail -1 "$OUT/check.txt"
 python3 bench/torch_compare.py --suite large --device cuda --compile --json "$OUT/torch-cuda-large.json" \
     > "$OUT/torch-cuda-large.md" 2> "$OUT/torch-cuda-large.err"
-timeout 300 $bin bench --suite large --torch "$OUT/torch-cuda-large.json" --json "$OUT/bench-large.json" \
-    --plot "$OUT/bench-large.svg" --markdown "$OUT/bench-large.md" > "$OUT/bench-large.txt" 2>&1
+# f32 for every loss and size (issue 4's targets), then bf16 for the LLM-shaped losses
+# (issue 5); each under its own timeout so that one slow part cannot eat the other.
+timeout 300 $bin bench --suite large --dtype f32 --torch "$OUT/torch-cuda-large.json" \
+    --json "$OUT/bench-large.json" --plot "$OUT/bench-large.svg" --markdown "$OUT/bench-large.md" \
+    > "$OUT/bench-large.txt" 2>&1
+timeout 150 $bin bench --suite large --dtype bf16 --loss mse,bce_with_logits,cross_entropy,nll \
+    --json "$OUT/bench-large-bf16.json" --markdown "$OUT/bench-large-bf16.md" \
+    > "$OUT/bench-large-bf16.txt" 2>&1
 echo "== PyTorch CUDA =="
 tail -25 "$OUT/torch-cuda-large.md"
-echo "== fused-loss bench --suite large =="
+echo "== fused-loss bench --suite large (f32) =="
 cat "$OUT/bench-large.md"
+echo "== fused-loss bench --suite large --dtype bf16 =="
+cat "$OUT/bench-large-bf16.md"

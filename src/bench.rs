@@ -31,7 +31,8 @@ pub enum Suite {
 }
 
 /// The (loss, shape, element type) rows of a suite: every registry loss in f32, and in
-/// bf16 and f16 (default suite: at each loss's largest size only).
+/// bf16 and f16 at each loss's largest size (default suite) or in bf16 at every size
+/// (large suite, whose f16 rows would double a real GPU's run for little news).
 pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
     let (elementwise, rows): (&[&[usize]], &[&[usize]]) = match suite {
         Suite::Default => {
@@ -47,8 +48,12 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
         let shapes = if loss.spec().is_row_wise() { rows } else { elementwise };
         for (i, dims) in shapes.iter().enumerate() {
             out.push((loss, dims.to_vec(), DType::F32));
-            if suite == Suite::Large || i + 1 == shapes.len() {
-                out.extend([DType::BF16, DType::F16].map(|dtype| (loss, dims.to_vec(), dtype)));
+            match suite {
+                Suite::Large => out.push((loss, dims.to_vec(), DType::BF16)),
+                Suite::Default if i + 1 == shapes.len() => {
+                    out.extend([DType::BF16, DType::F16].map(|dtype| (loss, dims.to_vec(), dtype)))
+                }
+                Suite::Default => {}
             }
         }
     }
@@ -441,13 +446,18 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Durati
     Ok(row)
 }
 
-/// Runs a suite (optionally only losses whose name contains `filter`), printing
-/// progress on stderr.
-pub fn run(gpu: &Gpu, which: Suite, filter: Option<&str>) -> Result<Report> {
+/// Runs a suite, printing progress on stderr: only losses whose name contains one of
+/// `losses` and only element types in `dtypes` (empty: all).
+pub fn run(gpu: &Gpu, which: Suite, losses: &[String], dtypes: &[DType]) -> Result<Report> {
     let info = gpu.adapter_info();
     let budget = Duration::from_millis(if which == Suite::Large { 1000 } else { 250 });
-    let cases: Vec<_> =
-        suite(which).into_iter().filter(|(l, _, _)| filter.is_none_or(|f| l.name().contains(f))).collect();
+    let cases: Vec<_> = suite(which)
+        .into_iter()
+        .filter(|(l, _, d)| {
+            (losses.is_empty() || losses.iter().any(|f| l.name().contains(f.as_str())))
+                && (dtypes.is_empty() || dtypes.contains(d))
+        })
+        .collect();
     let floor = floor_ms(gpu);
     let mut rows = Vec::new();
     // A redrawn bar on a terminal; one line per row in a log.

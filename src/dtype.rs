@@ -39,6 +39,11 @@ impl DType {
         }
     }
 
+    /// The element type called `name` (`f32`, `f16`, `bf16`).
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
     /// Bytes of one element.
     pub fn size(self) -> u64 {
         match self {

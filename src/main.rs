@@ -24,9 +24,12 @@ enum Command {
         /// `default` (about a minute on a software adapter) or `large` (real-GPU sizes).
         #[arg(long, default_value = "default")]
         suite: String,
-        /// Only losses whose name contains this.
+        /// Only losses whose name contains one of these (comma-separated).
         #[arg(long)]
         loss: Option<String>,
+        /// Only these element types (comma-separated: `f32`, `f16`, `bf16`).
+        #[arg(long)]
+        dtype: Option<String>,
         /// Also write every figure, with the adapter, as JSON.
         #[arg(long)]
         json: Option<std::path::PathBuf>,
@@ -56,7 +59,8 @@ enum Command {
         /// (cross-entropy, NLL) (default: the test suite's).
         #[arg(long)]
         row_shapes: Option<String>,
-        /// Only losses whose name contains this (e.g. `cross_entropy`).
+        /// Only losses whose name contains one of these (comma-separated, e.g.
+        /// `cross_entropy,nll`).
         #[arg(long)]
         loss: Option<String>,
         /// Comma-separated element types to check (`f32`, `f16`, `bf16`; default all).
@@ -79,7 +83,14 @@ fn main() -> ExitCode {
             info(&gpu);
             ExitCode::SUCCESS
         }
-        Command::Bench { suite, loss, json, plot, markdown, torch, no_vec4, no_subgroups } => {
+        Command::Bench { suite, loss, dtype, json, plot, markdown, torch, no_vec4, no_subgroups } => {
+            let (losses, dtypes) = match (list(loss.as_deref()), dtypes(dtype.as_deref())) {
+                (losses, Ok(dtypes)) => (losses, dtypes),
+                (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let gpu = gpu.with_vector_loads(!no_vec4).with_subgroups(!no_subgroups);
             let suite = match suite.as_str() {
                 "default" => bench::Suite::Default,
@@ -89,7 +100,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match run_bench(&gpu, suite, loss.as_deref(), Outputs { json, plot, markdown, torch }) {
+            match run_bench(&gpu, suite, &losses, &dtypes, Outputs { json, plot, markdown, torch }) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(failed) => {
                     eprintln!("{failed} rows disagreed with the CPU reference (marked FAIL, not timed)");
@@ -111,16 +122,17 @@ fn main() -> ExitCode {
                     let elementwise: Vec<&[usize]> = elementwise.iter().map(Vec::as_slice).collect();
                     let rows: Vec<&[usize]> = rows.iter().map(Vec::as_slice).collect();
                     let mut cases = check::standard_cases(&elementwise, &rows);
-                    if let Some(name) = &loss {
-                        cases.retain(|c| c.loss.name().contains(name.as_str()));
+                    let losses = list(loss.as_deref());
+                    if !losses.is_empty() {
+                        cases.retain(|c| losses.iter().any(|f| c.loss.name().contains(f.as_str())));
                     }
-                    if let Some(types) = &dtype {
-                        let types: Vec<&str> = types.split(',').map(str::trim).collect();
-                        if let Some(bad) = types.iter().find(|t| !DType::ALL.iter().any(|d| d.name() == **t)) {
-                            eprintln!("error: --dtype: unknown element type `{bad}` (f32, f16, bf16)");
+                    match dtypes(dtype.as_deref()) {
+                        Ok(types) if !types.is_empty() => cases.retain(|c| types.contains(&c.dtype)),
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("error: {e}");
                             return ExitCode::FAILURE;
                         }
-                        cases.retain(|c| types.contains(&c.dtype.name()));
                     }
                     run_check(&gpu, &cases)
                 }
@@ -212,13 +224,27 @@ struct Outputs {
     torch: Option<std::path::PathBuf>,
 }
 
+/// A comma-separated list (empty when absent).
+fn list(text: Option<&str>) -> Vec<String> {
+    text.map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+}
+
+/// A comma-separated list of element types (empty when absent).
+fn dtypes(text: Option<&str>) -> Result<Vec<DType>, String> {
+    list(text)
+        .iter()
+        .map(|name| DType::from_name(name).ok_or(format!("--dtype: unknown element type `{name}` (f32, f16, bf16)")))
+        .collect()
+}
+
 fn run_bench(
     gpu: &Gpu,
     suite: bench::Suite,
-    loss: Option<&str>,
+    losses: &[String],
+    dtypes: &[DType],
     Outputs { json, plot, markdown, torch }: Outputs,
 ) -> Result<usize, Box<dyn std::error::Error>> {
-    let mut report = bench::run(gpu, suite, loss)?;
+    let mut report = bench::run(gpu, suite, losses, dtypes)?;
     let mut table = String::new();
     if let Some(path) = torch {
         table += &format!("torch column: {}\n", bench::merge_torch(&mut report, &std::fs::read_to_string(path)?)?);
