@@ -372,7 +372,9 @@ pub fn variations(loss: Loss) -> Vec<Loss> {
             Loss::CROSS_ENTROPY,
             loss,
             // A valid class as ignore_index (padding id 0), with stronger smoothing.
-            Loss::CrossEntropy { ignore_index: 0, label_smoothing: 0.25 },
+            Loss::CrossEntropy { ignore_index: 0, label_smoothing: 0.25, z_loss: 0.0, softcap: 0.0 },
+            // The LLM options: z-loss large enough to matter, a soft-cap inside the logits' range.
+            Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1, z_loss: 0.01, softcap: 3.0 },
         ],
         Loss::CrossEntropySoft { .. } => vec![Loss::CrossEntropySoft { label_smoothing: 0.0 }, loss],
         Loss::Nll { .. } => vec![Loss::NLL, Loss::Nll { ignore_index: 0 }],

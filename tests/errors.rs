@@ -205,7 +205,7 @@ fn row_wise_argument_errors() {
     for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0; 6])) {
         assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
     }
-    let smoothing = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 1.5 };
+    let smoothing = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 1.5, z_loss: 0.0, softcap: 0.0 };
     for e in both(gpu, smoothing, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3])) {
         assert!(matches!(e, Error::InvalidParameter { name: "label_smoothing", .. }), "{e}");
     }

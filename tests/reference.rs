@@ -197,7 +197,13 @@ fn parse(case: &Value) -> TorchCase {
         "hinge_embedding" => Loss::HingeEmbedding { margin: param("margin") as f32 },
         "sigmoid_focal" => Loss::SigmoidFocal { alpha: param("alpha") as f32, gamma: param("gamma") as f32 },
         "cross_entropy" => {
-            Loss::CrossEntropy { ignore_index: ignore_index(), label_smoothing: param("label_smoothing") as f32 }
+            let or_zero = |name: &str| case["params"][name].as_f64().unwrap_or(0.0) as f32;
+            Loss::CrossEntropy {
+                ignore_index: ignore_index(),
+                label_smoothing: param("label_smoothing") as f32,
+                z_loss: or_zero("z_loss"),
+                softcap: or_zero("softcap"),
+            }
         }
         "cross_entropy_soft" => Loss::CrossEntropySoft { label_smoothing: param("label_smoothing") as f32 },
         "nll" => Loss::Nll { ignore_index: ignore_index() },

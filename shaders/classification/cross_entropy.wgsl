@@ -18,6 +18,9 @@
 //   LABEL_SCE     SCE, α β A      l = α (-ln p) - β A (1 - p)     G = α - β A p
 //   LABEL_POLY1   poly-1, ε = a   l = -ln p + ε (1 - p)           G = 1 + ε p
 // 1 - p is -expm1(ln p) and p^q is exp(q ln p), so nothing cancels as p -> 1 or q -> 0.
+// Cross-entropy's LLM options (Liger-Kernel semantics): Z_LOSS adds z lse² to every kept
+// row (gradient 2 z lse p_c); SOFTCAP reads every logit as cap · tanh(x / cap) and
+// multiplies each gradient element by 1 - tanh² = 1 - (capped / cap)².
 // Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
 // REDUCTION_NONE (per-row losses), WRITE_LSE (per-row log-sum-exp), ACCURACY (argmax
 // hits counted in the partials), ELEM_F16 / ELEM_BF16 + HALF_WORD_STORES (logits, soft
@@ -52,7 +55,12 @@ struct Params {
     fn_a: f32,
     fn_b: f32,
     fn_c: f32,
-    _pad: f32,
+    // Cross-entropy's z-loss scale (Z_LOSS) and logit soft-cap (SOFTCAP).
+    z_loss: f32,
+    softcap: f32,
+    _pad0: f32,
+    _pad1: f32,
+    _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -106,7 +114,12 @@ fn row_setup(r: u32) -> Row {
 }
 
 fn logit(row: Row, c: u32) -> f32 {
-    return input_at(row.base + c * params.inner);
+    let x = input_at(row.base + c * params.inner);
+#if SOFTCAP
+    return params.softcap * tanh_(x / params.softcap);
+#else
+    return x;
+#endif
 }
 
 fn smoothed_target(row: Row, c: u32) -> f32 {
@@ -188,13 +201,21 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
 #if NLL
     return -row.label_weight * hit * row.scale;
 #else
-    let p = exp(logit(row, c) - lse);
+    let x = logit(row, c);
+    let p = exp(x - lse);
 #if SOFT_TARGETS
     return (p * acc.wt - weight_of(c) * smoothed_target(row, c)) * row.scale;
 #else
     let eps = params.smoothing;
-    let g = (1.0 - eps) * row.label_weight * label_g * (p - hit)
+    var g = (1.0 - eps) * row.label_weight * label_g * (p - hit)
         + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
+#if Z_LOSS
+    g += 2.0 * params.z_loss * lse * p;
+#endif
+#if SOFTCAP
+    let t = x / params.softcap;
+    g *= 1.0 - t * t;
+#endif
     return g * row.scale;
 #endif
 #endif
@@ -253,8 +274,12 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
     return lse * acc.wt - acc.wx;
 #else
     let eps = params.smoothing;
-    return weighted_term(1.0 - eps, row.label_weight * label_term(row.label_logit - lse).x)
+    var loss = weighted_term(1.0 - eps, row.label_weight * label_term(row.label_logit - lse).x)
         + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
+#if Z_LOSS
+    loss += params.z_loss * lse * lse;
+#endif
+    return loss;
 #endif
 #endif
 }

@@ -113,7 +113,11 @@ pub(crate) fn run<F: Real>(
     let shape = inputs.resolved_shape();
     let (classes, inner, rows) = (shape.classes(), shape.inner(), shape.rows());
     let of = |v: f64| F::from(v).unwrap();
-    let x = |i: usize| F::from(inputs.input[i]).unwrap();
+    // Cross-entropy's soft-cap applies to every logit the kernel reads.
+    let softcap = of(spec.params[5] as f64);
+    let cap = |v: F| if softcap > F::zero() { softcap * (v / softcap).tanh() } else { v };
+    let z_loss = of(spec.params[4] as f64);
+    let x = |i: usize| cap(F::from(inputs.input[i]).unwrap());
     let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
     let (labels, soft) = match inputs.target {
         Target::Labels(l) => (Some(l), None),
@@ -121,7 +125,7 @@ pub(crate) fn run<F: Real>(
     };
     let ignore = spec.ignore_index;
     let eps = of(spec.params[1] as f64);
-    let label_params = spec.params.map(|v| of(v as f64));
+    let label_params = [0, 1, 2, 3].map(|i| of(spec.params[i] as f64));
     let per_class = eps / of(classes as f64);
 
     // Label pre-pass.
@@ -196,7 +200,7 @@ pub(crate) fn run<F: Real>(
                         // linear sums that the variant uses, the sums in f64.
                         if inner == 1 {
                             for (slot, &v) in row.iter_mut().zip(&inputs.input[base..base + classes]) {
-                                *slot = F::from(v).unwrap();
+                                *slot = cap(F::from(v).unwrap());
                             }
                         } else {
                             for (c, slot) in row.iter_mut().enumerate() {
@@ -240,6 +244,7 @@ pub(crate) fn run<F: Real>(
                                 let (term, _) = label_term(label_fn, x_y - lse, label_params);
                                 weighted_term(F::one() - eps, weight(y) * term)
                                     + weighted_term(per_class, class_weight_sum * lse - wx)
+                                    + z_loss * lse * lse
                             }
                         }
                     };
@@ -263,12 +268,21 @@ pub(crate) fn run<F: Real>(
                         }
                         Variant::HardLabels(label_fn) => {
                             let w_y = weight(y) * label_term(label_fn, x_y - lse, label_params).1;
+                            let two = F::one() + F::one();
                             write_row(out, inner, &exps, |c, e| {
                                 let p = e * inv_sum;
                                 let hit = if c == y { F::one() } else { F::zero() };
-                                row_scale
-                                    * ((F::one() - eps) * w_y * (p - hit)
-                                        + per_class * (class_weight_sum * p - weight(c)))
+                                let g = (F::one() - eps) * w_y * (p - hit)
+                                    + per_class * (class_weight_sum * p - weight(c))
+                                    + two * z_loss * lse * p;
+                                // d(capped)/d(raw) = 1 - tanh² = 1 - (capped / cap)².
+                                let through_cap = if softcap > F::zero() {
+                                    let t = row[c] / softcap;
+                                    F::one() - t * t
+                                } else {
+                                    F::one()
+                                };
+                                row_scale * g * through_cap
                             });
                         }
                     }

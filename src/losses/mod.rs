@@ -105,11 +105,21 @@ pub enum Loss {
     /// (W = Σ w_c), `label_smoothing` ε ∈ [0, 1]; rows whose label is `ignore_index`
     /// count for nothing. `mean` divides by the summed weight of the non-ignored rows
     /// (NaN when all are ignored, as PyTorch). `torch.nn.CrossEntropyLoss`.
+    ///
+    /// Two options of LLM training, Liger-Kernel's semantics: `z_loss` adds
+    /// `z_loss · lse²` to every kept row (PaLM's auxiliary loss; unweighted, reduced
+    /// with the same denominator), and `softcap` > 0 replaces every logit by
+    /// `softcap · tanh(x / softcap)` first (Gemma 2), the gradient flowing through it.
+    /// With a soft-cap, infinite logits become finite and are not counted as non-finite.
     CrossEntropy {
         /// Label value whose rows are skipped (PyTorch's default is -100).
         ignore_index: i32,
         /// Label smoothing ε in [0, 1].
         label_smoothing: f32,
+        /// Scale of the z-loss `lse²` term, ≥ 0 (0: off; PaLM used 1e-4).
+        z_loss: f32,
+        /// Logit soft-cap, ≥ 0 (0: off; Gemma 2 used 30).
+        softcap: f32,
     },
     /// Cross-entropy of logits against probability targets of the input's shape:
     /// `−Σ_c w_c t'_c log_softmax(x)_c` with `t' = (1−ε) t + ε/C`; `mean` divides by
@@ -177,7 +187,8 @@ pub enum Loss {
 
 impl Loss {
     /// `CrossEntropy` with PyTorch's defaults (`ignore_index = -100`, no smoothing).
-    pub const CROSS_ENTROPY: Loss = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.0 };
+    pub const CROSS_ENTROPY: Loss =
+        Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.0, z_loss: 0.0, softcap: 0.0 };
     /// `Nll` with PyTorch's default `ignore_index = -100`.
     pub const NLL: Loss = Loss::Nll { ignore_index: -100 };
 }
@@ -230,8 +241,9 @@ pub struct Spec {
     pub(crate) invalid_means: Option<(&'static str, &'static str)>,
     pub(crate) shader: &'static str,
     // [0], [1]: the elementwise kernels' p0, p1; row-wise: [1] label smoothing, [0], [2],
-    // [3] the label function's parameters (`fn_a`, `fn_b`, `fn_c` in the shader).
-    pub(crate) params: [f32; 4],
+    // [3] the label function's parameters (`fn_a`, `fn_b`, `fn_c` in the shader), [4]
+    // cross-entropy's z-loss scale, [5] its logit soft-cap (0: off).
+    pub(crate) params: [f32; 6],
     pub(crate) constraints: &'static [Constraint],
     pub(crate) ignore_index: i32,
     pub(crate) family: Family,
@@ -271,7 +283,7 @@ impl Spec {
             takes_batchmean: false,
             invalid_means: None,
             shader,
-            params: [0.0; 4],
+            params: [0.0; 6],
             constraints: &[],
             ignore_index: -100,
             family,
@@ -299,8 +311,9 @@ impl Spec {
     }
 
     /// The loss's parameters as passed to the kernels: elementwise `p0`, `p1` in [0], [1];
-    /// row-wise label smoothing in [1] and the label function's in [0], [2], [3].
-    pub fn params(&self) -> [f32; 4] {
+    /// row-wise label smoothing in [1], the label function's in [0], [2], [3], and
+    /// cross-entropy's z-loss and soft-cap in [4], [5].
+    pub fn params(&self) -> [f32; 6] {
         self.params
     }
 }
@@ -337,6 +350,15 @@ const SCE_LOG_ZERO: Constraint =
 const POLY_EPSILON: Constraint =
     Constraint { index: 0, name: "epsilon", requirement: "finite and >= -1", ok: |v| v.is_finite() && v >= -1.0 };
 
+const Z_LOSS: Constraint =
+    Constraint { index: 4, name: "z_loss", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
+const SOFTCAP: Constraint = Constraint {
+    index: 5,
+    name: "softcap",
+    requirement: "finite and >= 0 (0: off)",
+    ok: |v| v.is_finite() && v >= 0.0,
+};
+
 const SMOOTHING_UNIT: Constraint =
     Constraint { index: 1, name: "label_smoothing", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 
@@ -347,12 +369,12 @@ impl Loss {
             Loss::Mse => Spec::new("mse", "torch.nn.MSELoss", "regression/mse", kernels::<regression::Mse>()),
             Loss::L1 => Spec::new("l1", "torch.nn.L1Loss", "regression/l1", kernels::<regression::L1>()),
             Loss::Huber { delta } => Spec {
-                params: [delta, 0.0, 0.0, 0.0],
+                params: [delta, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[DELTA_POSITIVE],
                 ..Spec::new("huber", "torch.nn.HuberLoss(delta)", "regression/huber", kernels::<regression::Huber>())
             },
             Loss::SmoothL1 { beta } => Spec {
-                params: [beta, 0.0, 0.0, 0.0],
+                params: [beta, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[BETA_NON_NEGATIVE],
                 ..Spec::new(
                     "smooth_l1",
@@ -382,10 +404,10 @@ impl Loss {
                     kernels::<binary::BceWithLogits>(),
                 )
             },
-            Loss::CrossEntropy { ignore_index, label_smoothing } => Spec {
-                params: [0.0, label_smoothing, 0.0, 0.0],
+            Loss::CrossEntropy { ignore_index, label_smoothing, z_loss, softcap } => Spec {
+                params: [0.0, label_smoothing, 0.0, 0.0, z_loss, softcap],
                 ignore_index,
-                constraints: &[SMOOTHING_UNIT],
+                constraints: &[SMOOTHING_UNIT, Z_LOSS, SOFTCAP],
                 invalid_means: Some(("labels", "[0, C) or ignore_index")),
                 ..Spec::softmax(
                     "cross_entropy",
@@ -394,7 +416,7 @@ impl Loss {
                 )
             },
             Loss::CrossEntropySoft { label_smoothing } => Spec {
-                params: [0.0, label_smoothing, 0.0, 0.0],
+                params: [0.0, label_smoothing, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[SMOOTHING_UNIT],
                 ..Spec::softmax(
                     "cross_entropy_soft",
@@ -403,7 +425,7 @@ impl Loss {
                 )
             },
             Loss::Focal { gamma, ignore_index } => Spec {
-                params: [gamma, 0.0, 0.0, 0.0],
+                params: [gamma, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[FOCAL_GAMMA],
                 ..Spec::labels(
                     "focal",
@@ -413,17 +435,17 @@ impl Loss {
                 )
             },
             Loss::GeneralizedCrossEntropy { q, ignore_index } => Spec {
-                params: [q, 0.0, 0.0, 0.0],
+                params: [q, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[GCE_Q],
                 ..Spec::labels("generalized_cross_entropy", "Zhang & Sabuncu 2018", LabelFn::Generalized, ignore_index)
             },
             Loss::SymmetricCrossEntropy { alpha, beta, log_zero, ignore_index } => Spec {
-                params: [alpha, 0.0, beta, log_zero],
+                params: [alpha, 0.0, beta, log_zero, 0.0, 0.0],
                 constraints: &[SCE_ALPHA, SCE_BETA, SCE_LOG_ZERO],
                 ..Spec::labels("symmetric_cross_entropy", "Wang et al. 2019", LabelFn::Symmetric, ignore_index)
             },
             Loss::Poly1CrossEntropy { epsilon, ignore_index } => Spec {
-                params: [epsilon, 0.0, 0.0, 0.0],
+                params: [epsilon, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[POLY_EPSILON],
                 ..Spec::labels("poly1_cross_entropy", "optax.poly_loss_cross_entropy", LabelFn::Poly1, ignore_index)
             },
@@ -433,7 +455,7 @@ impl Loss {
                 ..Spec::softmax("nll", "torch.nn.NLLLoss", softmax::Variant::Nll)
             },
             Loss::KlDiv { log_target } => Spec {
-                params: [if log_target { 1.0 } else { 0.0 }, 0.0, 0.0, 0.0],
+                params: [if log_target { 1.0 } else { 0.0 }, 0.0, 0.0, 0.0, 0.0, 0.0],
                 input_domain: Domain::LogProbability,
                 target_domain: if log_target { Domain::LogProbability } else { Domain::Probability },
                 takes_batchmean: true,
@@ -441,7 +463,7 @@ impl Loss {
                 ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
             Loss::HingeEmbedding { margin } => Spec {
-                params: [margin, 0.0, 0.0, 0.0],
+                params: [margin, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[MARGIN_FINITE],
                 target_domain: Domain::Sign,
                 ..Spec::new(
@@ -452,7 +474,7 @@ impl Loss {
                 )
             },
             Loss::SigmoidFocal { alpha, gamma } => Spec {
-                params: [alpha, gamma, 0.0, 0.0],
+                params: [alpha, gamma, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[ALPHA_FINITE, GAMMA_NON_NEGATIVE],
                 target_domain: Domain::Probability,
                 takes_weight: true,
@@ -513,7 +535,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
         Loss::HingeEmbedding { margin: 1.0 },
         Loss::KlDiv { log_target: false },
-        Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1 },
+        Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1, z_loss: 0.0, softcap: 0.0 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },
         Loss::Focal { gamma: 2.0, ignore_index: -100 },
         Loss::GeneralizedCrossEntropy { q: 0.7, ignore_index: -100 },

@@ -252,7 +252,7 @@ impl Plan {
     pub fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
         let variants = match spec.family {
             super::Family::Pointwise(_) => super::pointwise::shader_variants(spec),
-            super::Family::Softmax(variant) => super::softmax::shader_variants(variant),
+            super::Family::Softmax(variant) => super::softmax::shader_variants(spec, variant),
         };
         // Every loss kernel also with subgroup reductions (devices with SUBGROUP); the
         // single-workgroup passes (labels, finalize) always use the workgroup tree.

@@ -127,7 +127,9 @@ struct ChunkParams {
     fn_a: f32,
     fn_b: f32,
     fn_c: f32,
-    _pad: f32,
+    z_loss: f32,
+    softcap: f32,
+    _pad: [f32; 3],
 }
 
 #[repr(C)]
@@ -232,7 +234,9 @@ impl SoftmaxPlan {
                 fn_a: spec.params[0],
                 fn_b: spec.params[2],
                 fn_c: spec.params[3],
-                _pad: 0.0,
+                z_loss: spec.params[4],
+                softcap: spec.params[5],
+                _pad: [0.0; 3],
             };
             chunks.push(Chunk { first_item, items, groups, params: uniform(gpu, "fused-loss row params", &params) });
             partial_base += groups;
@@ -291,7 +295,7 @@ impl SoftmaxPlan {
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
         let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
-        for define in self.variant.defines() {
+        for define in self.variant.defines().into_iter().chain(option_flags(spec)) {
             flag(define);
         }
         for storage in storage_flags(dtype, bindings.grad.is_none()) {
@@ -408,6 +412,18 @@ impl SoftmaxPlan {
     }
 }
 
+/// The flags of cross-entropy's options that are on (z-loss, soft-cap).
+fn option_flags(spec: &Spec) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    if spec.params[4] != 0.0 {
+        flags.push("Z_LOSS");
+    }
+    if spec.params[5] != 0.0 {
+        flags.push("SOFTCAP");
+    }
+    flags
+}
+
 /// The shader flags of an element type and gradient placement.
 fn storage_flags(dtype: DType, in_place: bool) -> Vec<&'static str> {
     let mut flags: Vec<&str> = dtype.define().into_iter().collect();
@@ -422,16 +438,19 @@ fn storage_flags(dtype: DType, in_place: bool) -> Vec<&'static str> {
 }
 
 /// Every variant of the family's shaders that `encode` can ask for.
-pub(crate) fn shader_variants(variant: Variant) -> Vec<(&'static str, &'static str, Defines)> {
+pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static str, &'static str, Defines)> {
+    let options = option_flags(spec);
     let mut out = Vec::new();
     let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
     // Element types and in-place vary on their own, crossed with the plain call only.
     for entry in ["row_per_thread", "row_per_workgroup"] {
         for dtype in DType::ALL {
             for in_place in [false, true] {
-                let mut flags = variant.defines();
-                flags.extend(storage_flags(dtype, in_place));
-                if flags.len() > 1 {
+                let storage = storage_flags(dtype, in_place);
+                if !storage.is_empty() {
+                    let mut flags = variant.defines();
+                    flags.extend(&options);
+                    flags.extend(storage);
                     out.push(("classification/cross_entropy", entry, set(&flags)));
                 }
             }
@@ -446,6 +465,7 @@ pub(crate) fn shader_variants(variant: Variant) -> Vec<(&'static str, &'static s
                             continue;
                         }
                         let mut flags = variant.defines();
+                        flags.extend(&options);
                         if none {
                             flags.push("REDUCTION_NONE");
                         }

@@ -161,6 +161,8 @@ def flat_input(a):
 
 
 def apply_loss(loss, params, x, tgt, w, reduction):
+    if loss == "cross_entropy" and (params.get("z_loss") or params.get("softcap")):
+        return llm_cross_entropy(params, x, tgt, w, reduction)
     if loss == "cross_entropy":
         return F.cross_entropy(x, tgt, weight=w, ignore_index=params["ignore_index"],
                                label_smoothing=params["label_smoothing"], reduction=reduction)
@@ -175,6 +177,25 @@ def apply_loss(loss, params, x, tgt, w, reduction):
     if loss in LABEL_FNS:
         return label_fn_loss(loss, params, x, tgt, w, reduction)
     raise ValueError(loss)
+
+
+def llm_cross_entropy(params, x, tgt, w, reduction):
+    """Cross-entropy with Liger-Kernel's options: logits soft-capped as cap*tanh(x/cap)
+    (autograd through it), plus z_loss * lse^2 of the capped logits for every kept row,
+    unweighted, reduced with cross-entropy's denominator (summed w_y of kept rows)."""
+    cap, z, ign = params.get("softcap", 0.0), params.get("z_loss", 0.0), params["ignore_index"]
+    xc = cap * torch.tanh(x / cap) if cap else x
+    per = F.cross_entropy(xc, tgt, weight=w, ignore_index=ign, label_smoothing=params["label_smoothing"],
+                          reduction="none")
+    keep = tgt != ign
+    per = per + torch.where(keep, z * torch.logsumexp(xc, dim=1) ** 2, torch.zeros_like(per))
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    safe = torch.where(keep, tgt, torch.zeros_like(tgt))
+    wy = torch.ones_like(per) if w is None else w[safe]
+    return per.sum() / torch.where(keep, wy, torch.zeros_like(wy)).sum()
 
 
 LABEL_FNS = ("focal", "generalized_cross_entropy", "symmetric_cross_entropy", "poly1_cross_entropy")
@@ -230,7 +251,9 @@ def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, *
     if loss in LABEL_FNS:
         return {"ignore_index": int(ignore_index), **{k: float(v) for k, v in label_params.items()}}
     if loss == "cross_entropy":
-        return {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing)}
+        # z_loss and softcap appear only when set, so older cases keep their JSON.
+        extra = {k: float(v) for k, v in label_params.items() if k in ("z_loss", "softcap") and v}
+        return {"ignore_index": int(ignore_index), "label_smoothing": float(label_smoothing), **extra}
     if loss == "cross_entropy_soft":
         return {"label_smoothing": float(label_smoothing)}
     if loss == "nll":
@@ -534,6 +557,22 @@ for loss, lp in LABEL_FN_SETTINGS:
         add(f"{loss} {tag} far logits [5, 4] {r}", loss, r, [5, 4], far_x, labels=far_labels, **lp)
     add(f"{loss} {tag} [2, 3, 4] mean", loss, "mean", [2, 3, 4], rand_logits([2, 3, 4]),
         labels=RNG.integers(0, 3, [2, 4]), **lp)
+
+# ---------------------------------------------------------------- 7. LLM options
+# z-loss and logit soft-capping (Liger-Kernel semantics), alone and together, with
+# weights, smoothing and ignored rows, and with logits far beyond the cap.
+for z, cap in ((1e-2, 0.0), (0.0, 3.0), (1e-4, 30.0), (1e-2, 3.0)):
+    for has_w, ls in ((False, 0.0), (True, 0.1)):
+        x = rand_logits([6, 5], scale=4.0)
+        labels = RNG.integers(0, 5, 6)
+        labels[4] = -100
+        w = rand_weight(5) if has_w else None
+        for r in ("none", "mean", "sum"):
+            add(f"cross_entropy z_loss={z} softcap={cap} [6, 5] weight={has_w} smoothing={ls} {r}",
+                "cross_entropy", r, [6, 5], x, labels=labels, weight=w, ignore_index=-100,
+                label_smoothing=ls, z_loss=z, softcap=cap)
+    add(f"cross_entropy z_loss={z} softcap={cap} far logits [5, 4] mean", "cross_entropy", "mean", [5, 4],
+        far_x, labels=far_labels, z_loss=z, softcap=cap)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
