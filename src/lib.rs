@@ -25,6 +25,7 @@ pub use wgpu;
 
 pub mod bench;
 pub mod check;
+pub mod class_weights;
 mod context;
 pub mod cpu;
 mod dtype;
@@ -33,6 +34,7 @@ pub mod losses;
 pub mod shader;
 mod split;
 
+pub use class_weights::{ClassWeights, WeightScheme};
 pub use context::{Gpu, WANTED_FEATURES};
 pub use dtype::DType;
 pub use error::{Error, Result};

@@ -29,14 +29,20 @@ fn every_loss_variant_validates() {
             }
         }
     }
+    for (name, entry, defines) in fused_loss::class_weights::shader_variants() {
+        if seen.insert(format!("{name} {entry} {defines:?}")) {
+            validate(name, entry, &defines);
+        }
+    }
     eprintln!("validated {} shader variants", seen.len());
     assert!(seen.len() >= registry().len() * 6);
 }
 
 #[test]
 fn every_shader_file_is_reached() {
-    // A file no loss imports is dead code or a forgotten registry entry.
-    let mut reached: Vec<String> = Vec::new();
+    // A file no loss (or the class-weights pass) uses is dead code or a forgotten registry entry.
+    let mut reached: Vec<String> =
+        fused_loss::class_weights::shader_variants().into_iter().map(|(name, _, _)| name.to_string()).collect();
     for loss in registry() {
         reached.extend(Plan::shader_variants(&loss.spec()).into_iter().map(|(name, _, _)| name.to_string()));
     }

@@ -185,6 +185,36 @@ pub(crate) fn parallel<J: Send, T: Send>(jobs: Vec<J>, work: impl Fn(J) -> T + S
     done.into_iter().map(|(_, result)| result).collect()
 }
 
+/// Class weights from `labels` (ignored and out-of-range labels skipped), the f64 twin of
+/// [`crate::ClassWeights`]: per class the count `n_c`, or with `ema = Some((state, m))`
+/// first `f_c ← m f_c + (1 − m) n_c` (state updated) and `n_c = f_c`; then
+/// `raw_c · K / Σ raw` over the K present classes, absent classes 0.
+pub fn class_weights(
+    labels: &[i32],
+    classes: usize,
+    ignore_index: i32,
+    scheme: crate::WeightScheme,
+    ema: Option<(&mut [f64], f64)>,
+) -> Vec<f64> {
+    let mut counts = vec![0.0f64; classes];
+    for &label in labels {
+        if label != ignore_index && label >= 0 && (label as usize) < classes {
+            counts[label as usize] += 1.0;
+        }
+    }
+    if let Some((state, momentum)) = ema {
+        for (f, n) in state.iter_mut().zip(counts.iter_mut()) {
+            *f = momentum * *f + (1.0 - momentum) * *n;
+            *n = *f;
+        }
+    }
+    let raw: Vec<f64> = counts.iter().map(|&n| scheme.raw(n)).collect();
+    let present = counts.iter().filter(|&&n| n > 0.0).count() as f64;
+    let total: f64 = raw.iter().sum();
+    let scale = if total > 0.0 { present / total } else { 0.0 };
+    raw.iter().map(|r| r * scale).collect()
+}
+
 /// Runs `work` on the operands as the GPU stores them: input and target values rounded
 /// to `inputs.dtype`.
 fn with_stored_values<R>(inputs: &Inputs, work: impl FnOnce(&Inputs) -> R) -> R {

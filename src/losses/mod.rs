@@ -4,7 +4,7 @@
 //! shader (`shaders/<family>/<name>.wgsl`) and its CPU twin (`src/cpu/<family>.rs`).
 //! Tests, benchmarks and the CLI reach every loss through [`registry`].
 
-mod plan;
+pub(crate) mod plan;
 pub mod pointwise;
 pub mod softmax;
 

@@ -1,0 +1,143 @@
+//! Class weights from data on the GPU against the f64 twin, the running (EMA) state over
+//! several steps, and the weights buffer used directly as cross-entropy's class weight.
+
+mod common;
+
+use fused_loss::{cpu, Bindings, Error, Inputs, Loss, LossStats, Reduction, Shape, WeightScheme};
+use wgpu::util::DeviceExt;
+
+const SCHEMES: [WeightScheme; 4] = [
+    WeightScheme::InverseFrequency,
+    WeightScheme::InverseSqrt,
+    WeightScheme::EffectiveNumber { beta: 0.999 },
+    WeightScheme::EffectiveNumber { beta: 0.0 },
+];
+
+/// Skewed labels: class c drawn about twice as often as class c + 1, every 7th ignored,
+/// a few out of range (skipped, not counted).
+fn labels(rows: usize, classes: usize, seed: u32) -> Vec<i32> {
+    (0..rows as u32)
+        .map(|r| {
+            let h = r.wrapping_mul(0x9E37_79B1).wrapping_add(seed.wrapping_mul(0x85EB_CA77)) >> 7;
+            match r % 97 {
+                0 => -1,
+                1 => classes as i32,
+                _ if r % 7 == 3 => -100,
+                _ => (h.trailing_zeros() as usize % classes) as i32,
+            }
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (c, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((g as f64 - w).abs() <= 1e-5 * w.abs() + 1e-7, "{what}: class {c}: {g} vs {w}");
+    }
+}
+
+#[test]
+fn weights_from_a_batch_match_the_reference() {
+    let Some(gpu) = common::gpu("weights_from_a_batch_match_the_reference") else { return };
+    // 2000 classes: past the workgroup-local histogram (1024 bins); 1 class; no rows.
+    for (rows, classes) in [(0, 3), (1, 1), (257, 6), (70_000, 6), (5000, 1000), (20_000, 2000)] {
+        let labels = labels(rows, classes, rows as u32);
+        for scheme in SCHEMES {
+            let plan = gpu.class_weights(rows, classes, -100, scheme, None).unwrap();
+            let got = plan.compute(&labels, None).unwrap();
+            let want = cpu::class_weights(&labels, classes, -100, scheme, None);
+            assert_close(&got, &want, &format!("{rows} rows, {classes} classes, {scheme:?}"));
+        }
+    }
+}
+
+#[test]
+fn running_weights_follow_the_reference_over_steps() {
+    let Some(gpu) = common::gpu("running_weights_follow_the_reference_over_steps") else { return };
+    let (rows, classes, momentum) = (3000, 6, 0.9);
+    let plan =
+        gpu.class_weights(rows, classes, -100, WeightScheme::EffectiveNumber { beta: 0.99 }, Some(momentum)).unwrap();
+    let (mut state, mut reference) = (vec![0.0f32; classes], vec![0.0f64; classes]);
+    for step in 0..4 {
+        let labels = labels(rows, classes, 17 + step);
+        let got = plan.compute(&labels, Some(&mut state)).unwrap();
+        let want = cpu::class_weights(
+            &labels,
+            classes,
+            -100,
+            WeightScheme::EffectiveNumber { beta: 0.99 },
+            Some((&mut reference, momentum as f64)),
+        );
+        assert_close(&got, &want, &format!("step {step} weights"));
+        assert_close(&state, &reference, &format!("step {step} running counts"));
+    }
+}
+
+#[test]
+fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
+    // Histogram, weights and the weighted loss recorded into one encoder, the weights
+    // never leaving the GPU; compared with the CPU loss under the CPU weights.
+    let Some(gpu) = common::gpu("gpu_weights_feed_cross_entropy_without_a_round_trip") else { return };
+    let (rows, classes) = (500, 6);
+    let labels = labels(rows, classes, 5)
+        .into_iter()
+        .map(|l| if (0..classes as i32).contains(&l) { l } else { -100 })
+        .collect::<Vec<_>>();
+    let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+    let device = gpu.device();
+    let buffer = |data: &[u8], usage: wgpu::BufferUsages| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: data, usage })
+    };
+    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let (logits_b, labels_b) =
+        (buffer(bytemuck::cast_slice(&logits), storage), buffer(bytemuck::cast_slice(&labels), storage));
+    let weights_b = buffer(&vec![0; classes * 4], storage);
+    let grad_b = buffer(&vec![0; rows * classes * 4], storage);
+    let stats_b = buffer(&[0; LossStats::SIZE as usize], storage);
+    let scheme = WeightScheme::InverseSqrt;
+    let weigh = gpu.class_weights(rows, classes, -100, scheme, None).unwrap();
+    let loss = gpu.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    weigh.encode(&mut encoder, labels_b.slice(..), None, weights_b.slice(..)).unwrap();
+    let bindings = Bindings::new(logits_b.slice(..), labels_b.slice(..), grad_b.slice(..), stats_b.slice(..))
+        .weight(weights_b.slice(..));
+    loss.encode(&mut encoder, &bindings).unwrap();
+    let readback = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: LossStats::SIZE,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    encoder.copy_buffer_to_buffer(&stats_b, 0, &readback, 0, LossStats::SIZE);
+    gpu.queue().submit([encoder.finish()]);
+    let slice = readback.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let stats: LossStats = bytemuck::pod_read_unaligned(&slice.get_mapped_range().unwrap());
+    let weights: Vec<f32> =
+        cpu::class_weights(&labels, classes, -100, scheme, None).into_iter().map(|w| w as f32).collect();
+    let want = cpu::compute(
+        &Loss::CROSS_ENTROPY,
+        Reduction::Mean,
+        &Inputs::labels(&logits, &labels).shape(&[rows, classes]).weight(&weights),
+    )
+    .unwrap()
+    .value;
+    assert!((stats.value as f64 - want).abs() <= 1e-5 * want.abs(), "{} vs {want}", stats.value);
+}
+
+#[test]
+fn bad_class_weight_requests_are_named() {
+    let Some(gpu) = common::gpu("bad_class_weight_requests_are_named") else { return };
+    let e = gpu.class_weights(10, 3, -100, WeightScheme::EffectiveNumber { beta: 1.0 }, None).err().unwrap();
+    assert!(matches!(e, Error::InvalidParameter { name: "beta", .. }), "{e}");
+    let e = gpu.class_weights(10, 3, -100, WeightScheme::InverseSqrt, Some(1.5)).err().unwrap();
+    assert!(matches!(e, Error::InvalidParameter { name: "momentum", .. }), "{e}");
+    let e = gpu.class_weights(10, 0, -100, WeightScheme::InverseSqrt, None).err().unwrap();
+    assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
+    let plan = gpu.class_weights(10, 3, -100, WeightScheme::InverseSqrt, Some(0.9)).unwrap();
+    let e = plan.compute(&[0; 10], None).unwrap_err();
+    assert!(matches!(e, Error::MissingArgument { argument: "frequencies", .. }), "{e}");
+    let e = plan.compute(&[0; 9], Some(&mut [0.0; 3])).unwrap_err();
+    assert!(matches!(e, Error::LengthMismatch { argument: "labels", actual: 9, .. }), "{e}");
+}
