@@ -193,8 +193,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Held-out per-class recall, macro-F1 (classes with no held-out wine and no prediction
-/// count as F1 = 0 only if predicted), accuracy.
+/// Held-out per-class recall, macro-F1 over the classes that occur in the held-out truth
+/// or the predictions, and accuracy.
 fn score(name: &'static str, curve: Vec<(usize, f32)>, logits: &[f32], truth: &[i32]) -> Outcome {
     let predicted: Vec<usize> = logits
         .chunks(CLASSES)
@@ -203,7 +203,7 @@ fn score(name: &'static str, curve: Vec<(usize, f32)>, logits: &[f32], truth: &[
     let mut recall = [0.0; CLASSES];
     let mut f1_sum = 0.0;
     let mut classes_scored = 0;
-    for c in 0..CLASSES {
+    for (c, recall_c) in recall.iter_mut().enumerate() {
         let tp = predicted.iter().zip(truth).filter(|&(&p, &t)| p == c && t == c as i32).count() as f64;
         let actual = truth.iter().filter(|&&t| t == c as i32).count() as f64;
         let guessed = predicted.iter().filter(|&&p| p == c).count() as f64;
@@ -211,10 +211,10 @@ fn score(name: &'static str, curve: Vec<(usize, f32)>, logits: &[f32], truth: &[
             continue;
         }
         classes_scored += 1;
-        recall[c] = if actual > 0.0 { tp / actual } else { 0.0 };
+        *recall_c = if actual > 0.0 { tp / actual } else { 0.0 };
         let precision = if guessed > 0.0 { tp / guessed } else { 0.0 };
-        if precision + recall[c] > 0.0 {
-            f1_sum += 2.0 * precision * recall[c] / (precision + recall[c]);
+        if precision + *recall_c > 0.0 {
+            f1_sum += 2.0 * precision * *recall_c / (precision + *recall_c);
         }
     }
     let correct = predicted.iter().zip(truth).filter(|&(&p, &t)| p == t as usize).count();
