@@ -17,6 +17,10 @@
 //   LABEL_GCE     GCE, q = a      l = (1 - p^q) / q               G = p^q
 //   LABEL_SCE     SCE, α β A      l = α (-ln p) - β A (1 - p)     G = α - β A p
 //   LABEL_POLY1   poly-1, ε = a   l = -ln p + ε (1 - p)           G = 1 + ε p
+//   LABEL_BOOT_HARD  hard bootstrapping (Reed et al. 2015), β = a: the target is β on
+//                 the label and 1 - β on the row's argmax k (first maximum, not
+//                 differentiated): l = β (-ln p) + (1 - β)(-ln p_k), and the gradient
+//                 w_y (p_c - β [c = y] - (1 - β) [c = k]).
 // 1 - p is -expm1(ln p) and p^q is exp(q ln p), so nothing cancels as p -> 1 or q -> 0.
 // Cross-entropy's LLM options (Liger-Kernel semantics): Z_LOSS adds z lse² to every kept
 // row (gradient 2 z lse p_c); SOFTCAP reads every logit as cap · tanh(x / cap) and
@@ -184,7 +188,12 @@ fn label_term(log_p: f32) -> vec2<f32> {
     let epsilon = params.fn_a;
     return vec2(-log_p + epsilon * one_minus_p, 1.0 + epsilon * p);
 #else
+#if LABEL_BOOT_HARD
+    // The argmax's share is added in row_loss and class_grad.
+    return vec2(params.fn_a * -log_p, 1.0);
+#else
     return vec2(-log_p, 1.0);
+#endif
 #endif
 #endif
 #endif
@@ -197,7 +206,10 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     if (row.ignored) {
         return 0.0;
     }
-    let hit = select(0.0, 1.0, c == row.label);
+    var hit = select(0.0, 1.0, c == row.label);
+#if LABEL_BOOT_HARD
+    hit = params.fn_a * hit + (1.0 - params.fn_a) * select(0.0, 1.0, c == acc.best_class);
+#endif
 #if NLL
     return -row.label_weight * hit * row.scale;
 #else
@@ -276,6 +288,9 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
     let eps = params.smoothing;
     var loss = weighted_term(1.0 - eps, row.label_weight * label_term(row.label_logit - lse).x)
         + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
+#if LABEL_BOOT_HARD
+    loss += weighted_term(1.0 - eps, row.label_weight * (1.0 - params.fn_a) * (lse - acc.best));
+#endif
 #if Z_LOSS
     loss += params.z_loss * lse * lse;
 #endif

@@ -101,6 +101,8 @@ fn label_term<F: Real>(label_fn: LabelFn, log_p: F, params: [F; 4]) -> (F, F) {
             let epsilon = params[0];
             (-log_p + epsilon * one_minus_p, one + epsilon * p)
         }
+        // The argmax's share is added by the caller.
+        LabelFn::HardBootstrap => (params[0] * -log_p, one),
     }
 }
 
@@ -117,6 +119,9 @@ pub(crate) fn run<F: Real>(
     let softcap = of(spec.params[5] as f64);
     let cap = |v: F| if softcap > F::zero() { softcap * (v / softcap).tanh() } else { v };
     let z_loss = of(spec.params[4] as f64);
+    let bootstrap = variant == Variant::HardLabels(LabelFn::HardBootstrap);
+    // Hard bootstrapping's weight on the label (the argmax gets the rest).
+    let boot_beta = of(spec.params[0] as f64);
     let x = |i: usize| cap(F::from(inputs.input[i]).unwrap());
     let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
     let (labels, soft) = match inputs.target {
@@ -194,6 +199,7 @@ pub(crate) fn run<F: Real>(
                     };
                     let x_y = x(base + y * inner);
                     let (mut lse, mut inv_sum) = (F::zero(), F::zero());
+                    let (mut top_class, mut top_logit) = (usize::MAX, F::neg_infinity());
                     let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
                     if needs_sweep {
                         // First sweep: max, argmax (first occurrence), sum of exponentials and the
@@ -208,9 +214,14 @@ pub(crate) fn run<F: Real>(
                             }
                         }
                         let m = row_max(&row);
-                        // The first class holding the maximum (0 when every logit is -inf or NaN).
-                        let argmax =
-                            if inputs.want_accuracy { row.iter().position(|&v| v == m).unwrap_or(0) } else { 0 };
+                        // The first class holding the maximum, none when no logit is above the
+                        // lowest finite value (the shader's row accumulator starts there).
+                        let argmax = if (inputs.want_accuracy || bootstrap) && m > F::min_value() {
+                            row.iter().position(|&v| v == m).unwrap_or(usize::MAX)
+                        } else {
+                            usize::MAX
+                        };
+                        (top_class, top_logit) = (argmax, m);
                         let sum_exp = exp_sum(&row, m, &mut exps);
                         let (mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0);
                         if let Some(t) = soft {
@@ -241,7 +252,10 @@ pub(crate) fn run<F: Real>(
                             Variant::Nll => -weight(y) * x_y,
                             Variant::SoftTargets => lse * wt - wtx,
                             Variant::HardLabels(label_fn) => {
-                                let (term, _) = label_term(label_fn, x_y - lse, label_params);
+                                let (mut term, _) = label_term(label_fn, x_y - lse, label_params);
+                                if bootstrap {
+                                    term = term + (F::one() - boot_beta) * (lse - top_logit);
+                                }
                                 weighted_term(F::one() - eps, weight(y) * term)
                                     + weighted_term(per_class, class_weight_sum * lse - wx)
                                     + z_loss * lse * lse
@@ -271,7 +285,11 @@ pub(crate) fn run<F: Real>(
                             let two = F::one() + F::one();
                             write_row(out, inner, &exps, |c, e| {
                                 let p = e * inv_sum;
-                                let hit = if c == y { F::one() } else { F::zero() };
+                                let mut hit = if c == y { F::one() } else { F::zero() };
+                                if bootstrap {
+                                    let top = if c == top_class { F::one() } else { F::zero() };
+                                    hit = boot_beta * hit + (F::one() - boot_beta) * top;
+                                }
                                 let g = (F::one() - eps) * w_y * (p - hit)
                                     + per_class * (class_weight_sum * p - weight(c))
                                     + two * z_loss * lse * p;

@@ -170,6 +170,16 @@ pub enum Loss {
         /// Label value whose rows are skipped.
         ignore_index: i32,
     },
+    /// Hard bootstrapping (Reed et al. 2015), robust to label noise: the target puts `beta`
+    /// on the label and `1 − beta` on the row's own argmax k (not differentiated):
+    /// `w_y (β (−ln p_y) + (1 − β)(−ln p_k))`. Weights, `ignore_index`, `mean` as
+    /// cross-entropy; `beta = 1` is cross-entropy.
+    HardBootstrap {
+        /// Weight of the given label, in [0, 1] (0.8 in the paper).
+        beta: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
     /// Negative log-likelihood of log-probabilities (N, C, d1…dk) and integer labels:
     /// `−w_y x_y`; `mean` as cross-entropy. `torch.nn.NLLLoss`.
     Nll {
@@ -347,6 +357,8 @@ const SCE_BETA: Constraint =
     Constraint { index: 2, name: "beta", requirement: "finite and >= 0", ok: |v| v.is_finite() && v >= 0.0 };
 const SCE_LOG_ZERO: Constraint =
     Constraint { index: 3, name: "log_zero", requirement: "finite and < 0", ok: |v| v.is_finite() && v < 0.0 };
+const BOOTSTRAP_BETA: Constraint =
+    Constraint { index: 0, name: "beta", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 const POLY_EPSILON: Constraint =
     Constraint { index: 0, name: "epsilon", requirement: "finite and >= -1", ok: |v| v.is_finite() && v >= -1.0 };
 
@@ -449,6 +461,11 @@ impl Loss {
                 constraints: &[POLY_EPSILON],
                 ..Spec::labels("poly1_cross_entropy", "optax.poly_loss_cross_entropy", LabelFn::Poly1, ignore_index)
             },
+            Loss::HardBootstrap { beta, ignore_index } => Spec {
+                params: [beta, 0.0, 0.0, 0.0, 0.0, 0.0],
+                constraints: &[BOOTSTRAP_BETA],
+                ..Spec::labels("hard_bootstrap", "Reed et al. 2015 (hard)", LabelFn::HardBootstrap, ignore_index)
+            },
             Loss::Nll { ignore_index } => Spec {
                 ignore_index,
                 invalid_means: Some(("labels", "[0, C) or ignore_index")),
@@ -541,6 +558,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::GeneralizedCrossEntropy { q: 0.7, ignore_index: -100 },
         Loss::SymmetricCrossEntropy { alpha: 0.1, beta: 1.0, log_zero: -4.0, ignore_index: -100 },
         Loss::Poly1CrossEntropy { epsilon: 2.0, ignore_index: -100 },
+        Loss::HardBootstrap { beta: 0.8, ignore_index: -100 },
         Loss::NLL,
     ]
 }

@@ -48,6 +48,8 @@ pub enum LabelFn {
     Symmetric,
     /// `−ln p + ε (1 − p)`.
     Poly1,
+    /// `β (−ln p) + (1 − β)(−ln p_argmax)`.
+    HardBootstrap,
 }
 
 impl LabelFn {
@@ -59,6 +61,7 @@ impl LabelFn {
             LabelFn::Generalized => Some("LABEL_GCE"),
             LabelFn::Symmetric => Some("LABEL_SCE"),
             LabelFn::Poly1 => Some("LABEL_POLY1"),
+            LabelFn::HardBootstrap => Some("LABEL_BOOT_HARD"),
         }
     }
 }

@@ -198,7 +198,8 @@ def llm_cross_entropy(params, x, tgt, w, reduction):
     return per.sum() / torch.where(keep, wy, torch.zeros_like(wy)).sum()
 
 
-LABEL_FNS = ("focal", "generalized_cross_entropy", "symmetric_cross_entropy", "poly1_cross_entropy")
+LABEL_FNS = ("focal", "generalized_cross_entropy", "symmetric_cross_entropy", "poly1_cross_entropy",
+             "hard_bootstrap")
 
 
 def label_fn_loss(loss, params, x, tgt, w, reduction):
@@ -216,6 +217,11 @@ def label_fn_loss(loss, params, x, tgt, w, reduction):
     elif loss == "symmetric_cross_entropy":
         # RCE = -sum_c p_c log(one_hot_c), log 0 := A: -A (1 - p_y).
         per = params["alpha"] * -log_p + params["beta"] * -params["log_zero"] * (1.0 - p)
+    elif loss == "hard_bootstrap":
+        # Reed et al. 2015: target beta on the label, 1 - beta on the (detached) argmax.
+        k = x.detach().argmax(dim=1)
+        log_p_k = F.log_softmax(x, dim=1).gather(1, k.unsqueeze(1)).squeeze(1)
+        per = params["beta"] * -log_p + (1.0 - params["beta"]) * -log_p_k
     else:
         per = -log_p + params["epsilon"] * (1.0 - p)
     wy = torch.ones_like(per) if w is None else w[safe]
@@ -573,6 +579,24 @@ for z, cap in ((1e-2, 0.0), (0.0, 3.0), (1e-4, 30.0), (1e-2, 3.0)):
                 label_smoothing=ls, z_loss=z, softcap=cap)
     add(f"cross_entropy z_loss={z} softcap={cap} far logits [5, 4] mean", "cross_entropy", "mean", [5, 4],
         far_x, labels=far_labels, z_loss=z, softcap=cap)
+
+# ---------------------------------------------------------------- 8. hard bootstrapping
+# As section 6 (beta 1 is cross-entropy, 0 trusts only the model's argmax); the far-logit
+# rows include a four-way tie, where the argmax is the first class (torch.argmax).
+for lp in ({"beta": 0.8}, {"beta": 0.0}, {"beta": 1.0}):
+    tag = " ".join(f"{k}={v}" for k, v in lp.items())
+    for ign in (-100, 1):
+        x = rand_logits([6, 5])
+        labels = RNG.integers(0, 5, 6)
+        labels[2] = ign
+        for has_w in (False, True):
+            w = rand_weight(5) if has_w else None
+            for r in ("none", "mean", "sum"):
+                add(f"hard_bootstrap {tag} [6, 5] ignore={ign} weight={has_w} {r}", "hard_bootstrap", r, [6, 5], x,
+                    labels=labels, weight=w, ignore_index=ign, **lp)
+    for r in ("none", "mean"):
+        add(f"hard_bootstrap {tag} far logits [5, 4] {r}", "hard_bootstrap", r, [5, 4], far_x, labels=far_labels,
+            **lp)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
