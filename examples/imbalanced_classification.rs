@@ -9,8 +9,8 @@
 //! from the labels), softmax focal (γ = 2) and focal with effective-number weights as α
 //! (β = 0.999). Part B flips 30% of the training labels to another class at random and
 //! compares cross-entropy with the noise-robust losses: generalized cross-entropy
-//! (q = 0.7), symmetric cross-entropy (α = 0.1, β = 1, A = −4) and hard bootstrapping
-//! (β = 0.8).
+//! (q = 0.7), symmetric cross-entropy (α = 0.1, β = 1, A = −4), and soft (β = 0.95) and
+//! hard (β = 0.8) bootstrapping.
 //!
 //! Printed: per-class recall, macro-F1 and accuracy on the held-out wines, and the loss
 //! curves as an SVG (the path given as the first argument, default
@@ -133,6 +133,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Run {
             name: "SCE α=0.1 β=1 (noisy)",
             loss: Loss::SymmetricCrossEntropy { alpha: 0.1, beta: 1.0, log_zero: -4.0, ignore_index: -100 },
+            weights: Weights::None,
+        },
+        Run {
+            name: "soft bootstrap β=0.95 (noisy)",
+            loss: Loss::SoftBootstrap { beta: 0.95, ignore_index: -100 },
             weights: Weights::None,
         },
         Run {

@@ -217,6 +217,7 @@ fn parse(case: &Value) -> TorchCase {
             log_zero: param("log_zero") as f32,
             ignore_index: ignore_index(),
         },
+        "soft_bootstrap" => Loss::SoftBootstrap { beta: param("beta") as f32, ignore_index: ignore_index() },
         "hard_bootstrap" => Loss::HardBootstrap { beta: param("beta") as f32, ignore_index: ignore_index() },
         "poly1_cross_entropy" => {
             Loss::Poly1CrossEntropy { epsilon: param("epsilon") as f32, ignore_index: ignore_index() }
@@ -370,7 +371,8 @@ fn spec_ignore(loss: &Loss) -> i32 {
         | Loss::GeneralizedCrossEntropy { ignore_index, .. }
         | Loss::SymmetricCrossEntropy { ignore_index, .. }
         | Loss::Poly1CrossEntropy { ignore_index, .. }
-        | Loss::HardBootstrap { ignore_index, .. } => ignore_index,
+        | Loss::HardBootstrap { ignore_index, .. }
+        | Loss::SoftBootstrap { ignore_index, .. } => ignore_index,
         _ => i32::MIN,
     }
 }

@@ -17,6 +17,10 @@
 //   LABEL_GCE     GCE, q = a      l = (1 - p^q) / q               G = p^q
 //   LABEL_SCE     SCE, α β A      l = α (-ln p) - β A (1 - p)     G = α - β A p
 //   LABEL_POLY1   poly-1, ε = a   l = -ln p + ε (1 - p)           G = 1 + ε p
+//   LABEL_BOOT_SOFT  soft bootstrapping (Reed et al. 2015), β = a: the target is
+//                 β onehot(y) + (1 - β) p, p not detached, i.e. l = β (-ln p) + (1 - β) H
+//                 with the row's entropy H = lse - Σ p_c x_c (ROW_ENTROPY accumulates
+//                 Σ e^(x - m) x), dH/dx_c = -p_c (x_c - lse + H).
 //   LABEL_BOOT_HARD  hard bootstrapping (Reed et al. 2015), β = a: the target is β on
 //                 the label and 1 - β on the row's argmax k (first maximum, not
 //                 differentiated): l = β (-ln p) + (1 - β)(-ln p_k), and the gradient
@@ -192,12 +196,22 @@ fn label_term(log_p: f32) -> vec2<f32> {
     // The argmax's share is added in row_loss and class_grad.
     return vec2(params.fn_a * -log_p, 1.0);
 #else
+#if LABEL_BOOT_SOFT
+    // The entropy's share is added in row_loss and class_grad.
+    return vec2(params.fn_a * -log_p, params.fn_a);
+#else
     return vec2(-log_p, 1.0);
 #endif
 #endif
 #endif
 #endif
 #endif
+#endif
+}
+
+// The row's softmax entropy H = lse - Σ p_c x_c (LABEL_BOOT_SOFT).
+fn row_entropy(acc: RowAcc, lse: f32) -> f32 {
+    return lse - acc.px / acc.s;
 }
 
 // d(row loss)/d(x_c), times the row's scale. `lse` is unused by NLL; `label_g` is the
@@ -221,6 +235,9 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     let eps = params.smoothing;
     var g = (1.0 - eps) * row.label_weight * label_g * (p - hit)
         + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
+#if LABEL_BOOT_SOFT
+    g += (1.0 - eps) * row.label_weight * (1.0 - params.fn_a) * -p * (x - lse + row_entropy(acc, lse));
+#endif
 #if Z_LOSS
     g += 2.0 * params.z_loss * lse * p;
 #endif
@@ -290,6 +307,9 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
         + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
 #if LABEL_BOOT_HARD
     loss += weighted_term(1.0 - eps, row.label_weight * (1.0 - params.fn_a) * (lse - acc.best));
+#endif
+#if LABEL_BOOT_SOFT
+    loss += weighted_term(1.0 - eps, row.label_weight * (1.0 - params.fn_a) * row_entropy(acc, lse));
 #endif
 #if Z_LOSS
     loss += params.z_loss * lse * lse;

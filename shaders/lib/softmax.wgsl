@@ -17,21 +17,31 @@ struct RowAcc {
     best: f32,
     best_class: u32,
     nonfinite: u32,
-    _pad: u32,
+    // ROW_ENTROPY: Σ e^(x - m) x, rescaled with m like s, so Σ p x = px / s.
+    px: f32,
 }
 
 fn row_acc_empty() -> RowAcc {
-    return RowAcc(LOWEST, 0.0, 0.0, 0.0, LOWEST, 0xffffffffu, 0u, 0u);
+    return RowAcc(LOWEST, 0.0, 0.0, 0.0, LOWEST, 0xffffffffu, 0u, 0.0);
 }
 
 // Adds logit x of class c to the running max and sum.
 fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
     var r = a;
     if (x > r.m) {
-        r.s = r.s * exp(r.m - x) + 1.0;
+        let rescale = exp(r.m - x);
+        r.s = r.s * rescale + 1.0;
+#if ROW_ENTROPY
+        r.px = r.px * rescale + x;
+#endif
         r.m = x;
     } else {
-        r.s += exp(x - r.m);
+        let e = exp(x - r.m);
+        r.s += e;
+#if ROW_ENTROPY
+        // A -inf logit adds nothing (not 0 · -inf).
+        r.px += select(0.0, e * x, e > 0.0);
+#endif
     }
     // First occurrence wins ties, as torch.argmax.
     if (x > r.best) {
@@ -46,7 +56,12 @@ fn row_acc_merge(a: RowAcc, b: RowAcc) -> RowAcc {
     let m = max(a.m, b.m);
     var r = a;
     r.m = m;
-    r.s = a.s * exp(a.m - m) + b.s * exp(b.m - m);
+    let ea = exp(a.m - m);
+    let eb = exp(b.m - m);
+    r.s = a.s * ea + b.s * eb;
+#if ROW_ENTROPY
+    r.px = a.px * ea + b.px * eb;
+#endif
     r.wx = a.wx + b.wx;
     r.wt = a.wt + b.wt;
     let b_wins = b.best > a.best || (b.best == a.best && b.best_class < a.best_class);
@@ -62,19 +77,20 @@ fn row_acc_lse(a: RowAcc) -> f32 {
 
 // Struct-of-arrays scratch (see `workgroup_reduce` in reduce.wgsl for why).
 var<workgroup> wg_row_sums: array<vec4<f32>, WG_SIZE>;
-var<workgroup> wg_row_best: array<f32, WG_SIZE>;
+var<workgroup> wg_row_best: array<vec2<f32>, WG_SIZE>;
 var<workgroup> wg_row_counts: array<vec2<u32>, WG_SIZE>;
 
 fn row_store(i: u32, a: RowAcc) {
     wg_row_sums[i] = vec4(a.m, a.s, a.wx, a.wt);
-    wg_row_best[i] = a.best;
+    wg_row_best[i] = vec2(a.best, a.px);
     wg_row_counts[i] = vec2(a.best_class, a.nonfinite);
 }
 
 fn row_load(i: u32) -> RowAcc {
     let f = wg_row_sums[i];
     let c = wg_row_counts[i];
-    return RowAcc(f.x, f.y, f.z, f.w, wg_row_best[i], c.x, c.y, 0u);
+    let b = wg_row_best[i];
+    return RowAcc(f.x, f.y, f.z, f.w, b.x, c.x, c.y, b.y);
 }
 
 #if SUBGROUPS
@@ -82,7 +98,8 @@ fn row_load(i: u32) -> RowAcc {
 fn row_acc_shuffle_xor(a: RowAcc, offset: u32) -> RowAcc {
     let f = subgroupShuffleXor(vec4(a.m, a.s, a.wx, a.wt), offset);
     let c = subgroupShuffleXor(vec2(a.best_class, a.nonfinite), offset);
-    return RowAcc(f.x, f.y, f.z, f.w, subgroupShuffleXor(a.best, offset), c.x, c.y, 0u);
+    let b = subgroupShuffleXor(vec2(a.best, a.px), offset);
+    return RowAcc(f.x, f.y, f.z, f.w, b.x, c.x, c.y, b.y);
 }
 
 fn row_acc_butterfly(a: RowAcc) -> RowAcc {

@@ -101,8 +101,9 @@ fn label_term<F: Real>(label_fn: LabelFn, log_p: F, params: [F; 4]) -> (F, F) {
             let epsilon = params[0];
             (-log_p + epsilon * one_minus_p, one + epsilon * p)
         }
-        // The argmax's share is added by the caller.
+        // The argmax's (entropy's) share is added by the caller.
         LabelFn::HardBootstrap => (params[0] * -log_p, one),
+        LabelFn::SoftBootstrap => (params[0] * -log_p, params[0]),
     }
 }
 
@@ -120,7 +121,8 @@ pub(crate) fn run<F: Real>(
     let cap = |v: F| if softcap > F::zero() { softcap * (v / softcap).tanh() } else { v };
     let z_loss = of(spec.params[4] as f64);
     let bootstrap = variant == Variant::HardLabels(LabelFn::HardBootstrap);
-    // Hard bootstrapping's weight on the label (the argmax gets the rest).
+    let soft_bootstrap = variant == Variant::HardLabels(LabelFn::SoftBootstrap);
+    // Bootstrapping's weight on the label (the argmax or the entropy gets the rest).
     let boot_beta = of(spec.params[0] as f64);
     let x = |i: usize| cap(F::from(inputs.input[i]).unwrap());
     let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
@@ -200,6 +202,8 @@ pub(crate) fn run<F: Real>(
                     let x_y = x(base + y * inner);
                     let (mut lse, mut inv_sum) = (F::zero(), F::zero());
                     let (mut top_class, mut top_logit) = (usize::MAX, F::neg_infinity());
+                    // Soft bootstrapping: the row's entropy lse − Σ p_c x_c.
+                    let mut entropy = F::zero();
                     let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
                     if needs_sweep {
                         // First sweep: max, argmax (first occurrence), sum of exponentials and the
@@ -223,6 +227,15 @@ pub(crate) fn run<F: Real>(
                         };
                         (top_class, top_logit) = (argmax, m);
                         let sum_exp = exp_sum(&row, m, &mut exps);
+                        if soft_bootstrap {
+                            // -inf logits add nothing (not 0 · -inf), as in the shader.
+                            let px: f64 = exps
+                                .iter()
+                                .zip(&row)
+                                .map(|(&e, &xc)| if e > F::zero() { wide(e) * wide(xc) } else { 0.0 })
+                                .sum();
+                            entropy = of(wide(m) + sum_exp.ln() - px / sum_exp);
+                        }
                         let (mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0);
                         if let Some(t) = soft {
                             for (c, &xc) in row.iter().enumerate() {
@@ -255,6 +268,9 @@ pub(crate) fn run<F: Real>(
                                 let (mut term, _) = label_term(label_fn, x_y - lse, label_params);
                                 if bootstrap {
                                     term = term + (F::one() - boot_beta) * (lse - top_logit);
+                                }
+                                if soft_bootstrap {
+                                    term = term + (F::one() - boot_beta) * entropy;
                                 }
                                 weighted_term(F::one() - eps, weight(y) * term)
                                     + weighted_term(per_class, class_weight_sum * lse - wx)
@@ -290,9 +306,17 @@ pub(crate) fn run<F: Real>(
                                     let top = if c == top_class { F::one() } else { F::zero() };
                                     hit = boot_beta * hit + (F::one() - boot_beta) * top;
                                 }
-                                let g = (F::one() - eps) * w_y * (p - hit)
+                                let mut g = (F::one() - eps) * w_y * (p - hit)
                                     + per_class * (class_weight_sum * p - weight(c))
                                     + two * z_loss * lse * p;
+                                if soft_bootstrap {
+                                    g = g
+                                        + (F::one() - eps)
+                                            * weight(y)
+                                            * (F::one() - boot_beta)
+                                            * -p
+                                            * (row[c] - lse + entropy);
+                                }
                                 // d(capped)/d(raw) = 1 - tanh² = 1 - (capped / cap)².
                                 let through_cap = if softcap > F::zero() {
                                     let t = row[c] / softcap;

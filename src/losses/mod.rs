@@ -180,6 +180,15 @@ pub enum Loss {
         /// Label value whose rows are skipped.
         ignore_index: i32,
     },
+    /// Soft bootstrapping (Reed et al. 2015): the target is `β onehot(y) + (1 − β) p` with
+    /// the prediction p not detached, i.e. `w_y (β (−ln p_y) + (1 − β) H(p))` with the
+    /// row's softmax entropy H. Weights, `ignore_index`, `mean` as cross-entropy.
+    SoftBootstrap {
+        /// Weight of the given label, in [0, 1] (0.95 in the paper).
+        beta: f32,
+        /// Label value whose rows are skipped.
+        ignore_index: i32,
+    },
     /// Negative log-likelihood of log-probabilities (N, C, d1…dk) and integer labels:
     /// `−w_y x_y`; `mean` as cross-entropy. `torch.nn.NLLLoss`.
     Nll {
@@ -466,6 +475,11 @@ impl Loss {
                 constraints: &[BOOTSTRAP_BETA],
                 ..Spec::labels("hard_bootstrap", "Reed et al. 2015 (hard)", LabelFn::HardBootstrap, ignore_index)
             },
+            Loss::SoftBootstrap { beta, ignore_index } => Spec {
+                params: [beta, 0.0, 0.0, 0.0, 0.0, 0.0],
+                constraints: &[BOOTSTRAP_BETA],
+                ..Spec::labels("soft_bootstrap", "Reed et al. 2015 (soft)", LabelFn::SoftBootstrap, ignore_index)
+            },
             Loss::Nll { ignore_index } => Spec {
                 ignore_index,
                 invalid_means: Some(("labels", "[0, C) or ignore_index")),
@@ -559,6 +573,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::SymmetricCrossEntropy { alpha: 0.1, beta: 1.0, log_zero: -4.0, ignore_index: -100 },
         Loss::Poly1CrossEntropy { epsilon: 2.0, ignore_index: -100 },
         Loss::HardBootstrap { beta: 0.8, ignore_index: -100 },
+        Loss::SoftBootstrap { beta: 0.95, ignore_index: -100 },
         Loss::NLL,
     ]
 }

@@ -50,6 +50,8 @@ pub enum LabelFn {
     Poly1,
     /// `β (−ln p) + (1 − β)(−ln p_argmax)`.
     HardBootstrap,
+    /// `β (−ln p) + (1 − β) H(softmax)`.
+    SoftBootstrap,
 }
 
 impl LabelFn {
@@ -62,6 +64,7 @@ impl LabelFn {
             LabelFn::Symmetric => Some("LABEL_SCE"),
             LabelFn::Poly1 => Some("LABEL_POLY1"),
             LabelFn::HardBootstrap => Some("LABEL_BOOT_HARD"),
+            LabelFn::SoftBootstrap => Some("LABEL_BOOT_SOFT"),
         }
     }
 }
@@ -81,7 +84,9 @@ impl Variant {
             Variant::HardLabels(f) => f.define(),
             _ => None,
         };
-        std::iter::once(self.define()).chain(label_fn).collect()
+        // Soft bootstrapping needs the row's entropy from the accumulator.
+        let entropy = (self == Variant::HardLabels(LabelFn::SoftBootstrap)).then_some("ROW_ENTROPY");
+        std::iter::once(self.define()).chain(label_fn).chain(entropy).collect()
     }
 
     fn has_labels(self) -> bool {

@@ -199,7 +199,7 @@ def llm_cross_entropy(params, x, tgt, w, reduction):
 
 
 LABEL_FNS = ("focal", "generalized_cross_entropy", "symmetric_cross_entropy", "poly1_cross_entropy",
-             "hard_bootstrap")
+             "hard_bootstrap", "soft_bootstrap")
 
 
 def label_fn_loss(loss, params, x, tgt, w, reduction):
@@ -217,6 +217,12 @@ def label_fn_loss(loss, params, x, tgt, w, reduction):
     elif loss == "symmetric_cross_entropy":
         # RCE = -sum_c p_c log(one_hot_c), log 0 := A: -A (1 - p_y).
         per = params["alpha"] * -log_p + params["beta"] * -params["log_zero"] * (1.0 - p)
+    elif loss == "soft_bootstrap":
+        # Reed et al. 2015: target beta onehot + (1 - beta) p, p NOT detached:
+        # beta CE + (1 - beta) entropy.
+        log_probs = F.log_softmax(x, dim=1)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1)
+        per = params["beta"] * -log_p + (1.0 - params["beta"]) * entropy
     elif loss == "hard_bootstrap":
         # Reed et al. 2015: target beta on the label, 1 - beta on the (detached) argmax.
         k = x.detach().argmax(dim=1)
@@ -597,6 +603,24 @@ for lp in ({"beta": 0.8}, {"beta": 0.0}, {"beta": 1.0}):
     for r in ("none", "mean"):
         add(f"hard_bootstrap {tag} far logits [5, 4] {r}", "hard_bootstrap", r, [5, 4], far_x, labels=far_labels,
             **lp)
+
+# ---------------------------------------------------------------- 9. soft bootstrapping
+for lp in ({"beta": 0.95}, {"beta": 0.0}):
+    tag = " ".join(f"{k}={v}" for k, v in lp.items())
+    for ign in (-100, 1):
+        x = rand_logits([6, 5])
+        labels = RNG.integers(0, 5, 6)
+        labels[2] = ign
+        for has_w in (False, True):
+            w = rand_weight(5) if has_w else None
+            for r in ("none", "mean", "sum"):
+                add(f"soft_bootstrap {tag} [6, 5] ignore={ign} weight={has_w} {r}", "soft_bootstrap", r, [6, 5], x,
+                    labels=labels, weight=w, ignore_index=ign, **lp)
+    for r in ("none", "mean"):
+        add(f"soft_bootstrap {tag} far logits [5, 4] {r}", "soft_bootstrap", r, [5, 4], far_x, labels=far_labels,
+            **lp)
+    add(f"soft_bootstrap {tag} [2, 3, 4] mean", "soft_bootstrap", "mean", [2, 3, 4], rand_logits([2, 3, 4]),
+        labels=RNG.integers(0, 3, [2, 4]), **lp)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
