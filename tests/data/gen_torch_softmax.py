@@ -554,7 +554,12 @@ LABEL_FN_SETTINGS = [
 far_x = np.array([[30.0, 0.0, -30.0, 1.0], [0.0, 1e4, 0.0, 0.0], [-1e4, 0.0, 0.0, 0.0],
                   [2.0, 2.0, 2.0, 2.0], [0.0, -20.0, 20.0, 0.5]])
 far_labels = [0, 1, 0, 3, 2]
-for loss, lp in LABEL_FN_SETTINGS:
+
+
+def add_label_fn_cases(loss, lp, layout_3d=True):
+    """A label function's cases at parameters `lp`: random [6, 5] rows with ignore_index
+    -100 and a real class, with and without weights, every reduction; the far-logit rows;
+    and (unless layout_3d is False) a (N, C, d) layout."""
     tag = " ".join(f"{k}={v}" for k, v in lp.items())
     for ign in (-100, 1):
         x = rand_logits([6, 5])
@@ -567,8 +572,13 @@ for loss, lp in LABEL_FN_SETTINGS:
                     labels=labels, weight=w, ignore_index=ign, **lp)
     for r in ("none", "mean"):
         add(f"{loss} {tag} far logits [5, 4] {r}", loss, r, [5, 4], far_x, labels=far_labels, **lp)
-    add(f"{loss} {tag} [2, 3, 4] mean", loss, "mean", [2, 3, 4], rand_logits([2, 3, 4]),
-        labels=RNG.integers(0, 3, [2, 4]), **lp)
+    if layout_3d:
+        add(f"{loss} {tag} [2, 3, 4] mean", loss, "mean", [2, 3, 4], rand_logits([2, 3, 4]),
+            labels=RNG.integers(0, 3, [2, 4]), **lp)
+
+
+for loss, lp in LABEL_FN_SETTINGS:
+    add_label_fn_cases(loss, lp)
 
 # ---------------------------------------------------------------- 7. LLM options
 # z-loss and logit soft-capping (Liger-Kernel semantics), alone and together, with
@@ -590,37 +600,11 @@ for z, cap in ((1e-2, 0.0), (0.0, 3.0), (1e-4, 30.0), (1e-2, 3.0)):
 # As section 6 (beta 1 is cross-entropy, 0 trusts only the model's argmax); the far-logit
 # rows include a four-way tie, where the argmax is the first class (torch.argmax).
 for lp in ({"beta": 0.8}, {"beta": 0.0}, {"beta": 1.0}):
-    tag = " ".join(f"{k}={v}" for k, v in lp.items())
-    for ign in (-100, 1):
-        x = rand_logits([6, 5])
-        labels = RNG.integers(0, 5, 6)
-        labels[2] = ign
-        for has_w in (False, True):
-            w = rand_weight(5) if has_w else None
-            for r in ("none", "mean", "sum"):
-                add(f"hard_bootstrap {tag} [6, 5] ignore={ign} weight={has_w} {r}", "hard_bootstrap", r, [6, 5], x,
-                    labels=labels, weight=w, ignore_index=ign, **lp)
-    for r in ("none", "mean"):
-        add(f"hard_bootstrap {tag} far logits [5, 4] {r}", "hard_bootstrap", r, [5, 4], far_x, labels=far_labels,
-            **lp)
+    add_label_fn_cases("hard_bootstrap", lp, layout_3d=False)
 
 # ---------------------------------------------------------------- 9. soft bootstrapping
 for lp in ({"beta": 0.95}, {"beta": 0.0}):
-    tag = " ".join(f"{k}={v}" for k, v in lp.items())
-    for ign in (-100, 1):
-        x = rand_logits([6, 5])
-        labels = RNG.integers(0, 5, 6)
-        labels[2] = ign
-        for has_w in (False, True):
-            w = rand_weight(5) if has_w else None
-            for r in ("none", "mean", "sum"):
-                add(f"soft_bootstrap {tag} [6, 5] ignore={ign} weight={has_w} {r}", "soft_bootstrap", r, [6, 5], x,
-                    labels=labels, weight=w, ignore_index=ign, **lp)
-    for r in ("none", "mean"):
-        add(f"soft_bootstrap {tag} far logits [5, 4] {r}", "soft_bootstrap", r, [5, 4], far_x, labels=far_labels,
-            **lp)
-    add(f"soft_bootstrap {tag} [2, 3, 4] mean", "soft_bootstrap", "mean", [2, 3, 4], rand_logits([2, 3, 4]),
-        labels=RNG.integers(0, 3, [2, 4]), **lp)
+    add_label_fn_cases("soft_bootstrap", lp)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
