@@ -392,10 +392,7 @@ fn row_per_thread(
             totals = row_finish(r, row, acc, lse, totals);
         }
     }
-    let total = workgroup_reduce(lid.x, totals);
-    if (lid.x == 0u) {
-        partials[params.partial_base + wid.x] = total;
-    }
+    store_workgroup_partial(lid.x, wid.x, totals);
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -433,8 +430,5 @@ fn row_per_workgroup(
             }
         }
     }
-    let total = workgroup_reduce(lid.x, totals);
-    if (lid.x == 0u) {
-        partials[params.partial_base + wid.x] = total;
-    }
+    store_workgroup_partial(lid.x, wid.x, totals);
 }

@@ -103,8 +103,5 @@ fn main(
         }
         grad_store_word(w, elem_pack(g));
     }
-    let total = workgroup_reduce(lid.x, acc);
-    if (lid.x == 0u) {
-        partials[params.partial_base + wid.x] = total;
-    }
+    store_workgroup_partial(lid.x, wid.x, acc);
 }
