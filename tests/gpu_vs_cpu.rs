@@ -375,7 +375,7 @@ fn timed_bench_calls_compute_what_compute_returns() {
 // path it exercises is covered in the default suite at 64 KiB buffers
 // (`calls_split_over_buffers_equal_one_call`); this one proves it above a real 2 GiB limit.
 #[test]
-#[ignore = "allocates about 12 GiB and takes a minute: run with `cargo test --release -- --ignored`"]
+#[ignore = "needs about 16 GB of memory and a minute: run with `cargo test --release -- --ignored`"]
 fn cross_entropy_above_two_gib_of_logits() {
     // 4097 × 131 073 f32 logits = 2.15 GB, above lavapipe's 2 GiB max_buffer_size: the
     // call is cut into parts (odd C: rows straddle words nowhere in f32, but parts start
