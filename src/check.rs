@@ -379,6 +379,8 @@ pub fn variations(loss: Loss) -> Vec<Loss> {
         Loss::CrossEntropySoft { .. } => vec![Loss::CrossEntropySoft { label_smoothing: 0.0 }, loss],
         Loss::Nll { .. } => vec![Loss::NLL, Loss::Nll { ignore_index: 0 }],
         Loss::KlDiv { .. } => vec![Loss::KlDiv { log_target: false }, Loss::KlDiv { log_target: true }],
+        // Liger's two special cases (forward and reverse KL) and a skewed mixture.
+        Loss::Jsd { .. } => vec![loss, Loss::Jsd { beta: 0.0 }, Loss::Jsd { beta: 1.0 }, Loss::Jsd { beta: 0.1 }],
         // No alpha weighting with a fractional gamma (m^(gamma-1) grows as m -> 0), and
         // gamma = 0 (BCE with logits times alpha_t).
         // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class ignored.

@@ -222,6 +222,7 @@ fn parse(case: &Value) -> TorchCase {
         "poly1_cross_entropy" => {
             Loss::Poly1CrossEntropy { epsilon: param("epsilon") as f32, ignore_index: ignore_index() }
         }
+        "jsd" => Loss::Jsd { beta: param("beta") as f32 },
         "kl_div" => Loss::KlDiv { log_target: case["params"]["log_target"].as_bool().unwrap() },
         other => panic!("unknown loss {other}"),
     };

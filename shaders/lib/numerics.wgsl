@@ -82,3 +82,11 @@ fn log_cosh(x: f32) -> f32 {
     }
     return a + log1p_(exp(-2.0 * a)) - LN_2;
 }
+
+// log(e^a + e^b) without overflow or underflow; -inf when both are -inf.
+fn log_add_exp(a: f32, b: f32) -> f32 {
+    if (a == b) {
+        return a + LN_2;
+    }
+    return max(a, b) + log1p_(exp(-abs(a - b)));
+}

@@ -16,3 +16,34 @@ impl PointwiseLoss for KlDiv {
         LossGrad { value: entropy_term - y * x, grad: -y, invalid: y < F::zero() }
     }
 }
+
+/// `ln(e^a + e^b)`; `-inf` when both are.
+#[inline(always)]
+fn log_add_exp<F: Real>(a: F, b: F) -> F {
+    if a == b {
+        return a + F::from(std::f64::consts::LN_2).unwrap();
+    }
+    a.max(b) + (-(a - b).abs()).exp().ln_1p()
+}
+
+/// Liger-Kernel's generalised JSD of student log-probabilities x and teacher y with
+/// `beta = params[0]` (0: forward KL, 1: reverse KL); see the shader.
+pub struct Jsd;
+impl PointwiseLoss for Jsd {
+    #[inline(always)]
+    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+        let (zero, one, beta) = (F::zero(), F::one(), e.params[0]);
+        let (p, q) = (y.exp(), x.exp());
+        if beta == zero {
+            return LossGrad::valid(if p > zero { p * (y - x) } else { zero }, -p);
+        }
+        if beta == one {
+            let value = if q > zero { q * (x - y) } else { zero };
+            return LossGrad::valid(value, value + q);
+        }
+        let log_m = log_add_exp(y + beta.ln(), x + (-beta).ln_1p());
+        let teacher = if p > zero { beta * p * (y - log_m) } else { zero };
+        let student = if q > zero { (one - beta) * q * (x - log_m) } else { zero };
+        LossGrad::valid(teacher + student, student)
+    }
+}

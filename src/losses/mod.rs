@@ -202,6 +202,21 @@ pub enum Loss {
         /// The target holds log-probabilities.
         log_target: bool,
     },
+    /// Generalised Jensen-Shannon divergence for distillation, Liger-Kernel's `LigerJSD`:
+    /// input `x` = the student's log-probabilities, target `y` = the teacher's, per element
+    /// `β p (y − ln m) + (1 − β) q (x − ln m)` with `p = e^y`, `q = e^x`, `m = β p + (1 − β) q`
+    /// (β = ½ is the Jensen-Shannon divergence); as in Liger, `beta = 0` is forward KL
+    /// `p (y − x)` and `beta = 1` reverse KL `q (x − y)`. Liger reduces with `batchmean`
+    /// (÷ rows of a `(BT, V)` input); every reduction is accepted. Shapes as the input;
+    /// log-probabilities of −inf contribute their limit 0.
+    ///
+    /// The gradient is the student's. The loss is unchanged when input and target swap and
+    /// β becomes 1 − β, so the teacher's gradient (training both) is the gradient of
+    /// [`Loss::jsd_teacher_side`] on `(teacher, student)`: a second call.
+    Jsd {
+        /// Weight of the teacher's distribution in the mixture, in [0, 1].
+        beta: f32,
+    },
 }
 
 impl Loss {
@@ -210,6 +225,16 @@ impl Loss {
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.0, z_loss: 0.0, softcap: 0.0 };
     /// `Nll` with PyTorch's default `ignore_index = -100`.
     pub const NLL: Loss = Loss::Nll { ignore_index: -100 };
+
+    /// For [`Loss::Jsd`]: the same divergence seen from the teacher's side, whose input
+    /// gradient on `(input = teacher, target = student)` is the teacher's gradient (β
+    /// becomes 1 − β; `None` for every other loss).
+    pub fn jsd_teacher_side(&self) -> Option<Loss> {
+        match *self {
+            Loss::Jsd { beta } => Some(Loss::Jsd { beta: 1.0 - beta }),
+            _ => None,
+        }
+    }
 }
 
 /// Where a loss's inputs or targets live; tests and the CLI draw random data from it.
@@ -368,6 +393,8 @@ const SCE_LOG_ZERO: Constraint =
     Constraint { index: 3, name: "log_zero", requirement: "finite and < 0", ok: |v| v.is_finite() && v < 0.0 };
 const BOOTSTRAP_BETA: Constraint =
     Constraint { index: 0, name: "beta", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
+const JSD_BETA: Constraint =
+    Constraint { index: 0, name: "beta", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 const POLY_EPSILON: Constraint =
     Constraint { index: 0, name: "epsilon", requirement: "finite and >= -1", ok: |v| v.is_finite() && v >= -1.0 };
 
@@ -493,6 +520,14 @@ impl Loss {
                 invalid_means: Some(("target", "[0, inf) (probabilities)")),
                 ..Spec::new("kl_div", "torch.nn.KLDivLoss", "distribution/kl_div", kernels::<distribution::KlDiv>())
             },
+            Loss::Jsd { beta } => Spec {
+                params: [beta, 0.0, 0.0, 0.0, 0.0, 0.0],
+                constraints: &[JSD_BETA],
+                input_domain: Domain::LogProbability,
+                target_domain: Domain::LogProbability,
+                takes_batchmean: true,
+                ..Spec::new("jsd", "Liger-Kernel LigerJSD(beta)", "distribution/jsd", kernels::<distribution::Jsd>())
+            },
             Loss::HingeEmbedding { margin } => Spec {
                 params: [margin, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[MARGIN_FINITE],
@@ -566,6 +601,7 @@ pub fn registry() -> Vec<Loss> {
         Loss::SigmoidFocal { alpha: 0.25, gamma: 2.0 },
         Loss::HingeEmbedding { margin: 1.0 },
         Loss::KlDiv { log_target: false },
+        Loss::Jsd { beta: 0.5 },
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1, z_loss: 0.0, softcap: 0.0 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },
         Loss::Focal { gamma: 2.0, ignore_index: -100 },

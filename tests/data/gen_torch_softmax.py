@@ -1,5 +1,6 @@
 """Generate PyTorch float64 reference values/gradients for the softmax-family losses
-(cross-entropy with hard labels, cross-entropy with soft targets, NLL, KL-divergence),
+(cross-entropy with hard labels, cross-entropy with soft targets, NLL, KL-divergence,
+Liger-Kernel's generalised JSD written out in torch),
 and, from their papers' formulas with autograd (PyTorch has none of them), the label
 functions of the same kernel: focal (Lin et al. 2017, multi-class), generalized
 cross-entropy (Zhang & Sabuncu 2018), symmetric cross-entropy (Wang et al. 2019) and
@@ -176,7 +177,32 @@ def apply_loss(loss, params, x, tgt, w, reduction):
         return F.kl_div(x, tgt, reduction=reduction, log_target=params["log_target"])
     if loss in LABEL_FNS:
         return label_fn_loss(loss, params, x, tgt, w, reduction)
+    if loss == "jsd":
+        assert w is None
+        return jsd_loss(params["beta"], x, tgt, reduction)
     raise ValueError(loss)
+
+
+def jsd_loss(beta, x, y, reduction):
+    """Liger-Kernel's generalised JSD, in its own form: x = log q (student), y = log p
+    (teacher); beta 0 is forward KL p (y - x), 1 reverse KL q (x - y), otherwise
+    beta p y + (1 - beta) q x - m log m with m = beta p + (1 - beta) q, elementwise;
+    Liger reduces with batchmean."""
+    p, q = y.exp(), x.exp()
+    if beta == 0.0:
+        per = p * (y - x)
+    elif beta == 1.0:
+        per = q * (x - y)
+    else:
+        m = beta * p + (1.0 - beta) * q
+        per = beta * p * y + (1.0 - beta) * q * x - torch.xlogy(m, m)
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return per.sum()
+    if reduction == "batchmean":
+        return per.sum() / x.shape[0]
+    return per.mean()
 
 
 def llm_cross_entropy(params, x, tgt, w, reduction):
@@ -256,7 +282,7 @@ def uses_labels(loss):
 
 
 def uses_target(loss):
-    return loss in ("cross_entropy_soft", "kl_div")
+    return loss in ("cross_entropy_soft", "kl_div", "jsd")
 
 
 def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, **label_params):
@@ -272,6 +298,8 @@ def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, *
         return {"ignore_index": int(ignore_index)}
     if loss == "kl_div":
         return {"log_target": bool(log_target)}
+    if loss == "jsd":
+        return {"beta": float(label_params["beta"])}
     raise ValueError(loss)
 
 
@@ -606,6 +634,48 @@ for lp in ({"beta": 0.8}, {"beta": 0.0}, {"beta": 1.0}):
 for lp in ({"beta": 0.95}, {"beta": 0.0}):
     add_label_fn_cases("soft_bootstrap", lp)
 
+# ---------------------------------------------------------------- 10. JSD (Liger-Kernel)
+# Student and teacher log-softmax rows; every reduction at beta 0.5, Liger's special cases
+# 0 and 1, a skewed 0.1; rows where one side puts ~all mass on one class and log-
+# probabilities down to -1e4 (probabilities that underflow). Then the teacher's gradient:
+# torch's autograd d/d(teacher) of JSD_beta(student, teacher), stored as the input
+# gradient of JSD_(1 - beta)(teacher, student), which the crate computes for it.
+jsd_student, jsd_teacher = rand_logprobs([4, 6]), rand_logprobs([4, 6])
+jsd_far_student = f32(np.array([[-1e4, 0.0, -1e4, -60.0], [-30.0, -1e-6, -20.0, -40.0],
+                                [-1.3862944, -1.3862944, -1.3862944, -1.3862944]]))
+jsd_far_teacher = f32(np.array([[0.0, -1e4, -50.0, -1e4], [-1e-6, -30.0, -40.0, -20.0],
+                                [-0.1053605, -2.3025851, -100.0, -100.0]]))
+for beta in (0.5, 0.0, 1.0, 0.1):
+    for r in ("none", "mean", "sum", "batchmean") if beta == 0.5 else ("none", "batchmean"):
+        add(f"jsd beta={beta} [4, 6] {r}", "jsd", r, [4, 6], jsd_student, target=jsd_teacher, beta=beta)
+    add(f"jsd beta={beta} far [3, 4] none", "jsd", "none", [3, 4], jsd_far_student,
+        target=jsd_far_teacher, beta=beta)
+add("jsd beta=0.5 [2, 3, 4] batchmean", "jsd", "batchmean", [2, 3, 4], rand_logprobs([2, 3, 4]),
+    target=rand_logprobs([2, 3, 4]), beta=0.5)
+
+
+def add_jsd_teacher_gradient(name, beta, reduction, student, teacher):
+    shape = list(student.shape)
+    x, y = t64(student).requires_grad_(True), t64(teacher).requires_grad_(True)
+    out = jsd_loss(beta, x, y, reduction)
+    (out.sum() if reduction == "none" else out).backward()
+    value, grad = out.detach().numpy(), y.grad.numpy()
+    assert finite(value, grad), name
+    CASES.append({
+        "name": name, "loss": "jsd", "params": {"beta": 1.0 - beta}, "reduction": reduction,
+        "shape": shape, "generated": None, "has_weight": False,
+        "input": flat_input(teacher), "labels": None, "target": flat(student), "weight": None,
+        "value": flat(value) if reduction == "none" else float(value),
+        "grad": flat(grad), "grad_samples": None, "grad_sum_abs": float(np.abs(grad).sum()),
+    })
+
+
+for beta in (0.5, 0.0, 1.0, 0.1):
+    add_jsd_teacher_gradient(f"jsd teacher gradient beta={beta} [4, 6] batchmean", beta, "batchmean",
+                             jsd_student, jsd_teacher)
+    add_jsd_teacher_gradient(f"jsd teacher gradient beta={beta} far [3, 4] none", beta, "none",
+                             jsd_far_student, jsd_far_teacher)
+
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
     for key in ("input", "target", "weight"):
@@ -620,7 +690,7 @@ for c in CASES:
     assert (c["generated"] is None) == (c["grad"] is not None) == (c["grad_samples"] is None)
     if c["reduction"] == "none":
         shape = c["shape"]
-        want = int(np.prod(shape)) if c["loss"] == "kl_div" else shape[0] * int(np.prod(shape[2:]))
+        want = int(np.prod(shape)) if c["loss"] in ("kl_div", "jsd") else shape[0] * int(np.prod(shape[2:]))
         assert len(vals) == want, c["name"]
 
 doc = {

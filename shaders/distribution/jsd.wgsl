@@ -1,0 +1,28 @@
+// Generalised Jensen-Shannon divergence, Liger-Kernel's JSD (knowledge distillation):
+// x = ln q (the student's log-probabilities, input), y = ln p (the teacher's, target),
+// β = p0 and m = β p + (1 - β) q. Per element:
+//   β = 0: forward KL  l = p (y - x)                                dl/dx = -p
+//   β = 1: reverse KL  l = q (x - y)                                dl/dx = l + q
+//   else:              l = β p (y - ln m) + (1 - β) q (x - ln m)    dl/dx = (1 - β) q (x - ln m)
+// ln m is log_add_exp(y + ln β, x + ln(1 - β)), so m never underflows before its log; a
+// term whose probability is 0 (log-probability -inf) is dropped: its limit is 0.
+// Swapping input and target and β for 1 - β gives the same loss, hence the gradient with
+// respect to the target (see `Loss::Jsd`).
+
+fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
+    let beta = params.p0;
+    let p = exp(y);
+    let q = exp(x);
+    if (beta == 0.0) {
+        return LossGrad(select(0.0, p * (y - x), p > 0.0), -p, false);
+    }
+    if (beta == 1.0) {
+        let value = select(0.0, q * (x - y), q > 0.0);
+        return LossGrad(value, value + q, false);
+    }
+    let log_m = log_add_exp(y + log(beta), x + log1p_(-beta));
+    let teacher = select(0.0, beta * p * (y - log_m), p > 0.0);
+    let student = select(0.0, (1.0 - beta) * q * (x - log_m), q > 0.0);
+    return LossGrad(teacher + student, student, false);
+}
+#import lib/pointwise
