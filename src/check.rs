@@ -127,7 +127,7 @@ impl CaseData {
     /// Borrowed operands with the case's shape and requests.
     pub fn inputs<'a>(&'a self, case: &Case) -> Inputs<'a> {
         let spec = case.loss.spec();
-        let target = if spec.target_domain == Domain::Label {
+        let target = if matches!(spec.target_domain, Domain::Label | Domain::LabelList) {
             Target::Labels(&self.labels)
         } else {
             Target::Values(&self.target)
@@ -137,7 +137,7 @@ impl CaseData {
         inputs.weight = self.weight.as_deref();
         inputs.pos_weight = self.pos_weight.as_deref();
         inputs.upstream = self.upstream.as_deref();
-        inputs.want_lse = case.row_outputs;
+        inputs.want_lse = case.row_outputs && spec.has_row_outputs();
         inputs.want_accuracy = case.row_outputs && spec.target_domain == Domain::Label;
         inputs.dtype = case.dtype;
         inputs.in_place = case.in_place;
@@ -165,7 +165,7 @@ fn draw(rng: &mut impl Rng, domain: Domain) -> f32 {
             }
         }
         // Row-shaped domains are drawn in `Case::data`.
-        Domain::Label | Domain::Distribution => unreachable!("drawn per row"),
+        Domain::Label | Domain::Distribution | Domain::LabelList => unreachable!("drawn per row"),
     }
 }
 
@@ -183,17 +183,29 @@ impl Case {
                 // About 10% ignored, never row 0 (a mean over no rows is NaN, tested
                 // on its own); kept rows never carry an ignore_index that is a class.
                 let classes = shape.classes() as i32;
-                let ignore = spec.ignore_index;
-                let real_classes: Vec<i32> = (0..classes).filter(|&c| c != ignore || classes == 1).collect();
+                let ignore = spec.ignore();
+                let real_classes: Vec<i32> = (0..classes).filter(|&c| Some(c) != ignore || classes == 1).collect();
                 labels = (0..shape.rows())
-                    .map(|r| {
-                        if r > 0 && rng.random_bool(0.1) {
-                            ignore
-                        } else {
-                            real_classes[rng.random_range(0..real_classes.len())]
-                        }
+                    .map(|r| match ignore {
+                        Some(ignore) if r > 0 && rng.random_bool(0.1) => ignore,
+                        _ => real_classes[rng.random_range(0..real_classes.len())],
                     })
                     .collect();
+            }
+            Domain::LabelList => {
+                // Per row up to four classes (repeats allowed, as PyTorch counts them), then
+                // -1, then anything in [-1, C), which must not be read.
+                let classes = shape.classes();
+                for _ in 0..shape.rows() {
+                    let listed = rng.random_range(0..=classes.min(4));
+                    for k in 0..classes {
+                        labels.push(match k.cmp(&listed) {
+                            std::cmp::Ordering::Less => rng.random_range(0..classes as i32),
+                            std::cmp::Ordering::Equal => -1,
+                            std::cmp::Ordering::Greater => rng.random_range(-1..classes as i32),
+                        });
+                    }
+                }
             }
             Domain::Distribution => {
                 // Positive weights normalised along the class dimension.
@@ -295,10 +307,10 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     let magnitude = magnitude * sensitivity;
     let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() }.max(1) as f64;
     let scale = match case.reduction {
-        Reduction::Mean if spec.target_domain == Domain::Label => {
+        Reduction::Mean if spec.mean_over_label_weights() => {
             // Divided by the summed weight of the non-ignored rows.
             let weight_of = |l: i32| data.weight.as_ref().map_or(1.0, |w| w[l as usize] as f64);
-            let kept: f64 = data.labels.iter().filter(|&&l| l != spec.ignore_index).map(|&l| weight_of(l)).sum();
+            let kept: f64 = data.labels.iter().filter(|&&l| Some(l) != spec.ignore()).map(|&l| weight_of(l)).sum();
             1.0 / kept.max(f64::MIN_POSITIVE)
         }
         Reduction::Mean => 1.0 / terms,
@@ -434,16 +446,17 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                 reductions.push(Reduction::BatchMean);
             }
             let storages = [(DType::F32, false), (DType::F16, false), (DType::BF16, false), (DType::BF16, true)];
-            for dims in if row_wise { row_dims } else { elementwise_dims } {
+            let all_dims = if row_wise { row_dims } else { elementwise_dims };
+            for dims in all_dims.iter().filter(|d| !spec.two_dimensional() || d.len() == 2) {
                 for &reduction in &reductions {
                     for (o, &(weight, pos_weight, upstream, row_outputs)) in options.iter().enumerate() {
                         // Half precision and in-place with and without an upstream
                         // gradient (the first two options): the storage path is the
                         // same for every operand combination, and each combination is
                         // a pipeline that GL compiles slowly.
-                        for &(dtype, in_place) in
-                            storages.iter().filter(|&&(d, p)| o < 2 || (d, p) == (DType::F32, false))
-                        {
+                        for &(dtype, in_place) in storages.iter().filter(|&&(d, p)| {
+                            (o < 2 || (d, p) == (DType::F32, false)) && (!p || spec.allows_in_place())
+                        }) {
                             let seed = 0x5eed + cases.len() as u64;
                             cases.push(Case {
                                 weight,

@@ -24,13 +24,13 @@ pub(crate) fn items_per_part(gpu: &Gpu, shape: &Shape) -> usize {
 pub(crate) fn denominator(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> f64 {
     let shape = inputs.resolved_shape();
     match (reduction, inputs.target) {
-        (Reduction::Mean, Target::Labels(labels)) => labels
+        (Reduction::Mean, Target::Labels(labels)) if spec.mean_over_label_weights() => labels
             .iter()
-            .filter(|&&l| l != spec.ignore_index)
+            .filter(|&&l| Some(l) != spec.ignore())
             .map(|&l| inputs.weight.map_or(1.0, |w| w[l as usize] as f64))
             .sum(),
-        (Reduction::Mean, Target::Values(_)) if spec.is_row_wise() => shape.rows() as f64,
-        (Reduction::Mean, Target::Values(_)) => shape.len() as f64,
+        (Reduction::Mean, _) if spec.is_row_wise() => shape.rows() as f64,
+        (Reduction::Mean, _) => shape.len() as f64,
         (Reduction::BatchMean, _) => shape.batch() as f64,
         (Reduction::Sum | Reduction::None, _) => 1.0,
     }
@@ -53,7 +53,7 @@ pub(crate) async fn compute_in_parts(
     if let Target::Labels(labels) = inputs.target {
         // Counted here, over the whole call, as the label pre-pass counts them per call.
         let classes = shape.classes() as i32;
-        let bad = labels.iter().filter(|&&l| l != spec.ignore_index && !(0..classes).contains(&l)).count();
+        let bad = labels.iter().filter(|&&l| Some(l) != spec.ignore() && !(0..classes).contains(&l)).count();
         if bad > 0 {
             let (argument, domain) = spec.invalid_means.unwrap_or(("labels", "[0, C)"));
             return Err(Error::OutOfDomain { argument, count: bad as u64, domain });
@@ -89,7 +89,10 @@ pub(crate) async fn compute_in_parts(
         part.input = &inputs.input[elements.clone()];
         part.target = match inputs.target {
             Target::Values(t) => Target::Values(&t[elements.clone()]),
-            Target::Labels(l) => Target::Labels(&l[outputs.clone()]),
+            Target::Labels(l) => {
+                let per_row = spec.labels_per_row(shape.classes());
+                Target::Labels(&l[outputs.start * per_row..outputs.end * per_row])
+            }
         };
         if per_element_weight || (one_d && !row_wise) {
             part.weight = inputs.weight.map(|w| &w[elements.clone()]);

@@ -211,7 +211,39 @@ fn row_wise_argument_errors() {
     }
     let soft = Loss::CrossEntropySoft { label_smoothing: 0.0 };
     for e in both(gpu, soft, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).shape(&[2, 3]).with_accuracy()) {
-        assert!(matches!(e, Error::UnsupportedArgument { argument: "accuracy (it has no labels)", .. }), "{e}");
+        assert!(matches!(e, Error::UnsupportedArgument { argument: "accuracy (it has no label per row)", .. }), "{e}");
+    }
+    // The margin losses: (N, C) only; multi-margin has no ignore_index (-100 is out of
+    // range); multi-label margin lists are C per row, every entry in [-1, C) (also after
+    // the -1, as PyTorch checks), no in-place gradient, no log-sum-exp.
+    let multi_margin = Loss::MultiMargin { p: 1, margin: 1.0 };
+    for e in both(gpu, multi_margin, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, -100]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 1, .. }), "{e}");
+    }
+    for e in both(gpu, multi_margin, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3, 1])) {
+        assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
+    }
+    for e in both(
+        gpu,
+        Loss::MultiMargin { p: 3, margin: 1.0 },
+        Reduction::Sum,
+        &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]),
+    ) {
+        assert!(matches!(e, Error::InvalidParameter { name: "p", .. }), "{e}");
+    }
+    for e in both(gpu, multi_margin, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]).with_lse()) {
+        assert!(matches!(e, Error::UnsupportedArgument { argument: "log-sum-exp (it has no softmax)", .. }), "{e}");
+    }
+    let lists = Loss::MultiLabelMargin;
+    for e in both(gpu, lists, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, -1, 5, 2, -1, -2]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 2, .. }), "{e}");
+    }
+    for e in both(gpu, lists, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3])) {
+        assert!(matches!(e, Error::LengthMismatch { argument: "labels", actual: 2, .. }), "{e}");
+    }
+    for e in both(gpu, lists, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, -1, 0, 2, -1, 0]).shape(&[2, 3]).in_place())
+    {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "multilabel_margin", .. }), "{e}");
     }
     for e in both(gpu, Loss::Mse, Reduction::BatchMean, &Inputs::new(&X, &Y)) {
         assert!(matches!(e, Error::UnsupportedReduction { loss: "mse", reduction: "batchmean" }), "{e}");

@@ -74,10 +74,15 @@ fn row_wise_twins_match_central_differences() {
     let case_dims: [&[usize]; 2] = [&[4, 5], &[2, 3, 2]];
     for registered in registry().into_iter().filter(|l| l.spec().is_row_wise()) {
         for loss in fused_loss::check::variations(registered) {
-            for dims in case_dims {
+            let spec = loss.spec();
+            for dims in case_dims.into_iter().filter(|d| !spec.two_dimensional() || d.len() == 2) {
                 for reduction in [Reduction::Sum, Reduction::Mean] {
                     let case = fused_loss::check::Case {
-                        weight: fused_loss::check::WeightKind::PerClass,
+                        weight: if spec.takes_weight {
+                            fused_loss::check::WeightKind::PerClass
+                        } else {
+                            fused_loss::check::WeightKind::None
+                        },
                         ..fused_loss::check::Case::new(loss, reduction, dims, 99)
                     };
                     let data = case.data();
@@ -223,6 +228,9 @@ fn parse(case: &Value) -> TorchCase {
             Loss::Poly1CrossEntropy { epsilon: param("epsilon") as f32, ignore_index: ignore_index() }
         }
         "jsd" => Loss::Jsd { beta: param("beta") as f32 },
+        "multi_margin" => Loss::MultiMargin { p: param("p") as u32, margin: param("margin") as f32 },
+        "multilabel_soft_margin" => Loss::MultiLabelSoftMargin,
+        "multilabel_margin" => Loss::MultiLabelMargin,
         "kl_div" => Loss::KlDiv { log_target: case["params"]["log_target"].as_bool().unwrap() },
         other => panic!("unknown loss {other}"),
     };
@@ -326,9 +334,9 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
         // Scale of one term's gradient: the reduction's denominator and the weights.
         let max_weight = case.weight.iter().flatten().fold(1.0f64, |m, &w| m.max(w as f64));
         let denominator = match case.reduction {
-            Reduction::Mean if !case.labels.is_empty() => {
+            Reduction::Mean if spec.mean_over_label_weights() => {
                 let weight_of = |l: i32| case.weight.as_ref().map_or(1.0, |w| w[l as usize] as f64);
-                case.labels.iter().filter(|&&l| l != spec_ignore(&case.loss)).map(|&l| weight_of(l)).sum()
+                case.labels.iter().filter(|&&l| Some(l) != spec.ignore()).map(|&l| weight_of(l)).sum()
             }
             Reduction::Mean => terms,
             Reduction::BatchMean => shape.batch() as f64,
@@ -362,20 +370,6 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
     }
     eprintln!("{} PyTorch cases compared", cases.len());
     failures
-}
-
-fn spec_ignore(loss: &Loss) -> i32 {
-    match *loss {
-        Loss::CrossEntropy { ignore_index, .. }
-        | Loss::Nll { ignore_index }
-        | Loss::Focal { ignore_index, .. }
-        | Loss::GeneralizedCrossEntropy { ignore_index, .. }
-        | Loss::SymmetricCrossEntropy { ignore_index, .. }
-        | Loss::Poly1CrossEntropy { ignore_index, .. }
-        | Loss::HardBootstrap { ignore_index, .. }
-        | Loss::SoftBootstrap { ignore_index, .. } => ignore_index,
-        _ => i32::MIN,
-    }
 }
 
 #[test]

@@ -11,7 +11,13 @@ struct LabelParams {
     rows: u32,
     classes: u32,
     ignore_index: i32,
-    _pad: u32,
+    // 0: no label is skipped (every one must be a class).
+    has_ignore: u32,
+    // 1: add to the previous pass's counts (labels in several bindings, one pass each).
+    accumulate: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: LabelParams;
@@ -24,7 +30,7 @@ fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = partial_zero();
     for (var r = lid.x; r < params.rows; r += WG_SIZE) {
         let label = labels[r];
-        if (label == params.ignore_index) {
+        if (params.has_ignore != 0u && label == params.ignore_index) {
             continue;
         }
         if (label < 0 || u32(label) >= params.classes) {
@@ -44,6 +50,13 @@ fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
 #else
         let weight_sum = f32(total.count);
 #endif
-        denoms = Denoms(weight_sum, total.count, total.invalid, total.weight);
+        var counted = Denoms(weight_sum, total.count, total.invalid, total.weight);
+        if (params.accumulate != 0u) {
+            counted.weight_sum += denoms.weight_sum;
+            counted.count += denoms.count;
+            counted.invalid += denoms.invalid;
+            counted.class_weight_sum = denoms.class_weight_sum;
+        }
+        denoms = counted;
     }
 }

@@ -52,6 +52,18 @@ fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
     return r;
 }
 
+// Adds input x of class c to the argmax and the non-finite count only (losses that need
+// no softmax; their running sum stays 0 and the max at LOWEST).
+fn row_acc_push_plain(a: RowAcc, x: f32, c: u32) -> RowAcc {
+    var r = a;
+    if (x > r.best) {
+        r.best = x;
+        r.best_class = c;
+    }
+    r.nonfinite += select(1u, 0u, is_finite(x));
+    return r;
+}
+
 fn row_acc_merge(a: RowAcc, b: RowAcc) -> RowAcc {
     let m = max(a.m, b.m);
     var r = a;

@@ -9,6 +9,7 @@
 
 pub mod binary;
 pub mod distribution;
+mod margin;
 mod pointwise;
 pub mod regression;
 mod softmax;
@@ -242,6 +243,7 @@ pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Cpu
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
     with_stored_values(inputs, |inputs| match spec.family {
         Family::Pointwise(k) => (k.reference)(&spec, reduction, inputs),
+        Family::Softmax(variant) if variant.two_dimensional() => margin::run::<f64>(&spec, variant, reduction, inputs),
         Family::Softmax(variant) => softmax::run::<f64>(&spec, variant, reduction, inputs),
     })
 }
@@ -253,6 +255,7 @@ pub fn compute_fast(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Resul
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
     let out = with_stored_values(inputs, |inputs| match spec.family {
         Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs),
+        Family::Softmax(variant) if variant.two_dimensional() => margin::run::<f32>(&spec, variant, reduction, inputs),
         Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs),
     })?;
     let grad = match inputs.dtype {

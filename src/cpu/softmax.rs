@@ -264,6 +264,9 @@ pub(crate) fn run<F: Real>(
                         match variant {
                             Variant::Nll => -weight(y) * x_y,
                             Variant::SoftTargets => lse * wt - wtx,
+                            Variant::MultiMargin | Variant::MultiLabelSoftMargin | Variant::MultiLabelMargin => {
+                                unreachable!("margin losses have their own twin (cpu::margin)")
+                            }
                             Variant::HardLabels(label_fn) => {
                                 let (mut term, _) = label_term(label_fn, x_y - lse, label_params);
                                 if bootstrap {
@@ -289,6 +292,9 @@ pub(crate) fn run<F: Real>(
                     let out = &mut grad[base - grad_base..];
                     match variant {
                         Variant::Nll => out[y * inner] = -row_scale * weight(y),
+                        Variant::MultiMargin | Variant::MultiLabelSoftMargin | Variant::MultiLabelMargin => {
+                            unreachable!("margin losses have their own twin (cpu::margin)")
+                        }
                         Variant::SoftTargets => {
                             let t = soft.expect("soft targets");
                             write_row(out, inner, &exps, |c, e| {

@@ -217,6 +217,27 @@ pub enum Loss {
         /// Weight of the teacher's distribution in the mixture, in [0, 1].
         beta: f32,
     },
+    /// Multi-class hinge on scores (N, C) and integer labels (N):
+    /// `w_y / C Σ_{c≠y} max(0, margin − x_y + x_c)^p`, p ∈ {1, 2}, the class weight applied
+    /// after the power (as PyTorch's kernel; its docs put it inside). `mean` divides by N.
+    /// Every label must be a class (no `ignore_index`, as PyTorch). Takes class `weight`.
+    /// `torch.nn.MultiMarginLoss(p, margin, weight)`.
+    MultiMargin {
+        /// The exponent, 1 or 2.
+        p: u32,
+        /// The margin (PyTorch's default is 1).
+        margin: f32,
+    },
+    /// Multi-label one-versus-all logistic loss on logits (N, C) and targets (N, C) in
+    /// [0, 1]: `1/C Σ_c w_c (y_c softplus(−x_c) + (1 − y_c) softplus(x_c))` per row;
+    /// `mean` divides by N. Takes class `weight`. `torch.nn.MultiLabelSoftMarginLoss`.
+    MultiLabelSoftMargin,
+    /// Multi-label hinge on scores (N, C) against C class indices per row (N, C, `i32`),
+    /// read up to the first −1 (the row's list; a class listed twice counts twice, as
+    /// PyTorch): `1/C Σ_j Σ_{i not listed} max(0, 1 − x_{y_j} + x_i)` per row; `mean`
+    /// divides by N. Every entry, also after the −1, must be in [−1, C), as PyTorch checks.
+    /// Not in place. `torch.nn.MultiLabelMarginLoss`.
+    MultiLabelMargin,
 }
 
 impl Loss {
@@ -252,6 +273,8 @@ pub enum Domain {
     Label,
     /// One row of probabilities over the class dimension.
     Distribution,
+    /// C class indices per row, a list ended by −1 (the rest in [−1, C) too).
+    LabelList,
 }
 
 /// How a loss walks its input; decides its kernels, CPU twin and operands.
@@ -299,11 +322,15 @@ impl Spec {
     }
 
     fn softmax(name: &'static str, reference: &'static str, variant: softmax::Variant) -> Self {
+        Self::row_wise(name, reference, "classification/cross_entropy", variant)
+    }
+
+    fn row_wise(name: &'static str, reference: &'static str, shader: &'static str, variant: softmax::Variant) -> Self {
         Spec {
             input_domain: if variant == softmax::Variant::Nll { Domain::LogProbability } else { Domain::Real },
             target_domain: if variant == softmax::Variant::SoftTargets { Domain::Distribution } else { Domain::Label },
             takes_weight: true,
-            ..Self::family(name, reference, "classification/cross_entropy", Family::Softmax(variant))
+            ..Self::family(name, reference, shader, Family::Softmax(variant))
         }
     }
 
@@ -354,6 +381,47 @@ impl Spec {
         matches!(self.family, Family::Softmax(_))
     }
 
+    /// The label value whose rows (list entries) are skipped, if the loss has one:
+    /// `ignore_index` for the softmax family, −1 (the end of a list) for multi-label
+    /// margin, none for multi-margin and losses without labels.
+    pub fn ignore(&self) -> Option<i32> {
+        match self.family {
+            Family::Softmax(softmax::Variant::MultiLabelMargin) => Some(-1),
+            Family::Softmax(v) if v.has_labels() && v != softmax::Variant::MultiMargin => Some(self.ignore_index),
+            _ => None,
+        }
+    }
+
+    /// Integer labels per row (1, or C for multi-label margin); 0 for losses without labels.
+    pub fn labels_per_row(&self, classes: usize) -> usize {
+        match self.family {
+            Family::Softmax(v) if v.has_labels() => v.labels_per_row(classes),
+            _ => 0,
+        }
+    }
+
+    /// True when `mean` divides by the summed class weight of the kept rows (cross-entropy,
+    /// its label functions, NLL), false when by the number of rows or elements.
+    pub fn mean_over_label_weights(&self) -> bool {
+        matches!(self.family, Family::Softmax(v) if v.mean_over_label_weights())
+    }
+
+    /// True when the gradient may overwrite the input (all but multi-label margin, which
+    /// reads other classes' inputs while it writes).
+    pub fn allows_in_place(&self) -> bool {
+        !matches!(self.family, Family::Softmax(v) if !v.allows_in_place())
+    }
+
+    /// True for losses that take only (N, C), as PyTorch's margin losses.
+    pub fn two_dimensional(&self) -> bool {
+        matches!(self.family, Family::Softmax(v) if v.two_dimensional())
+    }
+
+    /// True when the loss returns a per-row log-sum-exp and counts argmax hits on request.
+    pub fn has_row_outputs(&self) -> bool {
+        matches!(self.family, Family::Softmax(v) if v.has_lse())
+    }
+
     /// The loss's parameters as passed to the kernels: elementwise `p0`, `p1` in [0], [1];
     /// row-wise label smoothing in [1], the label function's in [0], [2], [3], and
     /// cross-entropy's z-loss and soft-cap in [4], [5].
@@ -395,6 +463,7 @@ const BOOTSTRAP_BETA: Constraint =
     Constraint { index: 0, name: "beta", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
 const JSD_BETA: Constraint =
     Constraint { index: 0, name: "beta", requirement: "in [0, 1]", ok: |v| (0.0..=1.0).contains(&v) };
+const MARGIN_P: Constraint = Constraint { index: 2, name: "p", requirement: "1 or 2", ok: |v| v == 1.0 || v == 2.0 };
 const POLY_EPSILON: Constraint =
     Constraint { index: 0, name: "epsilon", requirement: "finite and >= -1", ok: |v| v.is_finite() && v >= -1.0 };
 
@@ -528,6 +597,38 @@ impl Loss {
                 takes_batchmean: true,
                 ..Spec::new("jsd", "Liger-Kernel LigerJSD(beta)", "distribution/jsd", kernels::<distribution::Jsd>())
             },
+            Loss::MultiMargin { p, margin } => Spec {
+                // margin in [0] (fn_a), p in [2] (fn_b).
+                params: [margin, 0.0, p as f32, 0.0, 0.0, 0.0],
+                constraints: &[MARGIN_FINITE, MARGIN_P],
+                invalid_means: Some(("labels", "[0, C)")),
+                ..Spec::row_wise(
+                    "multi_margin",
+                    "torch.nn.MultiMarginLoss(p, margin, weight)",
+                    "classification/margin",
+                    softmax::Variant::MultiMargin,
+                )
+            },
+            Loss::MultiLabelSoftMargin => Spec {
+                target_domain: Domain::Probability,
+                ..Spec::row_wise(
+                    "multilabel_soft_margin",
+                    "torch.nn.MultiLabelSoftMarginLoss(weight)",
+                    "classification/margin",
+                    softmax::Variant::MultiLabelSoftMargin,
+                )
+            },
+            Loss::MultiLabelMargin => Spec {
+                target_domain: Domain::LabelList,
+                takes_weight: false,
+                invalid_means: Some(("labels", "[-1, C) (class indices; -1 ends a row's list)")),
+                ..Spec::row_wise(
+                    "multilabel_margin",
+                    "torch.nn.MultiLabelMarginLoss",
+                    "classification/margin",
+                    softmax::Variant::MultiLabelMargin,
+                )
+            },
             Loss::HingeEmbedding { margin } => Spec {
                 params: [margin, 0.0, 0.0, 0.0, 0.0, 0.0],
                 constraints: &[MARGIN_FINITE],
@@ -602,6 +703,9 @@ pub fn registry() -> Vec<Loss> {
         Loss::HingeEmbedding { margin: 1.0 },
         Loss::KlDiv { log_target: false },
         Loss::Jsd { beta: 0.5 },
+        Loss::MultiMargin { p: 1, margin: 1.0 },
+        Loss::MultiLabelSoftMargin,
+        Loss::MultiLabelMargin,
         Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1, z_loss: 0.0, softcap: 0.0 },
         Loss::CrossEntropySoft { label_smoothing: 0.1 },
         Loss::Focal { gamma: 2.0, ignore_index: -100 },
@@ -824,6 +928,9 @@ pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) ->
     if spec.is_row_wise() && (shape.dims().len() < 2 || shape.classes() == 0) {
         return Err(invalid_shape(format!("{} needs (N, C) or (N, C, d1, ...) with C >= 1", spec.name)));
     }
+    if matches!(spec.family, Family::Softmax(v) if v.two_dimensional()) && shape.dims().len() != 2 {
+        return Err(invalid_shape(format!("{} needs (N, C), as PyTorch's (reshape a (C) input to (1, C))", spec.name)));
+    }
     if len == 0 && matches!(reduction, Reduction::Mean | Reduction::BatchMean) {
         return Err(Error::EmptyInput { loss: spec.name, reduction: reduction.name() });
     }
@@ -861,9 +968,9 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
         return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
     }
     let spec = check_problem(loss, reduction, &shape)?;
-    let wants_labels = matches!(spec.family, Family::Softmax(v) if v != softmax::Variant::SoftTargets);
+    let wants_labels = matches!(spec.family, Family::Softmax(v) if v.has_labels());
     let (target_name, target_len) = match (inputs.target, wants_labels) {
-        (Target::Labels(_), true) => ("labels", shape.rows()),
+        (Target::Labels(_), true) => ("labels", shape.rows() * spec.labels_per_row(shape.classes())),
         (Target::Values(_), false) => ("target", len),
         (Target::Labels(_), false) => return Err(unsupported(&spec, "integer labels (it takes an f32 target)")),
         (Target::Values(_), true) => return Err(unsupported(&spec, "an f32 target (it takes integer labels)")),
@@ -905,8 +1012,14 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
     if (inputs.want_lse || inputs.want_accuracy) && !rows {
         return Err(unsupported(&spec, "log-sum-exp or accuracy outputs"));
     }
-    if inputs.want_accuracy && !wants_labels {
-        return Err(unsupported(&spec, "accuracy (it has no labels)"));
+    if inputs.want_lse && !spec.has_row_outputs() {
+        return Err(unsupported(&spec, "log-sum-exp (it has no softmax)"));
+    }
+    if inputs.want_accuracy && !matches!(spec.family, Family::Softmax(v) if v.has_row_label()) {
+        return Err(unsupported(&spec, "accuracy (it has no label per row)"));
+    }
+    if inputs.in_place && matches!(spec.family, Family::Softmax(v) if !v.allows_in_place()) {
+        return Err(unsupported(&spec, "an in-place gradient (it reads other classes' inputs while writing)"));
     }
     Ok(spec)
 }

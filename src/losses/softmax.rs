@@ -1,5 +1,6 @@
-//! GPU side of the softmax family (`shaders/classification/cross_entropy.wgsl`):
-//! cross-entropy with labels or probabilities, and NLL.
+//! GPU side of the row-wise losses (`shaders/lib/rows.wgsl` and the files that import
+//! it): the softmax family (`classification/cross_entropy`: cross-entropy with labels or
+//! probabilities, its label functions, NLL) and the margin losses (`classification/margin`).
 //!
 //! Per call: a label pre-pass (one workgroup over the N·S labels, never the logits)
 //! that finds the mean's denominator and counts labels out of range; one dispatch per
@@ -32,6 +33,12 @@ pub enum Variant {
     SoftTargets,
     /// NLL of log-probabilities against integer labels.
     Nll,
+    /// `torch.nn.MultiMarginLoss` against integer labels (no `ignore_index`).
+    MultiMargin,
+    /// `torch.nn.MultiLabelSoftMarginLoss` against per-class targets.
+    MultiLabelSoftMargin,
+    /// `torch.nn.MultiLabelMarginLoss` against C class indices per row (a list ended by −1).
+    MultiLabelMargin,
 }
 
 /// The function of the label's probability `p` a [`Variant::HardLabels`] loss takes
@@ -75,10 +82,13 @@ impl Variant {
             Variant::HardLabels(_) => "HARD_LABELS",
             Variant::SoftTargets => "SOFT_TARGETS",
             Variant::Nll => "NLL",
+            Variant::MultiMargin => "MULTI_MARGIN",
+            Variant::MultiLabelSoftMargin => "ML_SOFT_MARGIN",
+            Variant::MultiLabelMargin => "ML_MARGIN",
         }
     }
 
-    /// The shader defines of the variant (and of its label function).
+    /// The shader defines of the variant (and of its label function and target kind).
     fn defines(self) -> Vec<&'static str> {
         let label_fn = match self {
             Variant::HardLabels(f) => f.define(),
@@ -86,11 +96,53 @@ impl Variant {
         };
         // Soft bootstrapping needs the row's entropy from the accumulator.
         let entropy = (self == Variant::HardLabels(LabelFn::SoftBootstrap)).then_some("ROW_ENTROPY");
-        std::iter::once(self.define()).chain(label_fn).chain(entropy).collect()
+        let targets = match self {
+            _ if !self.has_labels() => Some("TARGET_VALUES"),
+            Variant::MultiLabelMargin => Some("LABEL_LISTS"),
+            _ => None,
+        };
+        std::iter::once(self.define()).chain(label_fn).chain(entropy).chain(targets).collect()
     }
 
-    fn has_labels(self) -> bool {
-        self != Variant::SoftTargets
+    /// Integer targets (and the label pre-pass), rather than one value per element.
+    pub(crate) fn has_labels(self) -> bool {
+        !matches!(self, Variant::SoftTargets | Variant::MultiLabelSoftMargin)
+    }
+
+    /// Integer targets per row: 1, or C (a list of classes) for multi-label margin.
+    pub(crate) fn labels_per_row(self, classes: usize) -> usize {
+        if self == Variant::MultiLabelMargin {
+            classes
+        } else {
+            1
+        }
+    }
+
+    /// `mean` divides by the summed class weight of the kept rows (PyTorch's weighted
+    /// cross-entropy and NLL); otherwise by the number of rows.
+    pub(crate) fn mean_over_label_weights(self) -> bool {
+        matches!(self, Variant::HardLabels(_) | Variant::Nll)
+    }
+
+    /// Whether the variant has a per-row log-sum-exp to return.
+    pub(crate) fn has_lse(self) -> bool {
+        matches!(self, Variant::HardLabels(_) | Variant::SoftTargets | Variant::Nll)
+    }
+
+    /// Whether rows have one label an argmax can be compared with.
+    pub(crate) fn has_row_label(self) -> bool {
+        matches!(self, Variant::HardLabels(_) | Variant::Nll | Variant::MultiMargin)
+    }
+
+    /// PyTorch takes only (N, C) (or (C)) for the margin losses.
+    pub(crate) fn two_dimensional(self) -> bool {
+        matches!(self, Variant::MultiMargin | Variant::MultiLabelSoftMargin | Variant::MultiLabelMargin)
+    }
+
+    /// Whether the gradient may overwrite the input: multi-label margin reads other
+    /// classes' inputs while it writes.
+    pub(crate) fn allows_in_place(self) -> bool {
+        self != Variant::MultiLabelMargin
     }
 }
 
@@ -137,7 +189,8 @@ struct ChunkParams {
     fn_c: f32,
     z_loss: f32,
     softcap: f32,
-    _pad: [f32; 3],
+    has_ignore: u32,
+    _pad: [f32; 2],
 }
 
 #[repr(C)]
@@ -146,7 +199,10 @@ struct LabelParams {
     rows: u32,
     classes: u32,
     ignore_index: i32,
-    _pad: u32,
+    has_ignore: u32,
+    // 1: add to the denominators of the previous label pass (labels in several bindings).
+    accumulate: u32,
+    _pad: [u32; 3],
 }
 
 struct Chunk {
@@ -163,10 +219,17 @@ pub(crate) struct SoftmaxPlan {
     variant: Variant,
     kernel: RowKernel,
     chunks: Vec<Chunk>,
-    label_params: wgpu::Buffer,
+    // (first label, labels, uniforms) of each label pre-pass: one, or one per chunk when
+    // the labels exceed one binding (multi-label margin's lists of C per row).
+    label_passes: Vec<(u64, u64, wgpu::Buffer)>,
     denoms: wgpu::Buffer,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
+}
+
+/// Bytes of one batch item of f32 (or i32) per element.
+fn item_bytes_for_step(classes: u64, inner: u64) -> u64 {
+    classes * inner * ELEM_BYTES
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -190,9 +253,8 @@ impl SoftmaxPlan {
         let rows = batch * inner;
         let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
         let max_binding = gpu.max_binding_bytes();
-        if variant.has_labels() && rows * ELEM_BYTES > max_binding {
-            return Err(invalid_shape(format!("{rows} labels exceed the binding limit of {max_binding} bytes")));
-        }
+        // Labels beyond one binding are counted by one pre-pass per chunk.
+        let label_count = rows * variant.labels_per_row(classes as usize) as u64;
         // Chunks are whole batch items, a multiple of `step` of them so that every
         // operand's chunk starts at an aligned offset: the typed ones (logits, soft
         // targets, gradient) and the f32/i32 per-row ones. Sized for f32 logits.
@@ -207,7 +269,12 @@ impl SoftmaxPlan {
             }
         };
         let (a, b) = (step_for(typed_item_bytes), step_for(inner * ELEM_BYTES));
-        let step = a / gcd(a, b) * b;
+        let mut step = a / gcd(a, b) * b;
+        if variant.labels_per_row(classes as usize) > 1 {
+            // Lists of C labels per row: their chunks start where an f32 item's would.
+            let c = step_for(item_bytes_for_step(classes, inner));
+            step = step / gcd(step, c) * c;
+        }
         let items_per_chunk = max_binding.checked_div(item_bytes).map_or(batch.max(1), |n| n / step * step);
         if items_per_chunk == 0 {
             return Err(invalid_shape(format!(
@@ -217,8 +284,9 @@ impl SoftmaxPlan {
         }
         let kernel = gpu.row_kernel().unwrap_or(RowKernel::for_classes(classes as usize));
         let mean = reduction == Reduction::Mean;
-        let from_denoms = mean && variant.has_labels();
-        let host_scale = if mean && !variant.has_labels() { 1.0 / rows as f64 } else { 1.0 };
+        let from_denoms = mean && variant.mean_over_label_weights();
+        let host_scale = if mean && !from_denoms { 1.0 / rows as f64 } else { 1.0 };
+        let ignore = spec.ignore();
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
         let mut first_item = 0u64;
@@ -235,7 +303,7 @@ impl SoftmaxPlan {
                 partial_base,
                 classes: classes as u32,
                 inner: inner as u32,
-                ignore_index: spec.ignore_index,
+                ignore_index: ignore.unwrap_or(0),
                 smoothing: spec.params[1],
                 host_scale: host_scale as f32,
                 mean_from_denoms: from_denoms as u32,
@@ -244,18 +312,38 @@ impl SoftmaxPlan {
                 fn_c: spec.params[3],
                 z_loss: spec.params[4],
                 softcap: spec.params[5],
-                _pad: [0.0; 3],
+                has_ignore: ignore.is_some() as u32,
+                _pad: [0.0; 2],
             };
             chunks.push(Chunk { first_item, items, groups, params: uniform(gpu, "fused-loss row params", &params) });
             partial_base += groups;
             first_item += items;
         }
-        let label_params =
-            LabelParams { rows: rows as u32, classes: classes as u32, ignore_index: spec.ignore_index, _pad: 0 };
+        let per_row = variant.labels_per_row(classes as usize) as u64;
+        let label_ranges: Vec<(u64, u64)> = if label_count * ELEM_BYTES <= max_binding {
+            vec![(0, label_count)]
+        } else {
+            chunks.iter().map(|c| (c.first_item * inner * per_row, c.items * inner * per_row)).collect()
+        };
+        let label_passes = label_ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, (first, count))| {
+                let params = LabelParams {
+                    rows: count as u32,
+                    classes: classes as u32,
+                    ignore_index: ignore.unwrap_or(0),
+                    has_ignore: ignore.is_some() as u32,
+                    accumulate: (i > 0) as u32,
+                    _pad: [0; 3],
+                };
+                (first, count, uniform(gpu, "fused-loss label params", &params))
+            })
+            .collect();
         let finalize = FinalizeParams {
             count: partial_base,
             scale: host_scale as f32,
-            denominator: if mean && !variant.has_labels() { rows as f32 } else { 1.0 },
+            denominator: if mean && !from_denoms { rows as f32 } else { 1.0 },
             mean_from_denoms: from_denoms as u32,
         };
         let denoms = gpu.device().create_buffer(&wgpu::BufferDescriptor {
@@ -270,7 +358,7 @@ impl SoftmaxPlan {
             variant,
             kernel,
             chunks,
-            label_params: uniform(gpu, "fused-loss label params", &label_params),
+            label_passes,
             denoms,
             partials: partials_buffer(gpu, partial_base),
             finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
@@ -278,7 +366,7 @@ impl SoftmaxPlan {
     }
 
     pub(crate) fn dispatch_count(&self) -> usize {
-        self.chunks.len() + 1 + usize::from(self.variant.has_labels())
+        self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
 
     pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
@@ -290,15 +378,18 @@ impl SoftmaxPlan {
         let rows = shape.rows() as u64;
         let none = plan.reduction == Reduction::None;
         let labels = self.variant.has_labels();
+        let per_row = self.variant.labels_per_row(classes as usize) as u64;
         let dtype = self.dtype;
         check_slice(gpu, "input", &bindings.input, dtype.bytes(len))?;
         if labels {
-            check_slice(gpu, "labels", &bindings.target, rows * ELEM_BYTES)?;
+            check_slice(gpu, "labels", &bindings.target, rows * per_row * ELEM_BYTES)?;
         } else {
             check_slice(gpu, "target", &bindings.target, dtype.bytes(len))?;
         }
         if let Some(grad) = &bindings.grad {
             check_slice(gpu, "grad", grad, dtype.bytes(len))?;
+        } else if !self.variant.allows_in_place() {
+            return Err(unsupported(spec, "an in-place gradient (it reads other classes' inputs while writing)"));
         }
         check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
@@ -328,12 +419,15 @@ impl SoftmaxPlan {
             flag("REDUCTION_NONE");
         }
         if let Some(slice) = &bindings.lse {
+            if !self.variant.has_lse() {
+                return Err(unsupported(spec, "log-sum-exp (it has no softmax)"));
+            }
             check_slice(gpu, "lse", slice, rows * ELEM_BYTES)?;
             flag("WRITE_LSE");
         }
         if bindings.accuracy {
-            if !labels {
-                return Err(unsupported(spec, "accuracy (it has no labels)"));
+            if !self.variant.has_row_label() {
+                return Err(unsupported(spec, "accuracy (it has no label per row)"));
             }
             flag("ACCURACY");
         }
@@ -348,20 +442,26 @@ impl SoftmaxPlan {
 
         let pipeline = gpu.pipeline(spec.shader, self.kernel.entry(), &defines)?;
         let finalize = gpu.pipeline("finalize", "finalize", &finalize_defines)?;
-        let count_labels = if labels {
+        let count_labels: Vec<_> = if labels {
             let pipeline = gpu.pipeline("classification/labels", "count_labels", &label_defines)?;
-            let mut entries = vec![
-                (0, self.label_params.as_entire_buffer_binding()),
-                (1, sub(&bindings.target, 0, rows)),
-                (2, self.denoms.as_entire_buffer_binding()),
-            ];
-            if let Some(slice) = &bindings.weight {
-                entries.push((5, sub(slice, 0, classes)));
-            }
-            let group = bind_group(gpu, "fused-loss labels", &pipeline, entries);
-            Some((pipeline, group))
+            let groups = self
+                .label_passes
+                .iter()
+                .map(|(first, count, params)| {
+                    let mut entries = vec![
+                        (0, params.as_entire_buffer_binding()),
+                        (1, sub(&bindings.target, *first, *count)),
+                        (2, self.denoms.as_entire_buffer_binding()),
+                    ];
+                    if let Some(slice) = &bindings.weight {
+                        entries.push((5, sub(slice, 0, classes)));
+                    }
+                    bind_group(gpu, "fused-loss labels", &pipeline, entries)
+                })
+                .collect::<Vec<_>>();
+            groups.into_iter().map(|g| (pipeline.clone(), g)).collect()
         } else {
-            None
+            Vec::new()
         };
         let item = classes * inner;
         let groups: Vec<wgpu::BindGroup> = self
@@ -379,7 +479,7 @@ impl SoftmaxPlan {
                     entries.push((3, sub_typed(grad, first, count, dtype)));
                 }
                 if labels {
-                    entries.push((2, sub(&bindings.target, first_row, chunk_rows)));
+                    entries.push((2, sub(&bindings.target, first_row * per_row, chunk_rows * per_row)));
                     entries.push((8, self.denoms.as_entire_buffer_binding()));
                 } else {
                     entries.push((2, sub_typed(&bindings.target, first, count, dtype)));
@@ -410,7 +510,7 @@ impl SoftmaxPlan {
         let finalize_group = bind_group(gpu, "fused-loss finalize", &finalize, finalize_entries);
 
         let mut dispatches = Vec::new();
-        if let Some((pipeline, group)) = &count_labels {
+        for (pipeline, group) in &count_labels {
             dispatches.push((pipeline, group, 1));
         }
         dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)));
@@ -455,11 +555,11 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
         for dtype in DType::ALL {
             for in_place in [false, true] {
                 let storage = storage_flags(dtype, in_place);
-                if !storage.is_empty() {
+                if !storage.is_empty() && (!in_place || variant.allows_in_place()) {
                     let mut flags = variant.defines();
                     flags.extend(&options);
                     flags.extend(storage);
-                    out.push(("classification/cross_entropy", entry, set(&flags)));
+                    out.push((spec.shader, entry, set(&flags)));
                 }
             }
         }
@@ -469,7 +569,9 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
             for upstream in [false, true] {
                 for weight in [false, true] {
                     for extras in [&[][..], &["WRITE_LSE"], &["ACCURACY", "WRITE_LSE"], &["ACCURACY"]] {
-                        if !variant.has_labels() && extras.contains(&"ACCURACY") {
+                        if (!variant.has_row_label() && extras.contains(&"ACCURACY"))
+                            || (!variant.has_lse() && extras.contains(&"WRITE_LSE"))
+                        {
                             continue;
                         }
                         let mut flags = variant.defines();
@@ -484,15 +586,19 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
                             flags.push("HAS_WEIGHT");
                         }
                         flags.extend_from_slice(extras);
-                        out.push(("classification/cross_entropy", entry, set(&flags)));
+                        out.push((spec.shader, entry, set(&flags)));
                     }
                 }
             }
         }
     }
-    for weight in [false, true] {
-        out.push(("classification/labels", "count_labels", if weight { set(&["HAS_WEIGHT"]) } else { set(&[]) }));
+    if variant.has_labels() {
+        for weight in [false, true] {
+            out.push(("classification/labels", "count_labels", if weight { set(&["HAS_WEIGHT"]) } else { set(&[]) }));
+        }
+        out.push(("finalize", "finalize", set(&["DENOMS"])));
+    } else {
+        out.push(("finalize", "finalize", set(&[])));
     }
-    out.push(("finalize", "finalize", set(&["DENOMS"])));
     out
 }

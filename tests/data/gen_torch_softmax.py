@@ -180,6 +180,13 @@ def apply_loss(loss, params, x, tgt, w, reduction):
     if loss == "jsd":
         assert w is None
         return jsd_loss(params["beta"], x, tgt, reduction)
+    if loss == "multi_margin":
+        return F.multi_margin_loss(x, tgt, p=params["p"], margin=params["margin"], weight=w, reduction=reduction)
+    if loss == "multilabel_soft_margin":
+        return F.multilabel_soft_margin_loss(x, tgt, weight=w, reduction=reduction)
+    if loss == "multilabel_margin":
+        assert w is None
+        return F.multilabel_margin_loss(x, tgt, reduction=reduction)
     raise ValueError(loss)
 
 
@@ -278,11 +285,11 @@ def evaluate(loss, params, inp, tgt, w, reduction):
 
 
 def uses_labels(loss):
-    return loss in ("cross_entropy", "nll") + LABEL_FNS
+    return loss in ("cross_entropy", "nll", "multi_margin", "multilabel_margin") + LABEL_FNS
 
 
 def uses_target(loss):
-    return loss in ("cross_entropy_soft", "kl_div", "jsd")
+    return loss in ("cross_entropy_soft", "kl_div", "jsd", "multilabel_soft_margin")
 
 
 def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, **label_params):
@@ -300,6 +307,10 @@ def params_for(loss, ignore_index=-100, label_smoothing=0.0, log_target=False, *
         return {"log_target": bool(log_target)}
     if loss == "jsd":
         return {"beta": float(label_params["beta"])}
+    if loss == "multi_margin":
+        return {"p": int(label_params["p"]), "margin": float(label_params["margin"])}
+    if loss in ("multilabel_soft_margin", "multilabel_margin"):
+        return {}
     raise ValueError(loss)
 
 
@@ -322,10 +333,11 @@ def add(name, loss, reduction, shape, inp, labels=None, target=None, weight=None
     fin = np.isfinite(inp)
     assert np.all(fin | (inp == -math.inf))
     inp = np.where(fin, f32(np.where(fin, inp, 0.0)), inp)
-    label_shape = [shape[0]] + shape[2:]
+    label_shape = shape if loss == "multilabel_margin" else [shape[0]] + shape[2:]
     if uses_labels(loss):
         labels = np.asarray(labels, dtype=np.int64).reshape(label_shape)
-        ok = (labels == params["ignore_index"]) | ((labels >= 0) & (labels < shape[1]))
+        ignore = {"multi_margin": None, "multilabel_margin": -1}.get(loss, params.get("ignore_index"))
+        ok = (labels == ignore) | ((labels >= 0) & (labels < shape[1]))
         assert ok.all(), name
         tgt = labels
     else:
@@ -675,6 +687,39 @@ for beta in (0.5, 0.0, 1.0, 0.1):
                              jsd_student, jsd_teacher)
     add_jsd_teacher_gradient(f"jsd teacher gradient beta={beta} far [3, 4] none", beta, "none",
                              jsd_far_student, jsd_far_teacher)
+
+# ---------------------------------------------------------------- 11. margin losses
+# torch.nn.MultiMarginLoss (p 1 and 2, margins 1 and 0.5, class weights), MultiLabelSoftMargin
+# (hard and soft targets, weights, logits +-1e4) and MultiLabelMarginLoss (lists of several
+# lengths, a class listed twice, an empty list, values after the -1 that must not be read).
+# Scores are multiples of 1/8 apart from ties at a hinge's kink (checked separately).
+mm_x = f32(np.round(RNG.normal(0.0, 1.5, [6, 5]) * 8) / 8 + 1 / 32)
+mm_labels = RNG.integers(0, 5, 6)
+mm_w = rand_weight(5)
+for p, margin in ((1, 1.0), (2, 1.0), (1, 0.5)):
+    for has_w in (False, True):
+        for r in ("none", "mean", "sum"):
+            add(f"multi_margin p={p} margin={margin} [6, 5] weight={has_w} {r}", "multi_margin", r, [6, 5],
+                mm_x, labels=mm_labels, weight=mm_w if has_w else None, p=p, margin=margin)
+add("multi_margin p=2 margin=1 far [3, 4] mean", "multi_margin", "mean", [3, 4],
+    [[1e4, 0.0, -1e4, 3.0], [-1e4, 1e4, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]], labels=[0, 0, 2], p=2, margin=1.0)
+mls_x = rand_logits([5, 6])
+mls_x[0, :3] = [1e4, -1e4, 20.0]
+mls_hard = f32((RNG.uniform(0, 1, [5, 6]) < 0.4).astype(np.float64))
+mls_soft = f32(RNG.uniform(0, 1, [5, 6]))
+mls_w = rand_weight(6)
+for kind, t in (("hard", mls_hard), ("soft", mls_soft)):
+    for has_w in (False, True):
+        for r in ("none", "mean", "sum"):
+            add(f"multilabel_soft_margin {kind} [5, 6] weight={has_w} {r}", "multilabel_soft_margin", r,
+                [5, 6], mls_x, target=t, weight=mls_w if has_w else None)
+mlm_x = f32(np.round(RNG.normal(0.0, 1.0, [5, 6]) * 8) / 8 + 1 / 32)
+mlm_labels = [[3, 0, -1, 5, 2, 1], [1, 1, 4, -1, -1, -1], [-1, 2, 2, 2, 2, 2], [0, 1, 2, 3, 4, 5],
+              [5, -1, 0, 0, 0, 0]]
+for r in ("none", "mean", "sum"):
+    add(f"multilabel_margin [5, 6] {r}", "multilabel_margin", r, [5, 6], mlm_x, labels=mlm_labels)
+add("multilabel_margin far [2, 4] mean", "multilabel_margin", "mean", [2, 4],
+    [[1e4, -1e4, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]], labels=[[1, 2, -1, 3], [2, -1, 0, 0]])
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:

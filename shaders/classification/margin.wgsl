@@ -1,0 +1,152 @@
+// Margin losses over rows of C scores (input (N, C), PyTorch semantics), fused forward
+// + backward on the row driver (lib/rows). Variants (host defines), with w = weight:
+//   MULTI_MARGIN    torch.nn.MultiMarginLoss(p, margin = a, weight), label y, p = b ∈ {1, 2}:
+//                   h_c = a - x_y + x_c,  l = w_y / C Σ_{c≠y} [h_c > 0] h_c^p
+//                   dl/dx_c = w_y / C [h_c > 0] p h_c^(p-1) (c ≠ y), dl/dx_y = -Σ_{c≠y} dl/dx_c
+//   ML_SOFT_MARGIN  torch.nn.MultiLabelSoftMarginLoss(weight), targets t_c (TARGET_VALUES):
+//                   l = 1/C Σ_c w_c (t_c softplus(-x_c) + (1 - t_c) softplus(x_c))
+//                   dl/dx_c = w_c (σ(x_c) - t_c) / C
+//   ML_MARGIN       torch.nn.MultiLabelMarginLoss (LABEL_LISTS): the row's C labels are
+//                   class indices read up to the first -1, the list y_1..y_k (a class listed
+//                   twice counts twice, as PyTorch), T its set:
+//                   l = 1/C Σ_j Σ_{i∉T} max(0, 1 - x_{y_j} + x_i)
+//                   dl/dx_i = 1/C Σ_j [1 - x_{y_j} + x_i > 0] (i ∉ T),
+//                   dl/dx_c = -1/C (times c listed) Σ_{i∉T} [1 - x_c + x_i > 0] (c ∈ T)
+// The first sweep accumulates the row's loss in acc.wx (and MULTI_MARGIN's Σ slopes in
+// acc.wt); there is no softmax, so `lse` is unused.
+
+#import lib/rows
+
+fn logit(row: Row, c: u32) -> f32 {
+    return input_at(row.base + c * params.inner);
+}
+
+#if MULTI_MARGIN
+// (h^p, d h^p / dh) of the hinge of class c, (0, 0) when it is inactive.
+fn hinge(row: Row, x: f32) -> vec2<f32> {
+    let h = params.fn_a - row.label_logit + x;
+    if (!(h > 0.0)) {
+        return vec2(0.0, 0.0);
+    }
+    return select(vec2(h, 1.0), vec2(h * h, 2.0 * h), params.fn_b == 2.0);
+}
+#endif
+
+#if ML_MARGIN
+// The row's labels up to the first -1: how many there are.
+fn list_length(row: Row) -> u32 {
+    var k = 0u;
+    while (k < params.classes && labels[row.labels_base + k] >= 0) {
+        k++;
+    }
+    return k;
+}
+
+// How many times class c is listed among the first k labels.
+fn times_listed(row: Row, k: u32, c: u32) -> u32 {
+    var count = 0u;
+    for (var j = 0u; j < k; j++) {
+        count += select(0u, 1u, u32(labels[row.labels_base + j]) == c);
+    }
+    return count;
+}
+
+// Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list.
+fn hinges_against_list(row: Row, k: u32, x: f32) -> vec2<f32> {
+    var total = vec2(0.0, 0.0);
+    for (var j = 0u; j < k; j++) {
+        let z = 1.0 - logit(row, u32(labels[row.labels_base + j])) + x;
+        if (z > 0.0) {
+            total += vec2(z, 1.0);
+        }
+    }
+    return total;
+}
+
+// Σ_{i∉T} [1 - x_c + x_i > 0]: over every class, less the listed ones (each once).
+fn active_against(row: Row, k: u32, x_c: f32) -> f32 {
+    var count = 0.0;
+    for (var i = 0u; i < params.classes; i++) {
+        count += select(0.0, 1.0, 1.0 - x_c + logit(row, i) > 0.0);
+    }
+    for (var j = 0u; j < k; j++) {
+        let listed = u32(labels[row.labels_base + j]);
+        if (times_listed(row, j, listed) == 0u) {
+            count -= select(0.0, 1.0, 1.0 - x_c + logit(row, listed) > 0.0);
+        }
+    }
+    return count;
+}
+#endif
+
+fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
+    let x = logit(row, c);
+    var r = row_acc_push_plain(a, x, c);
+#if MULTI_MARGIN
+    if (c != row.label) {
+        let h = hinge(row, x);
+        r.wx += h.x;
+        r.wt += h.y;
+    }
+#endif
+#if ML_SOFT_MARGIN
+    let t = target_value(row, c);
+    // A term whose coefficient is 0 is dropped (limit 0 at ±inf), as BCE with logits.
+    let positive = select(0.0, t * softplus(-x), t != 0.0);
+    let negative = select(0.0, (1.0 - t) * softplus(x), t != 1.0);
+    r.wx += weight_of(c) * (positive + negative);
+#endif
+#if ML_MARGIN
+    let k = list_length(row);
+    if (times_listed(row, k, c) == 0u) {
+        r.wx += hinges_against_list(row, k, x).x;
+    }
+#endif
+    return r;
+}
+
+fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32 {
+    return 1.0 / f32(params.classes);
+}
+
+// d(row loss)/dx_c times the row's scale; `per_class` is 1/C.
+fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
+    if (row.ignored) {
+        return 0.0;
+    }
+    let x = logit(row, c);
+#if MULTI_MARGIN
+    let slope = select(hinge(row, x).y, -acc.wt, c == row.label);
+    return row.label_weight * per_class * slope * row.scale;
+#endif
+#if ML_SOFT_MARGIN
+    return weight_of(c) * (sigmoid(x) - target_value(row, c)) * per_class * row.scale;
+#endif
+#if ML_MARGIN
+    let k = list_length(row);
+    let listed = times_listed(row, k, c);
+    if (listed == 0u) {
+        return hinges_against_list(row, k, x).y * per_class * row.scale;
+    }
+    return -f32(listed) * active_against(row, k, x) * per_class * row.scale;
+#endif
+}
+
+fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
+    if (row.ignored) {
+        return 0.0;
+    }
+#if MULTI_MARGIN
+    return row.label_weight * acc.wx / f32(params.classes);
+#else
+    return acc.wx / f32(params.classes);
+#endif
+}
+
+fn row_nonfinite(row: Row, acc: RowAcc) -> u32 {
+    return acc.nonfinite;
+}
+
+fn needs_sweep() -> bool {
+    return true;
+}

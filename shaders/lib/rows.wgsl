@@ -1,0 +1,256 @@
+// Driver shared by the row-wise losses (classification/cross_entropy, classification/
+// margin): rows of C classes of an input (N, C, S), S = d1·…·dk (S = 1 for (N, C));
+// row r = (n, s) holds classes at n·C·S + c·S + s. One pass per chunk of rows: a sweep
+// that accumulates the row (RowAcc, lib/softmax), then a second sweep that writes each
+// gradient element once, then the row's loss into the workgroup's partial.
+//
+// The importing loss file defines the row's arithmetic:
+//     fn logit(row: Row, c: u32) -> f32                 class c's input as the loss reads it
+//     fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc  first sweep, class c
+//     fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32   per-row factor handed to
+//     fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32
+//                                                         d(row loss)/dx_c times row.scale
+//     fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32
+//     fn row_nonfinite(row: Row, acc: RowAcc) -> u32     non-finite inputs it counts
+//     fn needs_sweep() -> bool                            false: no first sweep
+//
+// Targets (host defines): one i32 label per row (default; the label pre-pass,
+// classification/labels, has written `denoms` and the invalid count), TARGET_VALUES (one
+// value per input element, in the element type) or LABEL_LISTS (C i32 per row).
+// Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
+// REDUCTION_NONE (per-row losses), WRITE_LSE (per-row log-sum-exp), ACCURACY (argmax
+// hits counted in the partials), ELEM_F16 / ELEM_BF16 + HALF_WORD_STORES (inputs, target
+// values and gradient in 16 bits), IN_PLACE (gradient over the input).
+//
+// Entry points: `row_per_thread` (small C: one invocation walks a row) and
+// `row_per_workgroup` (large C: 256 invocations stride over a row, reduce, then a second
+// sweep from cache writes the gradient once).
+
+#import lib/elem
+#import lib/numerics
+#import lib/reduce
+#import lib/softmax
+#import lib/denoms
+#import lib/class_weight
+
+struct Params {
+    // Rows (n, s) in this chunk.
+    rows: u32,
+    // Where this chunk's workgroups write their partials.
+    partial_base: u32,
+    classes: u32,
+    // Class stride S.
+    inner: u32,
+    ignore_index: i32,
+    smoothing: f32,
+    // Gradient scale known on the host: 1/rows for a mean over rows, 1 otherwise.
+    host_scale: f32,
+    // 1 when the scale is 1 / (weighted count of non-ignored rows), from the pre-pass.
+    mean_from_denoms: u32,
+    // The loss's own parameters (see its file).
+    fn_a: f32,
+    fn_b: f32,
+    fn_c: f32,
+    // Cross-entropy's z-loss scale (Z_LOSS) and logit soft-cap (SOFTCAP).
+    z_loss: f32,
+    softcap: f32,
+    // 1 when rows whose label is ignore_index are skipped (0: every label counts).
+    has_ignore: u32,
+    _pad1: f32,
+    _pad2: f32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+#import lib/bindings
+#if TARGET_VALUES
+@group(0) @binding(2) var<storage, read> target_values: array<Elem>;
+#else
+@group(0) @binding(2) var<storage, read> labels: array<i32>;
+@group(0) @binding(8) var<storage, read> denoms: Denoms;
+#endif
+#if WRITE_LSE
+@group(0) @binding(9) var<storage, read_write> lse_out: array<f32>;
+#endif
+
+var<workgroup> wg_abort: u32;
+
+// What a row needs besides its inputs.
+struct Row {
+    base: u32,
+    label: u32,
+    ignored: bool,
+    label_weight: f32,
+    // The label's logit, read before any gradient is written (in place, the gradient
+    // sweep overwrites it).
+    label_logit: f32,
+    // d(reduced loss)/d(row loss): the mean's 1/denominator times upstream.
+    scale: f32,
+    // LABEL_LISTS: where the row's C labels start.
+    labels_base: u32,
+}
+
+fn row_setup(r: u32) -> Row {
+    let n = r / params.inner;
+    let s = r - n * params.inner;
+    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, 0.0, params.host_scale, r * params.classes);
+#if !TARGET_VALUES && !LABEL_LISTS
+    let label = labels[r];
+    row.ignored = (params.has_ignore != 0u && label == params.ignore_index) || label < 0
+        || u32(label) >= params.classes;
+    row.label = select(u32(label), 0u, row.ignored);
+    row.label_weight = weight_of(row.label);
+    row.label_logit = logit(row, row.label);
+    if (params.mean_from_denoms != 0u) {
+        row.scale = 1.0 / denoms.weight_sum;
+    }
+#endif
+#if UPSTREAM_SCALAR
+    row.scale *= upstream[0];
+#endif
+#if UPSTREAM_ELEMENTWISE
+    row.scale *= upstream[r];
+#endif
+    return row;
+}
+
+// Target value of class c of the row (TARGET_VALUES).
+fn target_value(row: Row, c: u32) -> f32 {
+#if TARGET_VALUES
+    let i = row.base + c * params.inner;
+    return elem_unpack(target_values[i / PACK], i % PACK);
+#else
+    return 0.0;
+#endif
+}
+
+// Writes the row's gradient: classes first, first + stride, ... of it. With bf16 and
+// contiguous classes (S = 1) the invocation walks 32-bit words instead, so a word that
+// lies inside the row is written whole with one store; only the row's first and last
+// words, which it may share with the neighbouring rows, take the atomic half-word path.
+fn write_row_gradient(row: Row, acc: RowAcc, lse: f32, first: u32, stride: u32) {
+    let label_g = label_factor(row, acc, lse);
+#if HALF_WORD_STORES
+    if (params.inner == 1u) {
+        let end = row.base + params.classes;
+        for (var w = row.base / 2u + first; w * 2u < end; w += stride) {
+            let low = w * 2u;
+            if (low >= row.base && low + 1u < end) {
+                let pair = bf16_pair(class_grad(row, acc, lse, label_g, low - row.base), class_grad(row, acc, lse, label_g, low + 1u - row.base));
+#if IN_PLACE
+                atomicStore(&input[w], pair);
+#else
+                atomicStore(&grad[w], pair);
+#endif
+            } else {
+                for (var e = max(low, row.base); e < min(low + 2u, end); e++) {
+                    grad_store(e, class_grad(row, acc, lse, label_g, e - row.base));
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (var c = first; c < params.classes; c += stride) {
+        grad_store(row.base + c * params.inner, class_grad(row, acc, lse, label_g, c));
+    }
+}
+
+// Loss-pass bookkeeping of one finished row, by one invocation.
+fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Partial {
+    var t = totals;
+    let loss = row_loss(row, acc, lse);
+    t.sum += loss;
+    t.nonfinite += row_nonfinite(row, acc);
+#if ACCURACY
+    t.count += select(0u, 1u, !row.ignored && acc.best_class == row.label);
+#endif
+#if REDUCTION_NONE
+    losses[r] = loss;
+#endif
+#if WRITE_LSE
+    lse_out[r] = lse;
+#endif
+    return t;
+}
+
+// Whether the label pre-pass found labels out of range: then nothing is written, so a
+// caller's gradient is never half-written garbage presented as a result.
+fn aborted(lid: u32) -> bool {
+    if (lid == 0u) {
+#if TARGET_VALUES
+        wg_abort = 0u;
+#else
+        wg_abort = denoms.invalid;
+#endif
+    }
+    return workgroupUniformLoad(&wg_abort) != 0u;
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn row_per_thread(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+#if SUBGROUPS
+    subgroup_ids: SubgroupIds,
+#endif
+) {
+#if SUBGROUPS
+    subgroup_setup(subgroup_ids);
+#endif
+    var totals = partial_zero();
+    if (!aborted(lid.x)) {
+        for (var r = gid.x; r < params.rows; r += groups.x * WG_SIZE) {
+            let row = row_setup(r);
+            var acc = row_acc_empty();
+            if (needs_sweep()) {
+                for (var c = 0u; c < params.classes; c++) {
+                    acc = row_push(acc, row, c);
+                }
+            }
+            let lse = row_acc_lse(acc);
+            write_row_gradient(row, acc, lse, 0u, 1u);
+            totals = row_finish(r, row, acc, lse, totals);
+        }
+    }
+    store_workgroup_partial(lid.x, wid.x, totals);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn row_per_workgroup(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+#if SUBGROUPS
+    subgroup_ids: SubgroupIds,
+#endif
+) {
+#if SUBGROUPS
+    subgroup_setup(subgroup_ids);
+#endif
+    var totals = partial_zero();
+    if (!aborted(lid.x)) {
+        for (var r = wid.x; r < params.rows; r += groups.x) {
+            let row = row_setup(r);
+            var acc = row_acc_empty();
+            if (needs_sweep()) {
+                for (var c = lid.x; c < params.classes; c += WG_SIZE) {
+                    acc = row_push(acc, row, c);
+                }
+                acc = row_reduce(lid.x, acc);
+            }
+#if IN_PLACE
+            // Every invocation has read its inputs (and the label's) before any is
+            // overwritten; a loss without a sweep has no barrier of its own.
+            workgroupBarrier();
+#endif
+            let lse = row_acc_lse(acc);
+            write_row_gradient(row, acc, lse, lid.x, WG_SIZE);
+            if (lid.x == 0u) {
+                totals = row_finish(r, row, acc, lse, totals);
+            }
+        }
+    }
+    store_workgroup_partial(lid.x, wid.x, totals);
+}
