@@ -50,7 +50,8 @@ pub struct Case {
     pub pos_weight: bool,
     /// Whether to pass an upstream gradient.
     pub upstream: bool,
-    /// Row-wise losses: also ask for log-sum-exp and (with labels) accuracy.
+    /// The optional outputs: row-wise losses' log-sum-exp and (with a label per row)
+    /// accuracy; elementwise losses' per-class breakdown.
     pub row_outputs: bool,
     /// RNG seed of the operands.
     pub seed: u64,
@@ -94,7 +95,7 @@ impl std::fmt::Display for Case {
             write!(f, " +upstream")?;
         }
         if self.row_outputs {
-            write!(f, " +lse/acc")?;
+            write!(f, "{}", if self.loss.spec().is_row_wise() { " +lse/acc" } else { " +per-class" })?;
         }
         if self.dtype != DType::F32 {
             write!(f, " {}", self.dtype)?;
@@ -138,6 +139,7 @@ impl CaseData {
         inputs.pos_weight = self.pos_weight.as_deref();
         inputs.upstream = self.upstream.as_deref();
         inputs.want_lse = case.row_outputs && spec.has_row_outputs();
+        inputs.want_per_class = case.row_outputs && !spec.is_row_wise();
         inputs.want_accuracy = case.row_outputs && spec.target_domain == Domain::Label;
         inputs.dtype = case.dtype;
         inputs.in_place = case.in_place;
@@ -251,6 +253,8 @@ pub struct Agreement {
     pub grad: f64,
     /// Worst log-sum-exp error, / allowed (0 when not asked for).
     pub lse: f64,
+    /// Worst per-class breakdown error, / allowed (0 when not asked for).
+    pub per_class: f64,
     /// Whether the accuracy counts and non-finite counts are equal.
     pub counts_equal: bool,
 }
@@ -258,7 +262,7 @@ pub struct Agreement {
 impl Agreement {
     /// True when everything is within tolerance (NaN never passes).
     pub fn passes(&self) -> bool {
-        self.value <= 1.0 && self.grad <= 1.0 && self.lse <= 1.0 && self.counts_equal
+        self.value <= 1.0 && self.grad <= 1.0 && self.lse <= 1.0 && self.per_class <= 1.0 && self.counts_equal
     }
 }
 
@@ -342,8 +346,14 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
         (None, None) => 0.0,
         _ => f64::INFINITY,
     };
+    // A class's sum has len / C terms.
+    let per_class = match (&gpu.per_class, &cpu.per_class) {
+        (Some(g), Some(c)) => worst(g, c, term_abs * (shape.len() / shape.last_dim().max(1)) as f64),
+        (None, None) => 0.0,
+        _ => f64::INFINITY,
+    };
     let counts_equal = gpu.correct.map(u64::from) == cpu.correct && u64::from(gpu.nonfinite) == cpu.nonfinite;
-    Agreement { value, grad, lse, counts_equal }
+    Agreement { value, grad, lse, per_class, counts_equal }
 }
 
 /// Bound on |dl/d ln p_y| / |d(−ln p_y)/d ln p_y| of a row-wise label function: how much
@@ -441,6 +451,11 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                 options.push((WeightKind::None, true, false, false));
                 options.push((WeightKind::PerElement, true, true, false));
             }
+            if !row_wise {
+                // The per-class breakdown, with the operands multi-label BCE has.
+                let weight = if spec.takes_weight { WeightKind::LastDim } else { WeightKind::None };
+                options.push((weight, spec.takes_pos_weight, true, true));
+            }
             let mut reductions = Reduction::ALL.to_vec();
             if spec.takes_batchmean {
                 reductions.push(Reduction::BatchMean);
@@ -450,6 +465,9 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
             for dims in all_dims.iter().filter(|d| !spec.two_dimensional() || d.len() == 2) {
                 for &reduction in &reductions {
                     for (o, &(weight, pos_weight, upstream, row_outputs)) in options.iter().enumerate() {
+                        if row_outputs && !row_wise && dims.len() < 2 {
+                            continue; // the breakdown needs (..., C)
+                        }
                         // Half precision and in-place with and without an upstream
                         // gradient (the first two options): the storage path is the
                         // same for every operand combination, and each combination is

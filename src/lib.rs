@@ -62,6 +62,9 @@ pub struct Output {
     /// Row-wise losses: rows whose argmax is the label, when asked for
     /// ([`Inputs::with_accuracy`]).
     pub correct: Option<u32>,
+    /// Elementwise losses: `Σ_n loss[n, c]` per class of the last dimension, when asked
+    /// for ([`Inputs::with_per_class`]).
+    pub per_class: Option<Vec<f32>>,
 }
 
 impl Gpu {
@@ -102,7 +105,8 @@ impl Gpu {
             let per_element = (reduction == Reduction::None).then(Vec::new);
             let lse = inputs.want_lse.then(Vec::new);
             let correct = inputs.want_accuracy.then_some(0);
-            return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0, lse, correct });
+            let per_class = inputs.want_per_class.then(|| vec![0.0; shape.last_dim()]);
+            return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0, lse, correct, per_class });
         }
         let dtype = inputs.dtype;
         let plan = self.plan_with(loss, reduction, &shape, dtype)?;
@@ -145,8 +149,10 @@ impl Gpu {
         let upstream = inputs.upstream.map(|w| floats("upstream", w));
         let grad = (!inputs.in_place).then(|| output("grad", bytes));
         let stats = output("stats", LossStats::SIZE);
-        let per_element = (reduction == Reduction::None).then(|| output("per_element", out_bytes));
+        let per_element =
+            (reduction == Reduction::None || inputs.want_per_class).then(|| output("per_element", out_bytes));
         let lse = inputs.want_lse.then(|| output("lse", out_bytes));
+        let per_class = inputs.want_per_class.then(|| output("per_class", shape.last_dim() as u64 * 4));
 
         let mut bindings = match &grad {
             Some(grad) => Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..)),
@@ -158,6 +164,7 @@ impl Gpu {
         bindings.per_element = per_element.as_ref().map(|b| b.slice(..));
         bindings.lse = lse.as_ref().map(|b| b.slice(..));
         bindings.accuracy = inputs.want_accuracy;
+        bindings.per_class = per_class.as_ref().map(|b| b.slice(..));
 
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &bindings)?;
@@ -165,6 +172,7 @@ impl Gpu {
         let mut layout = vec![(&stats, LossStats::SIZE), (grad.as_ref().unwrap_or(&input), bytes)];
         layout.extend(per_element.iter().map(|b| (b, out_bytes)));
         layout.extend(lse.iter().map(|b| (b, out_bytes)));
+        layout.extend(per_class.iter().map(|b| (b, shape.last_dim() as u64 * 4)));
         let readback_len: u64 = layout.iter().map(|(_, n)| n).sum();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -191,10 +199,12 @@ impl Gpu {
         }
         let grad = dtype.decode(&data[ranges[1].clone()], len);
         let mut rest = ranges[2..].iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
-        let per_element = per_element.and_then(|_| rest.next());
+        // The per-element losses are scratch of the breakdown unless reduction is `none`.
+        let per_element = per_element.and_then(|_| rest.next()).filter(|_| reduction == Reduction::None);
         let lse = lse.and_then(|_| rest.next());
+        let per_class = per_class.and_then(|_| rest.next());
         let correct = inputs.want_accuracy.then_some(stats.correct);
-        Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite, lse, correct })
+        Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite, lse, correct, per_class })
     }
 }
 

@@ -76,7 +76,10 @@ pub(crate) async fn compute_in_parts(
         nonfinite: 0,
         lse: inputs.want_lse.then(Vec::new),
         correct: inputs.want_accuracy.then_some(0),
+        per_class: None,
     };
+    // Parts are whole batch items, so their breakdowns line up class for class.
+    let mut per_class = inputs.want_per_class.then(|| vec![0.0f64; shape.last_dim()]);
     let (mut sum, mut invalid) = (0.0f64, 0u64);
     let mut first = 0;
     while first < batch {
@@ -115,6 +118,9 @@ pub(crate) async fn compute_in_parts(
                 if let (Some(all), Some(part)) = (joined.correct.as_mut(), out.correct) {
                     *all += part;
                 }
+                if let (Some(all), Some(part)) = (per_class.as_mut(), out.per_class) {
+                    all.iter_mut().zip(part).for_each(|(sum, v)| *sum += v as f64);
+                }
             }
             // Domain errors found on the GPU are counted over every part.
             Err(Error::OutOfDomain { count, .. }) => invalid += count,
@@ -127,5 +133,6 @@ pub(crate) async fn compute_in_parts(
         return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
     joined.value = (sum / denominator) as f32;
+    joined.per_class = per_class.map(|sums| sums.into_iter().map(|v| v as f32).collect());
     Ok(joined)
 }

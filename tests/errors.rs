@@ -234,6 +234,13 @@ fn row_wise_argument_errors() {
     for e in both(gpu, multi_margin, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]).with_lse()) {
         assert!(matches!(e, Error::UnsupportedArgument { argument: "log-sum-exp (it has no softmax)", .. }), "{e}");
     }
+    // The per-class breakdown: elementwise losses over (..., C) only.
+    for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]).with_per_class()) {
+        assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
+    }
+    for e in both(gpu, Loss::BceWithLogits, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).with_per_class()) {
+        assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
+    }
     let lists = Loss::MultiLabelMargin;
     for e in both(gpu, lists, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, -1, 5, 2, -1, -2]).shape(&[2, 3])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 2, .. }), "{e}");

@@ -408,3 +408,37 @@ fn cross_entropy_above_two_gib_of_logits() {
     run_all(&gpu, &[case]);
     eprintln!("checked in {:.1} s", started.elapsed().as_secs_f64());
 }
+
+#[test]
+fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
+    // Multi-label BCE with logits over (N, C) with per-class weight and pos_weight: the
+    // column sums are the same bits on every run, and agree with the f64 reference in one
+    // call, in 16 KiB-binding chunks (which start mid-row) and in 64 KiB-buffer parts.
+    let Some(gpu) = common::gpu("per_class_breakdown_is_deterministic_in_chunks_and_parts") else { return };
+    let case = Case {
+        weight: check::WeightKind::LastDim,
+        pos_weight: true,
+        ..Case::new(Loss::BceWithLogits, Reduction::Mean, &[5000, 13], 77)
+    };
+    let data = case.data();
+    let inputs = data.inputs(&case).with_per_class();
+    let want = cpu::compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let first = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let again = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    assert_eq!(
+        first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        again.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    let chunked = gpu.with_max_binding_bytes(16 * 1024);
+    let parts = gpu.with_max_buffer_bytes(64 * 1024);
+    for (how, got) in [
+        ("one call", first),
+        ("chunks", chunked.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+        ("parts", parts.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+    ] {
+        assert_eq!(got.len(), 13, "{how}");
+        for (c, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!((g as f64 - w).abs() <= 1e-5 * w.abs(), "{how}: class {c}: {g} vs reference {w}");
+        }
+    }
+}

@@ -30,7 +30,7 @@
 #if UPSTREAM_SCALAR || UPSTREAM_ELEMENTWISE
 @group(0) @binding(6) var<storage, read> upstream: array<f32>;
 #endif
-#if REDUCTION_NONE
+#if REDUCTION_NONE || STORE_LOSSES
 @group(0) @binding(7) var<storage, read_write> losses: array<f32>;
 #endif
 

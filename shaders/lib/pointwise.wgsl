@@ -10,7 +10,8 @@
 // Variants (host defines): HAS_WEIGHT (per-element weight, chunked like the input),
 // HAS_WEIGHT_BROADCAST (weight over the last dimension), UPSTREAM_SCALAR (mean/sum:
 // gradient times upstream[0]), UPSTREAM_ELEMENTWISE (none: times upstream[i]),
-// REDUCTION_NONE (write per-element losses), ELEM_F16 / ELEM_BF16 (element type of
+// REDUCTION_NONE (write per-element losses), STORE_LOSSES (write them for another
+// reduction too: the per-class breakdown sums them, shaders/column_sums), ELEM_F16 / ELEM_BF16 (element type of
 // input, target and gradient), IN_PLACE (gradient over the input).
 
 #import lib/elem
@@ -94,7 +95,7 @@ fn main(
             g[k] *= upstream[i];
 #endif
             let value = r.value * weight_i;
-#if REDUCTION_NONE
+#if REDUCTION_NONE || STORE_LOSSES
             losses[i] = value;
 #endif
             acc.sum += value;

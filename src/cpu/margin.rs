@@ -131,5 +131,6 @@ pub(crate) fn run<F: Real>(
         nonfinite,
         lse: None,
         correct: inputs.want_accuracy.then_some(correct),
+        per_class: None,
     })
 }

@@ -156,6 +156,9 @@ pub struct CpuOutput<F = f64> {
     pub lse: Option<Vec<F>>,
     /// Row-wise losses with labels: rows whose argmax is the label, when asked for.
     pub correct: Option<u64>,
+    /// Elementwise losses: column sums of the element losses over the last dimension,
+    /// summed in f64, when asked for.
+    pub per_class: Option<Vec<f64>>,
 }
 
 /// Elements per block of parallel CPU work. Blocks are fixed by the input, not by the
@@ -241,11 +244,39 @@ fn with_stored_values<R>(inputs: &Inputs, work: impl FnOnce(&Inputs) -> R) -> R 
 /// and target the GPU reads, and returns the exact (unrounded) gradient.
 pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
-    with_stored_values(inputs, |inputs| match spec.family {
-        Family::Pointwise(k) => (k.reference)(&spec, reduction, inputs),
-        Family::Softmax(variant) if variant.two_dimensional() => margin::run::<f64>(&spec, variant, reduction, inputs),
-        Family::Softmax(variant) => softmax::run::<f64>(&spec, variant, reduction, inputs),
-    })
+    let run = |reduction: Reduction, inputs: &Inputs| {
+        with_stored_values(inputs, |inputs| match spec.family {
+            Family::Pointwise(k) => (k.reference)(&spec, reduction, inputs),
+            Family::Softmax(variant) if variant.two_dimensional() => {
+                margin::run::<f64>(&spec, variant, reduction, inputs)
+            }
+            Family::Softmax(variant) => softmax::run::<f64>(&spec, variant, reduction, inputs),
+        })
+    };
+    let mut out = run(reduction, inputs)?;
+    out.per_class = per_class(inputs, |plain| Ok(run(Reduction::None, plain)?.per_element))?;
+    Ok(out)
+}
+
+/// The breakdown of [`Inputs::want_per_class`]: the element losses (`element_losses` at
+/// reduction `none`, no upstream) summed per class of the last dimension, in f64.
+fn per_class<F: Real>(
+    inputs: &Inputs,
+    element_losses: impl FnOnce(&Inputs) -> Result<Option<Vec<F>>>,
+) -> Result<Option<Vec<f64>>> {
+    if !inputs.want_per_class {
+        return Ok(None);
+    }
+    let mut plain = inputs.clone();
+    plain.upstream = None;
+    plain.want_per_class = false;
+    let losses = element_losses(&plain)?.unwrap_or_default();
+    let columns = inputs.resolved_shape().last_dim().max(1);
+    let mut sums = vec![0.0f64; columns];
+    for (i, loss) in losses.iter().enumerate() {
+        sums[i % columns] += loss.to_f64().unwrap_or(f64::NAN);
+    }
+    Ok(Some(sums))
 }
 
 /// Computes `loss` on the CPU in f32 with f64 sums, on all cores: the fast CPU path,
@@ -253,11 +284,17 @@ pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Cpu
 /// validation and errors as the other paths.
 pub fn compute_fast(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<crate::Output> {
     let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
-    let out = with_stored_values(inputs, |inputs| match spec.family {
-        Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs),
-        Family::Softmax(variant) if variant.two_dimensional() => margin::run::<f32>(&spec, variant, reduction, inputs),
-        Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs),
-    })?;
+    let run = |reduction: Reduction, inputs: &Inputs| {
+        with_stored_values(inputs, |inputs| match spec.family {
+            Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs),
+            Family::Softmax(variant) if variant.two_dimensional() => {
+                margin::run::<f32>(&spec, variant, reduction, inputs)
+            }
+            Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs),
+        })
+    };
+    let out = run(reduction, inputs)?;
+    let per_class = per_class(inputs, |plain| Ok(run(Reduction::None, plain)?.per_element))?;
     let grad = match inputs.dtype {
         DType::F32 => out.grad,
         dtype => out.grad.into_iter().map(|g| dtype.round(g)).collect(),
@@ -269,6 +306,7 @@ pub fn compute_fast(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Resul
         nonfinite: out.nonfinite as u32,
         lse: out.lse,
         correct: out.correct.map(|c| c as u32),
+        per_class: per_class.map(|sums| sums.into_iter().map(|v| v as f32).collect()),
     })
 }
 

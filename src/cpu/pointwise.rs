@@ -154,7 +154,7 @@ fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &In
         let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
         return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
-    Ok(CpuOutput { value: sum * scale, grad, per_element, nonfinite, lse: None, correct: None })
+    Ok(CpuOutput { value: sum * scale, grad, per_element, nonfinite, lse: None, correct: None, per_class: None })
 }
 
 /// The call's operands and constants.

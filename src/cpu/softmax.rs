@@ -357,5 +357,6 @@ pub(crate) fn run<F: Real>(
         nonfinite,
         lse: inputs.want_lse.then_some(lses),
         correct: inputs.want_accuracy.then_some(correct),
+        per_class: None,
     })
 }

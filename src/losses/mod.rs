@@ -820,6 +820,9 @@ pub struct Inputs<'a> {
     pub want_lse: bool,
     /// Row-wise losses with labels: also count rows whose argmax is the label.
     pub want_accuracy: bool,
+    /// Elementwise losses: also return the per-class breakdown, `Σ_n loss[n, c]` over the
+    /// last dimension's classes (multi-label BCE's per-label losses).
+    pub want_per_class: bool,
     /// Element type of input, target values and gradient on the GPU. The f32 values
     /// given are rounded to it first (the CPU paths compute from the same rounded
     /// values); the gradient comes back widened to f32, exactly.
@@ -851,6 +854,7 @@ impl<'a> Inputs<'a> {
             upstream: None,
             want_lse: false,
             want_accuracy: false,
+            want_per_class: false,
             dtype: DType::F32,
             in_place: false,
         }
@@ -889,6 +893,13 @@ impl<'a> Inputs<'a> {
     /// Asks for the count of rows whose argmax equals the label (row-wise losses).
     pub fn with_accuracy(mut self) -> Self {
         self.want_accuracy = true;
+        self
+    }
+
+    /// Asks for the per-class breakdown (elementwise losses): column sums of the element
+    /// losses over the last dimension.
+    pub fn with_per_class(mut self) -> Self {
+        self.want_per_class = true;
         self
     }
 
@@ -1011,6 +1022,17 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
     }
     if (inputs.want_lse || inputs.want_accuracy) && !rows {
         return Err(unsupported(&spec, "log-sum-exp or accuracy outputs"));
+    }
+    if inputs.want_per_class && rows {
+        return Err(unsupported(&spec, "per_class (a breakdown of elementwise losses)"));
+    }
+    if inputs.want_per_class && shape.dims().len() < 2 {
+        return Err(Error::InvalidShape {
+            shape: shape.dims().to_vec(),
+            why: "the per-class breakdown needs (..., C) with at least two dimensions (for 1-D inputs, \
+                  reduction `none` gives each element's loss)"
+                .into(),
+        });
     }
     if inputs.want_lse && !spec.has_row_outputs() {
         return Err(unsupported(&spec, "log-sum-exp (it has no softmax)"));

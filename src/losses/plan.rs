@@ -76,6 +76,11 @@ pub struct Bindings<'a> {
     /// Row-wise losses with labels: count rows whose argmax is the label into
     /// [`LossStats::correct`].
     pub accuracy: bool,
+    /// Elementwise losses: receives the per-class breakdown, `last_dim` f32: column sums
+    /// `Σ_n loss[n, c]` of the (weighted) element losses over the leading dimensions, in a
+    /// fixed order. Needs `per_element` too, for any reduction: the losses are stored
+    /// there first.
+    pub per_class: Option<wgpu::BufferSlice<'a>>,
 }
 
 impl<'a> Bindings<'a> {
@@ -114,6 +119,7 @@ impl<'a> Bindings<'a> {
             per_element: None,
             lse: None,
             accuracy: false,
+            per_class: None,
         }
     }
 
@@ -150,6 +156,12 @@ impl<'a> Bindings<'a> {
     /// Counts correct predictions into [`LossStats::correct`].
     pub fn accuracy(mut self) -> Self {
         self.accuracy = true;
+        self
+    }
+
+    /// Sets the per-class breakdown output (and needs [`Bindings::per_element`]).
+    pub fn per_class(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.per_class = Some(slice);
         self
     }
 }
@@ -375,19 +387,20 @@ pub(crate) fn stats_binding<'a>(stats: &wgpu::BufferSlice<'a>) -> wgpu::BufferBi
 }
 
 /// Checks the outputs for reduction `none`: `per_element` of `count` elements is
-/// required then and refused otherwise.
+/// required then (and with a per-class breakdown) and refused otherwise.
 pub(crate) fn check_per_element(
     gpu: &Gpu,
     spec: &Spec,
     reduction: Reduction,
     slice: &Option<wgpu::BufferSlice>,
     count: u64,
+    per_class: bool,
 ) -> Result<()> {
-    match (slice, reduction == Reduction::None) {
+    match (slice, reduction == Reduction::None || per_class) {
         (Some(slice), true) => check_slice(gpu, "per_element", slice, count * ELEM_BYTES),
         (None, true) => Err(Error::MissingArgument {
             argument: "per_element",
-            why: "reduction `none` writes one loss per element (row-wise losses: per row)",
+            why: "reduction `none` and the per-class breakdown write one loss per element (row-wise losses: per row)",
         }),
         (Some(_), false) => {
             Err(Error::UnsupportedArgument { loss: spec.name, argument: "per_element (reduction is not `none`)" })

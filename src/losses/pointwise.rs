@@ -36,6 +36,8 @@ struct Chunk {
     len: u64,
     groups: u32,
     params: wgpu::Buffer,
+    // The chunk's per-class breakdown pass (shaders/column_sums).
+    column_params: wgpu::Buffer,
 }
 
 pub(crate) struct PointwisePlan {
@@ -84,7 +86,10 @@ impl PointwisePlan {
                 _pad: 0.0,
             };
             let params = uniform(gpu, "fused-loss chunk params", &params);
-            chunks.push(Chunk { start, len: chunk_len, groups, params });
+            let columns = shape.last_dim().max(1) as u64;
+            let column_params = [chunk_len as u32, columns as u32, (start % columns) as u32, (start > 0) as u32];
+            let column_params = uniform(gpu, "fused-loss column params", &column_params);
+            chunks.push(Chunk { start, len: chunk_len, groups, params, column_params });
             partial_base += groups;
             start += chunk_len;
         }
@@ -160,9 +165,23 @@ impl PointwisePlan {
             let flag = if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" };
             defines.insert(flag.into(), String::new());
         }
-        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, len)?;
+        let per_class = bindings.per_class.is_some();
+        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, len, per_class)?;
         if none {
             defines.insert("REDUCTION_NONE".into(), String::new());
+        } else if per_class {
+            defines.insert("STORE_LOSSES".into(), String::new());
+        }
+        if let Some(slice) = &bindings.per_class {
+            check_slice(gpu, "per_class", slice, last_dim * ELEM_BYTES)?;
+            if plan.shape.dims().len() < 2 || last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
+                return Err(Error::InvalidShape {
+                    shape: plan.shape.dims().to_vec(),
+                    why: "the per-class breakdown needs (..., C) with at least two dimensions and C within one \
+                          binding (for 1-D inputs, reduction `none` gives each element's loss)"
+                        .into(),
+                });
+            }
         }
         let broadcasts = bindings.pos_weight.is_some() || weight_layout == Some(WeightLayout::LastDim);
         if broadcasts && last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
@@ -219,9 +238,32 @@ impl PointwisePlan {
             ],
         );
 
+        // The breakdown: one column-sum dispatch per chunk, after the chunk's loss pass.
+        let columns = match (&bindings.per_class, &bindings.per_element) {
+            (Some(out), Some(losses)) => {
+                let pipeline = gpu.pipeline("column_sums", "column_sums", &Defines::new())?;
+                let groups: Vec<_> = self
+                    .chunks
+                    .iter()
+                    .map(|chunk| {
+                        let entries = vec![
+                            (0, chunk.column_params.as_entire_buffer_binding()),
+                            (1, sub(losses, chunk.start, chunk.len)),
+                            (2, sub(out, 0, last_dim)),
+                        ];
+                        bind_group(gpu, "fused-loss per-class breakdown", &pipeline, entries)
+                    })
+                    .collect();
+                Some((pipeline, groups, last_dim.div_ceil(64).min(MAX_GROUPS as u64) as u32))
+            }
+            _ => None,
+        };
         let mut dispatches: Vec<_> =
             self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)).collect();
         dispatches.push((&finalize, &finalize_group, 1));
+        if let Some((pipeline, groups, workgroups)) = &columns {
+            dispatches.extend(groups.iter().map(|group| (pipeline, group, *workgroups)));
+        }
         record(encoder, spec.name, &dispatches);
         Ok(())
     }
@@ -263,6 +305,11 @@ pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, D
             }
         }
     }
+    for vector in [false, true] {
+        let flags = ["STORE_LOSSES"].into_iter().chain(vector.then_some("VEC4"));
+        variants.push((spec.shader, "main", flags.map(|f| (f.to_string(), String::new())).collect()));
+    }
     variants.push(("finalize", "finalize", Defines::new()));
+    variants.push(("column_sums", "column_sums", Defines::new()));
     variants
 }

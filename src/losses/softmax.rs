@@ -414,7 +414,10 @@ impl SoftmaxPlan {
             check_slice(gpu, "upstream", slice, if none { rows } else { 1 } * ELEM_BYTES)?;
             flag(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" });
         }
-        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, rows)?;
+        if bindings.per_class.is_some() {
+            return Err(unsupported(spec, "per_class (a breakdown of elementwise losses)"));
+        }
+        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, rows, false)?;
         if none {
             flag("REDUCTION_NONE");
         }
