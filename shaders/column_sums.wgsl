@@ -1,8 +1,11 @@
 // Per-class breakdown of an elementwise loss over (…, C): per_class[c] = Σ loss[i] over
-// the elements i with i mod C = c, one invocation per class, elements in a fixed order
-// (deterministic): blocks of BLOCK elements of the class summed in f32, block sums added
-// in f32, so the rounding grows with BLOCK + n / BLOCK rather than n. One dispatch per
-// chunk of the loss pass; a chunk after the first adds to what the previous ones wrote.
+// the elements i with i mod C = c. A workgroup per class: invocation l sums the class's
+// elements l, l + WG_SIZE, ... (in order), then the fixed tree of lib/reduce adds the 256
+// sums, so the result is the same bits on every run and no invocation loops more than
+// n / (C · WG_SIZE) times. One dispatch per chunk of the loss pass; a chunk after the
+// first adds to what the previous ones wrote.
+
+#import lib/reduce
 
 struct ColumnParams {
     // Losses in this chunk.
@@ -14,34 +17,29 @@ struct ColumnParams {
     accumulate: u32,
 }
 
-const BLOCK: u32 = 1024u;
-
 @group(0) @binding(0) var<uniform> params: ColumnParams;
 @group(0) @binding(1) var<storage, read> losses: array<f32>;
 @group(0) @binding(2) var<storage, read_write> per_class: array<f32>;
 
-@compute @workgroup_size(64)
-fn column_sums(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+@compute @workgroup_size(WG_SIZE)
+fn column_sums(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
     let cols = params.columns;
-    for (var c = gid.x; c < cols; c += groups.x * 64u) {
-        // The chunk's first element of class c.
+    for (var c = wid.x; c < cols; c += groups.x) {
+        // The chunk's first element of class c, then every cols-th: n of them (counted
+        // rather than stepped past the end, which could overflow u32).
         let first = (c + cols - params.first_class) % cols;
-        var total = 0.0;
-        var block = 0.0;
-        var in_block = 0u;
-        for (var i = first; i < params.len; i += cols) {
-            block += losses[i];
-            in_block++;
-            if (in_block == BLOCK) {
-                total += block;
-                block = 0.0;
-                in_block = 0u;
-            }
+        let n = select(0u, (params.len - first + cols - 1u) / cols, first < params.len);
+        var own = partial_zero();
+        for (var k = lid.x; k < n; k += WG_SIZE) {
+            own.sum += losses[first + k * cols];
         }
-        total += block;
-        if (params.accumulate != 0u) {
-            total = per_class[c] + total;
+        let total = workgroup_reduce(lid.x, own);
+        if (lid.x == 0u) {
+            per_class[c] = select(0.0, per_class[c], params.accumulate != 0u) + total.sum;
         }
-        per_class[c] = total;
     }
 }

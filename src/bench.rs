@@ -48,7 +48,7 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
         let shapes: Vec<&[usize]> = if loss.spec().is_row_wise() { rows } else { elementwise }
             .iter()
             .copied()
-            .filter(|dims| applies(&loss, dims, suite))
+            .filter(|dims| applies(&loss, dims))
             .collect();
         for (i, dims) in shapes.iter().enumerate() {
             out.push((loss, dims.to_vec(), DType::F32));
@@ -64,17 +64,9 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
     out
 }
 
-/// Whether a suite's shape suits the loss: the margin losses take (N, C) only, and
-/// multi-label margin stops at 1000 classes outside the large suite. Its listed classes'
-/// gradients each loop over the whole row in one invocation, and llvmpipe, which the
-/// default suite runs on, gives wrong sums for rows of 32 768 classes (right up to
-/// 16 384); the large suite is for real GPUs.
-pub fn applies(loss: &Loss, dims: &[usize], suite: Suite) -> bool {
-    let spec = loss.spec();
-    if spec.two_dimensional() && dims.len() != 2 {
-        return false;
-    }
-    !(*loss == Loss::MultiLabelMargin && suite == Suite::Default && dims.get(1).is_some_and(|&c| c > 1000))
+/// Whether a suite's shape suits the loss: the margin losses take (N, C) only.
+pub fn applies(loss: &Loss, dims: &[usize]) -> bool {
+    !loss.spec().two_dimensional() || dims.len() == 2
 }
 
 /// One line of the report.

@@ -208,6 +208,8 @@ fn row_nonfinite(row: Row, acc: RowAcc) -> u32 {
 #endif
 }
 
+fn row_begin(lid: u32, row: Row) {}
+
 // The first sweep (max, sum, linear sums) is needed by everything but plain NLL.
 fn needs_sweep() -> bool {
 #if NLL && !ACCURACY && !WRITE_LSE

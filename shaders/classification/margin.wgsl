@@ -13,7 +13,10 @@
 //                   dl/dx_i = 1/C Σ_j [1 - x_{y_j} + x_i > 0] (i ∉ T),
 //                   dl/dx_c = -1/C (times c listed) Σ_{i∉T} [1 - x_c + x_i > 0] (c ∈ T)
 // The first sweep accumulates the row's loss in acc.wx (and MULTI_MARGIN's Σ slopes in
-// acc.wt); there is no softmax, so `lse` is unused.
+// acc.wt); there is no softmax, so `lse` is unused. ML_MARGIN in row_per_workgroup also
+// counts, in that sweep, the active hinges of each of the first WG_SIZE list entries
+// (workgroup integer atomics: the counts do not depend on the order), so a listed class's
+// gradient reads its count instead of walking the row in one invocation.
 
 #import lib/rows
 
@@ -33,6 +36,11 @@ fn hinge(row: Row, x: f32) -> vec2<f32> {
 #endif
 
 #if ML_MARGIN
+// Active hinges per list entry j: #{i not listed : 1 - x_{y_j} + x_i > 0}.
+var<workgroup> wg_active: array<atomic<u32>, WG_SIZE>;
+// Set in row_per_workgroup: the row is shared by the workgroup, wg_active is counted.
+var<private> cooperative: bool;
+
 // The row's labels up to the first -1: how many there are.
 fn list_length(row: Row) -> u32 {
     var k = 0u;
@@ -44,20 +52,32 @@ fn list_length(row: Row) -> u32 {
 
 // How many times class c is listed among the first k labels.
 fn times_listed(row: Row, k: u32, c: u32) -> u32 {
-    var count = 0u;
-    for (var j = 0u; j < k; j++) {
-        count += select(0u, 1u, u32(labels[row.labels_base + j]) == c);
-    }
-    return count;
+    return listing(row, k, c).x;
 }
 
-// Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list.
-fn hinges_against_list(row: Row, k: u32, x: f32) -> vec2<f32> {
+// (times class c is listed among the first k labels, position of its first listing).
+fn listing(row: Row, k: u32, c: u32) -> vec2<u32> {
+    var found = vec2(0u, k);
+    for (var j = 0u; j < k; j++) {
+        if (u32(labels[row.labels_base + j]) == c) {
+            found.y = min(found.y, j);
+            found.x += 1u;
+        }
+    }
+    return found;
+}
+
+// Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list; with `count`,
+// each active hinge of the first WG_SIZE entries is also counted in wg_active.
+fn hinges_against_list(row: Row, k: u32, x: f32, count: bool) -> vec2<f32> {
     var total = vec2(0.0, 0.0);
     for (var j = 0u; j < k; j++) {
         let z = 1.0 - logit(row, u32(labels[row.labels_base + j])) + x;
         if (z > 0.0) {
             total += vec2(z, 1.0);
+            if (count && j < WG_SIZE) {
+                atomicAdd(&wg_active[j], 1u);
+            }
         }
     }
     return total;
@@ -99,10 +119,20 @@ fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
 #if ML_MARGIN
     let k = list_length(row);
     if (times_listed(row, k, c) == 0u) {
-        r.wx += hinges_against_list(row, k, x).x;
+        r.wx += hinges_against_list(row, k, x, cooperative).x;
     }
 #endif
     return r;
+}
+
+fn row_begin(lid: u32, row: Row) {
+#if ML_MARGIN
+    cooperative = true;
+    // The previous row's gradient sweep has read its counts.
+    workgroupBarrier();
+    atomicStore(&wg_active[lid], 0u);
+    workgroupBarrier();
+#endif
 }
 
 fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32 {
@@ -124,11 +154,17 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
 #endif
 #if ML_MARGIN
     let k = list_length(row);
-    let listed = times_listed(row, k, c);
-    if (listed == 0u) {
-        return hinges_against_list(row, k, x).y * per_class * row.scale;
+    let listed = listing(row, k, c);
+    if (listed.x == 0u) {
+        return hinges_against_list(row, k, x, false).y * per_class * row.scale;
     }
-    return -f32(listed) * active_against(row, k, x) * per_class * row.scale;
+    var hinges = 0.0;
+    if (cooperative && listed.y < WG_SIZE) {
+        hinges = f32(atomicLoad(&wg_active[listed.y]));
+    } else {
+        hinges = active_against(row, k, x);
+    }
+    return -f32(listed.x) * hinges * per_class * row.scale;
 #endif
 }
 

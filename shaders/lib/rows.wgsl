@@ -13,6 +13,9 @@
 //     fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32
 //     fn row_nonfinite(row: Row, acc: RowAcc) -> u32     non-finite inputs it counts
 //     fn needs_sweep() -> bool                            false: no first sweep
+//     fn row_begin(lid: u32, row: Row)                    row_per_workgroup only, before the
+//                                                         sweep, in uniform control flow
+//                                                         (may use barriers)
 //
 // Targets (host defines): one i32 label per row (default; the label pre-pass,
 // classification/labels, has written `denoms` and the invalid count), TARGET_VALUES (one
@@ -233,6 +236,7 @@ fn row_per_workgroup(
     if (!aborted(lid.x)) {
         for (var r = wid.x; r < params.rows; r += groups.x) {
             let row = row_setup(r);
+            row_begin(lid.x, row);
             var acc = row_acc_empty();
             if (needs_sweep()) {
                 for (var c = lid.x; c < params.classes; c += WG_SIZE) {

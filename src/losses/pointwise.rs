@@ -254,7 +254,7 @@ impl PointwisePlan {
                         bind_group(gpu, "fused-loss per-class breakdown", &pipeline, entries)
                     })
                     .collect();
-                Some((pipeline, groups, last_dim.div_ceil(64).min(MAX_GROUPS as u64) as u32))
+                Some((pipeline, groups, last_dim.min(MAX_GROUPS as u64) as u32))
             }
             _ => None,
         };
