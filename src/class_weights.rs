@@ -2,14 +2,14 @@
 //! frequency, inverse square root or effective number of samples (Cui et al. 2019), for
 //! the batch or for an exponential moving average of per-step class counts that the
 //! caller keeps on the GPU. The weights buffer plugs straight into a loss's `weight`
-//! (cross-entropy and its label functions, focal's per-class α) or, for two classes,
-//! a BCE `pos_weight` built from it.
+//! (cross-entropy and its label functions, focal's per-class α). From multi-hot targets
+//! ([`Gpu::positive_weights`]) it is BCE's per-class `pos_weight` instead.
 //!
 //! Weights are `raw_c · K / Σ raw` over the K classes present (absent classes get 0),
 //! `raw_c` = `1/n_c`, `1/√n_c` or `(1 − β)/(1 − β^n_c)`. The scale cancels in a `mean`
 //! of weighted cross-entropy; `Σ w = K` keeps `sum` at the unweighted loss's size, as in
-//! Cui et al. The shader is `shaders/classification/class_weights.wgsl`; the CPU twin
-//! [`crate::cpu::class_weights`].
+//! Cui et al. The shader is `shaders/classification/class_weights.wgsl`; the CPU twins
+//! [`crate::cpu::class_weights`] and [`crate::cpu::positive_weights`].
 
 use wgpu::util::DeviceExt;
 
@@ -83,6 +83,8 @@ pub struct ClassWeights {
     rows: usize,
     classes: usize,
     momentum: Option<f32>,
+    // Positive weights from (rows, classes) f32 multi-hot targets, not a label histogram.
+    multi_hot: bool,
     groups: u32,
     params: wgpu::Buffer,
     counts: wgpu::Buffer,
@@ -99,6 +101,40 @@ impl Gpu {
         ignore_index: i32,
         scheme: WeightScheme,
         momentum: Option<f32>,
+    ) -> Result<ClassWeights> {
+        self.weights_plan(rows, classes, ignore_index, scheme, momentum, false)
+    }
+
+    /// Plans BCE's per-class `pos_weight` from multi-hot targets, `rows × classes` f32
+    /// (a target ≥ 0.5 is a positive): `w_c = raw(P_c) / raw(N_c)` with P_c positives and
+    /// N_c = rows − P_c negatives of class c, the weight of a positive relative to a
+    /// negative (inverse frequency gives PyTorch's recipe N_c / P_c); 1 for a class
+    /// without positives or without negatives. With momentum both counts run
+    /// (`frequencies` holds 2 × classes f32: positives, then negatives).
+    pub fn positive_weights(
+        &self,
+        rows: usize,
+        classes: usize,
+        scheme: WeightScheme,
+        momentum: Option<f32>,
+    ) -> Result<ClassWeights> {
+        if rows.checked_mul(classes).is_none_or(|n| n > u32::MAX as usize) {
+            return Err(Error::InvalidShape {
+                shape: vec![rows, classes],
+                why: "positive weights read at most 2^32 - 1 targets".into(),
+            });
+        }
+        self.weights_plan(rows, classes, 0, scheme, momentum, true)
+    }
+
+    fn weights_plan(
+        &self,
+        rows: usize,
+        classes: usize,
+        ignore_index: i32,
+        scheme: WeightScheme,
+        momentum: Option<f32>,
+        multi_hot: bool,
     ) -> Result<ClassWeights> {
         let invalid = |name: &'static str, value: f32, requirement: &'static str| Error::InvalidParameter {
             loss: "class_weights",
@@ -137,12 +173,14 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let inputs = if multi_hot { rows * classes } else { rows };
         Ok(ClassWeights {
             gpu: self.clone(),
             rows,
             classes,
             momentum,
-            groups: (rows as u64).div_ceil(WG_SIZE as u64).clamp(1, MAX_GROUPS as u64) as u32,
+            multi_hot,
+            groups: (inputs as u64).div_ceil(WG_SIZE as u64).clamp(1, MAX_GROUPS as u64) as u32,
             params: uniform(self, "fused-loss class-weight params", &params),
             counts,
         })
@@ -154,19 +192,23 @@ impl Gpu {
 pub fn shader_variants() -> Vec<(&'static str, &'static str, Defines)> {
     let mut out = Vec::new();
     for ema in [false, true] {
-        let defines: Defines = if ema { [("EMA".to_string(), String::new())].into() } else { Defines::new() };
-        for entry in ["count_classes", "class_weights"] {
-            out.push(("classification/class_weights", entry, defines.clone()));
+        for multi_hot in [false, true] {
+            let flags = [ema.then_some("EMA"), multi_hot.then_some("MULTI_HOT")];
+            let defines: Defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
+            for entry in ["count_classes", "class_weights"] {
+                out.push(("classification/class_weights", entry, defines.clone()));
+            }
         }
     }
     out
 }
 
 impl ClassWeights {
-    /// Records the histogram of `labels` (`rows` i32) and writes `classes` f32 weights
-    /// into `weights`. With momentum, `frequencies` (`classes` f32, zeros at the start)
-    /// is read and updated: pass the same buffer every step. All checks happen before
-    /// anything is recorded.
+    /// Records the histogram of `labels` (`rows` i32; for [`Gpu::positive_weights`] the
+    /// `rows × classes` f32 targets) and writes `classes` f32 weights into `weights`.
+    /// With momentum, `frequencies` (`classes` f32, or 2 × `classes` for positive
+    /// weights; zeros at the start) is read and updated: pass the same buffer every step.
+    /// All checks happen before anything is recorded.
     pub fn encode(
         &self,
         encoder: &mut wgpu::CommandEncoder,
@@ -176,12 +218,17 @@ impl ClassWeights {
     ) -> Result<()> {
         let gpu = &self.gpu;
         let classes = self.classes as u64;
-        check_slice(gpu, "labels", &labels, self.rows as u64 * ELEM_BYTES)?;
+        let (argument, inputs) = self.inputs();
+        check_slice(gpu, argument, &labels, inputs * ELEM_BYTES)?;
         check_slice(gpu, "weights", &weights, classes * ELEM_BYTES)?;
         let mut defines = Defines::new();
+        if self.multi_hot {
+            defines.insert("MULTI_HOT".into(), String::new());
+        }
+        let state = if self.multi_hot { 2 * classes } else { classes };
         match (&frequencies, self.momentum) {
             (Some(slice), Some(_)) => {
-                check_slice(gpu, "frequencies", slice, classes * ELEM_BYTES)?;
+                check_slice(gpu, "frequencies", slice, state * ELEM_BYTES)?;
                 defines.insert("EMA".into(), String::new());
             }
             (None, None) => {}
@@ -206,16 +253,12 @@ impl ClassWeights {
             gpu,
             "fused-loss class counts",
             &count,
-            vec![
-                (0, self.params.as_entire_buffer_binding()),
-                (1, sub(&labels, 0, self.rows.max(1) as u64)),
-                (2, counts.clone()),
-            ],
+            vec![(0, self.params.as_entire_buffer_binding()), (1, sub(&labels, 0, inputs.max(1))), (2, counts.clone())],
         );
         let mut entries =
             vec![(0, self.params.as_entire_buffer_binding()), (2, counts), (4, sub(&weights, 0, classes))];
         if let Some(slice) = &frequencies {
-            entries.push((3, sub(slice, 0, classes)));
+            entries.push((3, sub(slice, 0, state)));
         }
         let weigh_group = bind_group(gpu, "fused-loss class weights", &weigh, entries);
         encoder.clear_buffer(&self.counts, 0, None);
@@ -223,14 +266,53 @@ impl ClassWeights {
         Ok(())
     }
 
+    /// The operand the plan reads and its length: labels, or multi-hot targets.
+    fn inputs(&self) -> (&'static str, u64) {
+        if self.multi_hot {
+            ("targets", (self.rows * self.classes) as u64)
+        } else {
+            ("labels", self.rows as u64)
+        }
+    }
+
     /// Host convenience: uploads `labels`, computes, reads the weights back. With
     /// momentum, `frequencies` is the running state (start with zeros) and is updated.
     pub fn compute(&self, labels: &[i32], frequencies: Option<&mut [f32]>) -> Result<Vec<f32>> {
-        if labels.len() != self.rows {
+        if self.multi_hot {
+            return Err(Error::UnsupportedArgument {
+                loss: "positive_weights",
+                argument: "integer labels (it reads multi-hot targets: use compute_positive)",
+            });
+        }
+        self.run(bytemuck::cast_slice(labels), labels.len(), frequencies)
+    }
+
+    /// Host convenience of [`Gpu::positive_weights`]: `targets` is `rows × classes` f32.
+    pub fn compute_positive(&self, targets: &[f32], frequencies: Option<&mut [f32]>) -> Result<Vec<f32>> {
+        if !self.multi_hot {
+            return Err(Error::UnsupportedArgument {
+                loss: "class_weights",
+                argument: "multi-hot targets (it reads integer labels: use compute)",
+            });
+        }
+        self.run(bytemuck::cast_slice(targets), targets.len(), frequencies)
+    }
+
+    fn run(&self, input: &[u8], len: usize, frequencies: Option<&mut [f32]>) -> Result<Vec<f32>> {
+        let (argument, want) = self.inputs();
+        if len as u64 != want {
             return Err(Error::LengthMismatch {
-                argument: "labels",
-                expected: format!("{} (the plan's rows)", self.rows),
-                actual: labels.len(),
+                argument,
+                expected: format!("{want} (the plan's rows{})", if self.multi_hot { " × classes" } else { "" }),
+                actual: len,
+            });
+        }
+        let state = if self.multi_hot { 2 * self.classes } else { self.classes };
+        if let Some(f) = frequencies.as_ref().filter(|f| f.len() != state) {
+            return Err(Error::LengthMismatch {
+                argument: "frequencies",
+                expected: format!("{state} (the running counts)"),
+                actual: f.len(),
             });
         }
         let device = self.gpu.device();
@@ -243,8 +325,8 @@ impl ClassWeights {
             })
         };
         // A zero-row call still binds one word.
-        let label_bytes: Vec<u8> = if labels.is_empty() { vec![0; 4] } else { bytemuck::cast_slice(labels).to_vec() };
-        let labels_buffer = upload("labels", &label_bytes);
+        let label_bytes: Vec<u8> = if input.is_empty() { vec![0; 4] } else { input.to_vec() };
+        let labels_buffer = upload(argument, &label_bytes);
         let frequencies_buffer = frequencies.as_ref().map(|f| upload("frequencies", bytemuck::cast_slice(f)));
         let weights = upload("weights", &vec![0u8; self.classes * 4]);
         let mut encoder = device.create_command_encoder(&Default::default());
@@ -255,15 +337,16 @@ impl ClassWeights {
             weights.slice(..),
         )?;
         let bytes = self.classes as u64 * 4;
+        let state_bytes = state as u64 * 4;
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("class weights readback"),
-            size: bytes * 2,
+            size: bytes + state_bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         encoder.copy_buffer_to_buffer(&weights, 0, &readback, 0, bytes);
         if let Some(b) = &frequencies_buffer {
-            encoder.copy_buffer_to_buffer(b, 0, &readback, bytes, bytes);
+            encoder.copy_buffer_to_buffer(b, 0, &readback, bytes, state_bytes);
         }
         self.gpu.queue().submit([encoder.finish()]);
         let data = pollster::block_on(crate::read_back(device, &readback))?;

@@ -15,6 +15,12 @@
 // and w_c = raw_c · K / Σ raw over the K classes present (n_c > 0); absent classes get 0.
 // The scale cancels in a `mean` of weighted cross-entropy (÷ Σ w_y); normalising to
 // Σ w = K keeps `sum` at the loss's unweighted size, as Cui et al. do.
+//
+// MULTI_HOT: BCE's per-class `pos_weight` from multi-hot targets (rows × classes f32,
+// binding 1): P_c counts the targets >= 0.5 of class c, N_c = rows - P_c (with EMA both
+// run, f_c and f_(classes + c)), and w_c = raw(P_c) / raw(N_c), the weight of a positive
+// relative to a negative (inverse frequency: N_c / P_c, PyTorch's recipe); 1 when a class
+// has no positives or no negatives. Not normalised: pos_weight is a ratio.
 
 #import lib/reduce
 #import lib/numerics
@@ -33,7 +39,11 @@ struct Params {
 const LOCAL_BINS: u32 = 1024u;
 
 @group(0) @binding(0) var<uniform> params: Params;
+#if MULTI_HOT
+@group(0) @binding(1) var<storage, read> targets: array<f32>;
+#else
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
 #if EMA
 @group(0) @binding(3) var<storage, read_write> frequencies: array<f32>;
@@ -49,11 +59,24 @@ fn count_classes(
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
     let local = params.classes <= LOCAL_BINS;
-    for (var r = gid.x; r < params.rows; r += groups.x * WG_SIZE) {
+#if MULTI_HOT
+    // Elements of the (rows, classes) targets; the host keeps their count within u32.
+    let count = params.rows * params.classes;
+#else
+    let count = params.rows;
+#endif
+    for (var r = gid.x; r < count; r += groups.x * WG_SIZE) {
+#if MULTI_HOT
+        if (!(targets[r] >= 0.5)) {
+            continue;
+        }
+        let label = i32(r % params.classes);
+#else
         let label = labels[r];
         if (label == params.ignore_index || label < 0 || u32(label) >= params.classes) {
             continue;
         }
+#endif
         if (local) {
             atomicAdd(&local_counts[u32(label)], 1u);
         } else {
@@ -100,6 +123,30 @@ fn class_count(c: u32) -> f32 {
 #endif
 }
 
+#if MULTI_HOT
+// Negatives of class c: rows - P_c, or with EMA their running count.
+fn negative_count(c: u32) -> f32 {
+    let n = f32(params.rows - atomicLoad(&counts[c]));
+#if EMA
+    return params.momentum * frequencies[params.classes + c] + (1.0 - params.momentum) * n;
+#else
+    return n;
+#endif
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn class_weights(@builtin(local_invocation_id) lid: vec3<u32>) {
+    for (var c = lid.x; c < params.classes; c += WG_SIZE) {
+        let positives = class_count(c);
+        let negatives = negative_count(c);
+        weights[c] = select(1.0, raw_weight(positives) / raw_weight(negatives), positives > 0.0 && negatives > 0.0);
+#if EMA
+        frequencies[c] = positives;
+        frequencies[params.classes + c] = negatives;
+#endif
+    }
+}
+#else
 @compute @workgroup_size(WG_SIZE)
 fn class_weights(@builtin(local_invocation_id) lid: vec3<u32>) {
     // Σ raw and K over the classes, in a fixed order (grid-stride, then the tree).
@@ -119,3 +166,4 @@ fn class_weights(@builtin(local_invocation_id) lid: vec3<u32>) {
 #endif
     }
 }
+#endif

@@ -219,6 +219,40 @@ pub fn class_weights(
     raw.iter().map(|r| r * scale).collect()
 }
 
+/// BCE `pos_weight` from multi-hot `targets` (`classes` per row, ≥ 0.5 is a positive),
+/// the f64 twin of [`crate::Gpu::positive_weights`]: per class `P_c` positives and
+/// `N_c = rows − P_c` negatives, with `ema = Some((state, m))` both running first
+/// (`state` holds positives then negatives); `raw(P_c) / raw(N_c)`, 1 when either is 0.
+pub fn positive_weights(
+    targets: &[f32],
+    classes: usize,
+    scheme: crate::WeightScheme,
+    ema: Option<(&mut [f64], f64)>,
+) -> Vec<f64> {
+    let rows = targets.len() / classes.max(1);
+    let mut positives = vec![0.0f64; classes];
+    for (i, &t) in targets.iter().enumerate() {
+        if t >= 0.5 {
+            positives[i % classes] += 1.0;
+        }
+    }
+    let mut negatives: Vec<f64> = positives.iter().map(|p| rows as f64 - p).collect();
+    if let Some((state, momentum)) = ema {
+        let (running_pos, running_neg) = state.split_at_mut(classes);
+        for (f, n) in
+            running_pos.iter_mut().zip(positives.iter_mut()).chain(running_neg.iter_mut().zip(negatives.iter_mut()))
+        {
+            *f = momentum * *f + (1.0 - momentum) * *n;
+            *n = *f;
+        }
+    }
+    positives
+        .iter()
+        .zip(&negatives)
+        .map(|(&p, &n)| if p > 0.0 && n > 0.0 { scheme.raw(p) / scheme.raw(n) } else { 1.0 })
+        .collect()
+}
+
 /// Runs `work` on the operands as the GPU stores them: input and target values rounded
 /// to `inputs.dtype`.
 fn with_stored_values<R>(inputs: &Inputs, work: impl FnOnce(&Inputs) -> R) -> R {
