@@ -30,6 +30,31 @@ fn labels(rows: usize, classes: usize, seed: u32) -> Vec<i32> {
         .collect()
 }
 
+/// A storage buffer holding `data`.
+fn storage_buffer(gpu: &fused_loss::Gpu, data: &[u8]) -> wgpu::Buffer {
+    gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: data,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+/// Submits `encoder` with a copy of the `LossStats` in `stats` appended, and reads it back.
+fn submit_and_read_stats(gpu: &fused_loss::Gpu, mut encoder: wgpu::CommandEncoder, stats: &wgpu::Buffer) -> LossStats {
+    let readback = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: LossStats::SIZE,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    encoder.copy_buffer_to_buffer(stats, 0, &readback, 0, LossStats::SIZE);
+    gpu.queue().submit([encoder.finish()]);
+    let slice = readback.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    gpu.device().poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    bytemuck::pod_read_unaligned(&slice.get_mapped_range().unwrap())
+}
+
 fn assert_close(got: &[f32], want: &[f64], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (c, (&g, &w)) in got.iter().zip(want).enumerate() {
@@ -86,15 +111,10 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
         .collect::<Vec<_>>();
     let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
     let device = gpu.device();
-    let buffer = |data: &[u8], usage: wgpu::BufferUsages| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: data, usage })
-    };
-    let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-    let (logits_b, labels_b) =
-        (buffer(bytemuck::cast_slice(&logits), storage), buffer(bytemuck::cast_slice(&labels), storage));
-    let weights_b = buffer(&vec![0; classes * 4], storage);
-    let grad_b = buffer(&vec![0; rows * classes * 4], storage);
-    let stats_b = buffer(&[0; LossStats::SIZE as usize], storage);
+    let buffer = |data: &[u8]| storage_buffer(&gpu, data);
+    let (logits_b, labels_b) = (buffer(bytemuck::cast_slice(&logits)), buffer(bytemuck::cast_slice(&labels)));
+    let (weights_b, grad_b) = (buffer(&vec![0; classes * 4]), buffer(&vec![0; rows * classes * 4]));
+    let stats_b = buffer(&[0; LossStats::SIZE as usize]);
     let scheme = WeightScheme::InverseSqrt;
     let weigh = gpu.class_weights(rows, classes, -100, scheme, None).unwrap();
     let loss = gpu.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
@@ -103,18 +123,7 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
     let bindings = Bindings::new(logits_b.slice(..), labels_b.slice(..), grad_b.slice(..), stats_b.slice(..))
         .weight(weights_b.slice(..));
     loss.encode(&mut encoder, &bindings).unwrap();
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: LossStats::SIZE,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    encoder.copy_buffer_to_buffer(&stats_b, 0, &readback, 0, LossStats::SIZE);
-    gpu.queue().submit([encoder.finish()]);
-    let slice = readback.slice(..);
-    slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let stats: LossStats = bytemuck::pod_read_unaligned(&slice.get_mapped_range().unwrap());
+    let stats = submit_and_read_stats(&gpu, encoder, &stats_b);
     let weights: Vec<f32> =
         cpu::class_weights(&labels, classes, -100, scheme, None).into_iter().map(|w| w as f32).collect();
     let want = cpu::compute(
@@ -217,13 +226,7 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let targets = multi_hot(rows, classes, 3);
     let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
     let device = gpu.device();
-    let buffer = |data: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: data,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-    };
+    let buffer = |data: &[u8]| storage_buffer(&gpu, data);
     let (logits_b, targets_b) = (buffer(bytemuck::cast_slice(&logits)), buffer(bytemuck::cast_slice(&targets)));
     let (weights_b, grad_b) = (buffer(&vec![0; classes * 4]), buffer(&vec![0; rows * classes * 4]));
     let stats_b = buffer(&[0; LossStats::SIZE as usize]);
@@ -235,18 +238,7 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let bindings = Bindings::new(logits_b.slice(..), targets_b.slice(..), grad_b.slice(..), stats_b.slice(..))
         .pos_weight(weights_b.slice(..));
     loss.encode(&mut encoder, &bindings).unwrap();
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: LossStats::SIZE,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    encoder.copy_buffer_to_buffer(&stats_b, 0, &readback, 0, LossStats::SIZE);
-    gpu.queue().submit([encoder.finish()]);
-    let slice = readback.slice(..);
-    slice.map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let stats: LossStats = bytemuck::pod_read_unaligned(&slice.get_mapped_range().unwrap());
+    let stats = submit_and_read_stats(&gpu, encoder, &stats_b);
     let pos_weight: Vec<f32> =
         cpu::positive_weights(&targets, classes, scheme, None).into_iter().map(|w| w as f32).collect();
     let inputs = Inputs::new(&logits, &targets).shape(&[rows, classes]).pos_weight(&pos_weight);

@@ -227,11 +227,6 @@ pub(crate) struct SoftmaxPlan {
     finalize_params: wgpu::Buffer,
 }
 
-/// Bytes of one batch item of f32 (or i32) per element.
-fn item_bytes_for_step(classes: u64, inner: u64) -> u64 {
-    classes * inner * ELEM_BYTES
-}
-
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -272,7 +267,7 @@ impl SoftmaxPlan {
         let mut step = a / gcd(a, b) * b;
         if variant.labels_per_row(classes as usize) > 1 {
             // Lists of C labels per row: their chunks start where an f32 item's would.
-            let c = step_for(item_bytes_for_step(classes, inner));
+            let c = step_for(item_bytes);
             step = step / gcd(step, c) * c;
         }
         let items_per_chunk = max_binding.checked_div(item_bytes).map_or(batch.max(1), |n| n / step * step);
@@ -445,7 +440,7 @@ impl SoftmaxPlan {
 
         let pipeline = gpu.pipeline(spec.shader, self.kernel.entry(), &defines)?;
         let finalize = gpu.pipeline("finalize", "finalize", &finalize_defines)?;
-        let count_labels: Vec<_> = if labels {
+        let count_labels = if labels {
             let pipeline = gpu.pipeline("classification/labels", "count_labels", &label_defines)?;
             let groups = self
                 .label_passes
@@ -462,9 +457,9 @@ impl SoftmaxPlan {
                     bind_group(gpu, "fused-loss labels", &pipeline, entries)
                 })
                 .collect::<Vec<_>>();
-            groups.into_iter().map(|g| (pipeline.clone(), g)).collect()
+            Some((pipeline, groups))
         } else {
-            Vec::new()
+            None
         };
         let item = classes * inner;
         let groups: Vec<wgpu::BindGroup> = self
@@ -513,8 +508,8 @@ impl SoftmaxPlan {
         let finalize_group = bind_group(gpu, "fused-loss finalize", &finalize, finalize_entries);
 
         let mut dispatches = Vec::new();
-        for (pipeline, group) in &count_labels {
-            dispatches.push((pipeline, group, 1));
+        if let Some((pipeline, groups)) = &count_labels {
+            dispatches.extend(groups.iter().map(|group| (pipeline, group, 1)));
         }
         dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)));
         dispatches.push((&finalize, &finalize_group, 1));
