@@ -41,15 +41,6 @@ var<workgroup> wg_active: array<atomic<u32>, WG_SIZE>;
 // Set in row_per_workgroup: the row is shared by the workgroup, wg_active is counted.
 var<private> cooperative: bool;
 
-// The row's labels up to the first -1: how many there are.
-fn list_length(row: Row) -> u32 {
-    var k = 0u;
-    while (k < params.classes && labels[row.labels_base + k] >= 0) {
-        k++;
-    }
-    return k;
-}
-
 // How many times class c is listed among the first k labels.
 fn times_listed(row: Row, k: u32, c: u32) -> u32 {
     return listing(row, k, c).x;
@@ -117,7 +108,7 @@ fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
     r.wx += weight_of(c) * (positive + negative);
 #endif
 #if ML_MARGIN
-    let k = list_length(row);
+    let k = row.listed;
     if (times_listed(row, k, c) == 0u) {
         r.wx += hinges_against_list(row, k, x, cooperative).x;
     }
@@ -153,7 +144,7 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
     return weight_of(c) * (sigmoid(x) - target_value(row, c)) * per_class * row.scale;
 #endif
 #if ML_MARGIN
-    let k = list_length(row);
+    let k = row.listed;
     let listed = listing(row, k, c);
     if (listed.x == 0u) {
         return hinges_against_list(row, k, x, false).y * per_class * row.scale;

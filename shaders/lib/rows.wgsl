@@ -88,14 +88,20 @@ struct Row {
     label_logit: f32,
     // d(reduced loss)/d(row loss): the mean's 1/denominator times upstream.
     scale: f32,
-    // LABEL_LISTS: where the row's C labels start.
+    // LABEL_LISTS: where the row's C labels start, and how many come before the first -1.
     labels_base: u32,
+    listed: u32,
 }
 
 fn row_setup(r: u32) -> Row {
     let n = r / params.inner;
     let s = r - n * params.inner;
-    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, 0.0, params.host_scale, r * params.classes);
+    var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, 0.0, params.host_scale, r * params.classes, 0u);
+#if LABEL_LISTS
+    while (row.listed < params.classes && labels[row.labels_base + row.listed] >= 0) {
+        row.listed++;
+    }
+#endif
 #if !TARGET_VALUES && !LABEL_LISTS
     let label = labels[r];
     row.ignored = (params.has_ignore != 0u && label == params.ignore_index) || label < 0
