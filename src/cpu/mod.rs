@@ -207,16 +207,21 @@ pub fn class_weights(
         }
     }
     if let Some((state, momentum)) = ema {
-        for (f, n) in state.iter_mut().zip(counts.iter_mut()) {
-            *f = momentum * *f + (1.0 - momentum) * *n;
-            *n = *f;
-        }
+        run_counts(state, &mut counts, momentum);
     }
     let raw: Vec<f64> = counts.iter().map(|&n| scheme.raw(n)).collect();
     let present = counts.iter().filter(|&&n| n > 0.0).count() as f64;
     let total: f64 = raw.iter().sum();
     let scale = if total > 0.0 { present / total } else { 0.0 };
     raw.iter().map(|r| r * scale).collect()
+}
+
+/// The running counts of the class-weight twins: `f ← m f + (1 − m) n`, then `n = f`.
+fn run_counts(state: &mut [f64], counts: &mut [f64], momentum: f64) {
+    for (f, n) in state.iter_mut().zip(counts) {
+        *f = momentum * *f + (1.0 - momentum) * *n;
+        *n = *f;
+    }
 }
 
 /// BCE `pos_weight` from multi-hot `targets` (`classes` per row, ≥ 0.5 is a positive),
@@ -238,13 +243,9 @@ pub fn positive_weights(
     }
     let mut negatives: Vec<f64> = positives.iter().map(|p| rows as f64 - p).collect();
     if let Some((state, momentum)) = ema {
-        let (running_pos, running_neg) = state.split_at_mut(classes);
-        for (f, n) in
-            running_pos.iter_mut().zip(positives.iter_mut()).chain(running_neg.iter_mut().zip(negatives.iter_mut()))
-        {
-            *f = momentum * *f + (1.0 - momentum) * *n;
-            *n = *f;
-        }
+        let (running_positives, running_negatives) = state.split_at_mut(classes);
+        run_counts(running_positives, &mut positives, momentum);
+        run_counts(running_negatives, &mut negatives, momentum);
     }
     positives
         .iter()
