@@ -18,13 +18,13 @@ use fused_loss::{cpu, registry, DType, Gpu, Loss, Reduction};
 /// Bytes the rotating input sets cover together.
 const ROTATION_BYTES: u64 = 64 << 20;
 
-fn shapes(loss: Loss) -> Vec<&'static [usize]> {
+fn shapes(loss: &Loss) -> Vec<&'static [usize]> {
     let all = if loss.spec().is_row_wise() { CRITERION_ROWS } else { CRITERION_ELEMENTWISE };
     all.iter().copied().filter(|dims| bench::applies(&loss, dims)).collect()
 }
 
 /// Input sets for `loss` on `dims`: enough (at least 2, at most 16) to exceed the cache.
-fn rotation(loss: Loss, dims: &[usize]) -> (u64, Vec<fused_loss::check::CaseData>) {
+fn rotation(loss: &Loss, dims: &[usize]) -> (u64, Vec<fused_loss::check::CaseData>) {
     let first = Case::new(loss, Reduction::Mean, dims, 0).data();
     let bytes = bench::effective_bytes(&first, DType::F32);
     let sets = ROTATION_BYTES.div_ceil(bytes).clamp(2, 16);
@@ -40,9 +40,9 @@ fn label(dims: &[usize]) -> String {
 fn cpu_group(c: &mut Criterion) {
     let mut group = c.benchmark_group("cpu");
     for loss in registry() {
-        for dims in shapes(loss) {
-            let (bytes, data) = rotation(loss, dims);
-            let case = Case::new(loss, Reduction::Mean, dims, 0);
+        for dims in shapes(&loss) {
+            let (bytes, data) = rotation(&loss, dims);
+            let case = Case::new(&loss, Reduction::Mean, dims, 0);
             group.throughput(Throughput::Bytes(bytes));
             let mut next = 0;
             group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {
@@ -70,10 +70,10 @@ fn gpu_group(c: &mut Criterion) {
     floor.finish();
     let mut group = c.benchmark_group("gpu");
     for loss in registry() {
-        for dims in shapes(loss) {
-            let (bytes, data) = rotation(loss, dims);
+        for dims in shapes(&loss) {
+            let (bytes, data) = rotation(&loss, dims);
             let calls: Vec<GpuCall> =
-                data.iter().map(|d| GpuCall::new(&gpu, loss, dims, d, DType::F32).unwrap()).collect();
+                data.iter().map(|d| GpuCall::new(&gpu, &loss, dims, d, DType::F32).unwrap()).collect();
             group.throughput(Throughput::Bytes(bytes));
             let mut next = 0;
             group.bench_function(BenchmarkId::new(loss.name(), label(dims)), |b| {

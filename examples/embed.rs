@@ -39,13 +39,8 @@ fn main() -> Result<(), fused_loss::Error> {
     let pred = init("pred", &vec![0.0; n]);
     let target = init("target", &target);
     let grad = init("grad", &vec![0.0; n]);
-    let stats = init("stats", &[0.0; 4]);
-    let readback = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("readback"),
-        size: LossStats::SIZE,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
+    // LossStats::SIZE (32) bytes; COPY_SRC so that `read_stats` can copy it out.
+    let stats = init("stats", &[0.0; LossStats::SIZE as usize / 4]);
 
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("sgd"),
@@ -69,7 +64,7 @@ fn main() -> Result<(), fused_loss::Error> {
     });
 
     // Validate and prepare once; record every step.
-    let plan = gpu.plan(&Loss::Huber { delta: 0.5 }, Reduction::Mean, &Shape::elementwise(n))?;
+    let plan = gpu.plan(&Loss::huber().delta(0.5), Reduction::Mean, &Shape::elementwise(n))?;
     for step in 0..=100 {
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &Bindings::new(pred.slice(..), target.slice(..), grad.slice(..), stats.slice(..)))?;
@@ -79,18 +74,10 @@ fn main() -> Result<(), fused_loss::Error> {
             pass.set_bind_group(0, &sgd_group, &[]);
             pass.dispatch_workgroups((n as u32).div_ceil(256), 1, 1);
         }
-        let report = step % 25 == 0;
-        if report {
-            encoder.copy_buffer_to_buffer(&stats, 0, &readback, 0, LossStats::SIZE);
-        }
         queue.submit([encoder.finish()]);
-        if report {
-            readback.slice(..).map_async(wgpu::MapMode::Read, |r| r.expect("map"));
-            device.poll(wgpu::PollType::wait_indefinitely())?;
-            let stats: LossStats =
-                bytemuck::pod_read_unaligned(&readback.slice(..).get_mapped_range().expect("mapped"));
-            readback.unmap();
-            println!("step {step:>3}: huber loss {:.6}", stats.value);
+        if step % 25 == 0 {
+            // The loss of this step (the stats come before the SGD update in the encoder).
+            println!("step {step:>3}: huber loss {:.6}", gpu.read_stats(stats.slice(..))?.value);
         }
     }
     Ok(())

@@ -111,38 +111,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         contents: &[0; CLASSES * 4],
         usage: linear::STORAGE,
     });
-    let ce = Loss::CROSS_ENTROPY;
-    let focal = Loss::Focal { gamma: 2.0, ignore_index: -100 };
+    let ce: Loss = Loss::cross_entropy().into();
+    let focal: Loss = Loss::focal().gamma(2.0).into();
     let part_a = [
-        Run { name: "cross-entropy", loss: ce, weights: Weights::None },
-        Run { name: "weighted CE (1/n)", loss: ce, weights: Weights::FromLabels(WeightScheme::InverseFrequency) },
-        Run { name: "focal γ=2", loss: focal, weights: Weights::None },
+        Run { name: "cross-entropy", loss: ce.clone(), weights: Weights::None },
+        Run {
+            name: "weighted CE (1/n)",
+            loss: ce.clone(),
+            weights: Weights::FromLabels(WeightScheme::InverseFrequency),
+        },
+        Run { name: "focal γ=2", loss: focal.clone(), weights: Weights::None },
         Run {
             name: "focal γ=2 + eff. number",
-            loss: focal,
+            loss: focal.clone(),
             weights: Weights::FromLabels(WeightScheme::EffectiveNumber { beta: 0.999 }),
         },
     ];
     let part_b = [
-        Run { name: "cross-entropy (noisy)", loss: ce, weights: Weights::None },
+        Run { name: "cross-entropy (noisy)", loss: ce.clone(), weights: Weights::None },
         Run {
             name: "GCE q=0.7 (noisy)",
-            loss: Loss::GeneralizedCrossEntropy { q: 0.7, ignore_index: -100 },
+            loss: Loss::generalized_cross_entropy().q(0.7).into(),
             weights: Weights::None,
         },
         Run {
             name: "SCE α=0.1 β=1 (noisy)",
-            loss: Loss::SymmetricCrossEntropy { alpha: 0.1, beta: 1.0, log_zero: -4.0, ignore_index: -100 },
+            loss: Loss::symmetric_cross_entropy().alpha(0.1).beta(1.0).log_zero(-4.0).into(),
             weights: Weights::None,
         },
         Run {
             name: "soft bootstrap β=0.95 (noisy)",
-            loss: Loss::SoftBootstrap { beta: 0.95, ignore_index: -100 },
+            loss: Loss::soft_bootstrap().beta(0.95).into(),
             weights: Weights::None,
         },
         Run {
             name: "hard bootstrap β=0.8 (noisy)",
-            loss: Loss::HardBootstrap { beta: 0.8, ignore_index: -100 },
+            loss: Loss::hard_bootstrap().beta(0.8).into(),
             weights: Weights::None,
         },
     ];

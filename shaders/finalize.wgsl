@@ -15,6 +15,12 @@ struct FinalizeParams {
     denominator: f32,
     // 1 when the reduction is mean and the denominator is on the GPU.
     mean_from_denoms: u32,
+    // Rows (elements) that count, when the host knows them.
+    kept: u32,
+    // 1 when the kept rows are those the label pre-pass counted (ignore_index skipped).
+    kept_from_denoms: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 struct LossStats {
@@ -23,9 +29,9 @@ struct LossStats {
     invalid: u32,
     denominator: f32,
     correct: u32,
+    kept: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: FinalizeParams;
@@ -47,13 +53,17 @@ fn finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
         var scale = params.scale;
         var denominator = params.denominator;
         var invalid = total.invalid;
+        var kept = params.kept;
 #if DENOMS
         invalid += denoms.invalid;
+        if (params.kept_from_denoms != 0u) {
+            kept = denoms.count;
+        }
         if (params.mean_from_denoms != 0u) {
             denominator = denoms.weight_sum;
             scale = 1.0 / denominator;
         }
 #endif
-        stats = LossStats(total.sum * scale, total.nonfinite, invalid, denominator, total.count, 0u, 0u, 0u);
+        stats = LossStats(total.sum * scale, total.nonfinite, invalid, denominator, total.count, kept, 0u, 0u);
     }
 }

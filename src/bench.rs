@@ -51,11 +51,11 @@ pub fn suite(suite: Suite) -> Vec<(Loss, Vec<usize>, DType)> {
             .filter(|dims| applies(&loss, dims))
             .collect();
         for (i, dims) in shapes.iter().enumerate() {
-            out.push((loss, dims.to_vec(), DType::F32));
+            out.push((loss.clone(), dims.to_vec(), DType::F32));
             match suite {
-                Suite::Large => out.push((loss, dims.to_vec(), DType::BF16)),
+                Suite::Large => out.push((loss.clone(), dims.to_vec(), DType::BF16)),
                 Suite::Default if i + 1 == shapes.len() => {
-                    out.extend([DType::BF16, DType::F16].map(|dtype| (loss, dims.to_vec(), dtype)))
+                    out.extend([DType::BF16, DType::F16].map(|dtype| (loss.clone(), dims.to_vec(), dtype)))
                 }
                 Suite::Default => {}
             }
@@ -310,7 +310,8 @@ struct PartCall {
 
 impl GpuCall {
     /// Uploads `data` as `dtype` and plans `loss` (mean) on `dims`.
-    pub fn new(gpu: &Gpu, loss: Loss, dims: &[usize], data: &check::CaseData, dtype: DType) -> Result<Self> {
+    pub fn new(gpu: &Gpu, loss: impl Into<Loss>, dims: &[usize], data: &check::CaseData, dtype: DType) -> Result<Self> {
+        let loss = loss.into();
         let device = gpu.device();
         let init = |bytes: &[u8]| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -399,7 +400,7 @@ impl GpuCall {
 }
 
 fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Duration, large: bool) -> Result<Row> {
-    let case = Case { dtype, ..Case::new(loss, Reduction::Mean, dims, 7) };
+    let case = Case { dtype, ..Case::new(loss.clone(), Reduction::Mean, dims, 7) };
     let data = case.data();
     let bytes = effective_bytes(&data, dtype);
     let typed = dtype.bytes(data.input.len() as u64);
@@ -479,7 +480,7 @@ pub fn run(gpu: &Gpu, which: Suite, losses: &[String], dtypes: &[DType]) -> Resu
         } else {
             eprintln!("{line}");
         }
-        rows.push(bench_row(gpu, *loss, dims, *dtype, budget, which == Suite::Large)?);
+        rows.push(bench_row(gpu, loss.clone(), dims, *dtype, budget, which == Suite::Large)?);
     }
     eprintln!("{}[{}] {} rows done", if terminal { "\r" } else { "" }, "#".repeat(20), cases.len());
     Ok(Report {

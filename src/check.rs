@@ -63,9 +63,9 @@ pub struct Case {
 
 impl Case {
     /// A case with no optional operands.
-    pub fn new(loss: Loss, reduction: Reduction, dims: &[usize], seed: u64) -> Self {
+    pub fn new(loss: impl Into<Loss>, reduction: Reduction, dims: &[usize], seed: u64) -> Self {
         Case {
-            loss,
+            loss: loss.into(),
             reduction,
             dims: dims.to_vec(),
             weight: WeightKind::None,
@@ -76,6 +76,42 @@ impl Case {
             dtype: DType::F32,
             in_place: false,
         }
+    }
+}
+
+impl Case {
+    /// A name for the case as a test: `loss::{params}::reduction::dtype::dims[::options]::seed`,
+    /// e.g. `huber::{delta:0.5}::mean::f32::257::upstream::seed24337`. No spaces, so that a
+    /// test filter can name any prefix of it.
+    pub fn test_name(&self) -> String {
+        let debug = format!("{:?}", self.loss);
+        let params = debug.find('{').map_or(String::new(), |i| format!("::{}", debug[i..].replace(' ', "")));
+        let dims: Vec<String> = self.dims.iter().map(|d| d.to_string()).collect();
+        let mut name =
+            format!("{}{params}::{}::{}::{}", self.loss.name(), self.reduction.name(), self.dtype, dims.join("x"));
+        let mut option = |o: &str| {
+            name += "::";
+            name += o;
+        };
+        match self.weight {
+            WeightKind::None => {}
+            WeightKind::PerElement => option("weight"),
+            WeightKind::LastDim => option("weight_last"),
+            WeightKind::PerClass => option("weight_class"),
+        }
+        if self.pos_weight {
+            option("pos_weight");
+        }
+        if self.upstream {
+            option("upstream");
+        }
+        if self.row_outputs {
+            option(if self.loss.spec().is_row_wise() { "lse_accuracy" } else { "per_class" });
+        }
+        if self.in_place {
+            option("in_place");
+        }
+        format!("{name}::seed{}", self.seed)
     }
 }
 
@@ -306,7 +342,7 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     let largest_input = data.input.iter().fold(1.0f64, |m, &x| if x.is_finite() { m.max((x as f64).abs()) } else { m });
     // Label functions multiply ln p_y's rounding by |dl/d ln p_y| (poly-1: up to 1 + ε,
     // SCE: α + β|A|), so their terms' scale is that much larger.
-    let sensitivity = label_sensitivity(&case.loss);
+    let sensitivity = case.loss.definition().sensitivity();
     let magnitude = if spec.is_row_wise() { largest_input + (shape.classes() as f64).ln() } else { largest_input };
     let magnitude = magnitude * sensitivity;
     let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() }.max(1) as f64;
@@ -356,17 +392,6 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     Agreement { value, grad, lse, per_class, counts_equal }
 }
 
-/// Bound on |dl/d ln p_y| / |d(−ln p_y)/d ln p_y| of a row-wise label function: how much
-/// more the rounding of ln p_y moves its loss and gradient than cross-entropy's.
-fn label_sensitivity(loss: &Loss) -> f64 {
-    match *loss {
-        Loss::Focal { gamma, .. } => 1.0 + gamma as f64,
-        Loss::SymmetricCrossEntropy { alpha, beta, log_zero, .. } => (alpha + beta * log_zero.abs()).max(1.0) as f64,
-        Loss::Poly1CrossEntropy { epsilon, .. } => 1.0 + epsilon.abs() as f64,
-        _ => 1.0,
-    }
-}
-
 /// Whether `gpu` must refuse `case` (f16 without `SHADER_F16`) rather than compute it.
 pub fn must_refuse(gpu: &Gpu, case: &Case) -> bool {
     case.dtype == DType::F16 && !gpu.features().contains(wgpu::Features::SHADER_F16)
@@ -387,38 +412,9 @@ pub fn run_case(gpu: &Gpu, case: &Case) -> Result<Agreement> {
 }
 
 /// The parameter settings a loss is checked with: the registry's, and for losses whose
-/// options change the kernel's arithmetic, the others that matter.
+/// options change the kernel's arithmetic, the others that matter (from its definition).
 pub fn variations(loss: Loss) -> Vec<Loss> {
-    match loss {
-        Loss::CrossEntropy { .. } => vec![
-            Loss::CROSS_ENTROPY,
-            loss,
-            // A valid class as ignore_index (padding id 0), with stronger smoothing.
-            Loss::CrossEntropy { ignore_index: 0, label_smoothing: 0.25, z_loss: 0.0, softcap: 0.0 },
-            // The LLM options: z-loss large enough to matter, a soft-cap inside the logits' range.
-            Loss::CrossEntropy { ignore_index: -100, label_smoothing: 0.1, z_loss: 0.01, softcap: 3.0 },
-        ],
-        Loss::CrossEntropySoft { .. } => vec![Loss::CrossEntropySoft { label_smoothing: 0.0 }, loss],
-        Loss::Nll { .. } => vec![Loss::NLL, Loss::Nll { ignore_index: 0 }],
-        Loss::KlDiv { .. } => vec![Loss::KlDiv { log_target: false }, Loss::KlDiv { log_target: true }],
-        // Liger's two special cases (forward and reverse KL) and a skewed mixture.
-        Loss::Jsd { .. } => vec![loss, Loss::Jsd { beta: 0.0 }, Loss::Jsd { beta: 1.0 }, Loss::Jsd { beta: 0.1 }],
-        // No alpha weighting with a fractional gamma (m^(gamma-1) grows as m -> 0), and
-        // gamma = 0 (BCE with logits times alpha_t).
-        // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class ignored.
-        Loss::Focal { .. } => {
-            vec![loss, Loss::Focal { gamma: 0.0, ignore_index: -100 }, Loss::Focal { gamma: 0.5, ignore_index: 0 }]
-        }
-        // q near the cross-entropy limit.
-        Loss::GeneralizedCrossEntropy { .. } => {
-            vec![loss, Loss::GeneralizedCrossEntropy { q: 1e-3, ignore_index: 0 }]
-        }
-        Loss::Poly1CrossEntropy { .. } => vec![loss, Loss::Poly1CrossEntropy { epsilon: -1.0, ignore_index: 0 }],
-        Loss::SigmoidFocal { .. } => {
-            vec![loss, Loss::SigmoidFocal { alpha: -1.0, gamma: 0.5 }, Loss::SigmoidFocal { alpha: 0.25, gamma: 0.0 }]
-        }
-        other => vec![other],
-    }
+    loss.definition().variations()
 }
 
 /// Elementwise sizes of the standard matrix.
@@ -483,7 +479,7 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                                 row_outputs,
                                 dtype,
                                 in_place,
-                                ..Case::new(loss, reduction, dims, seed)
+                                ..Case::new(loss.clone(), reduction, dims, seed)
                             });
                         }
                     }

@@ -189,7 +189,8 @@ impl Gpu {
 
 /// Every variant of the class-weights shader that [`ClassWeights::encode`] can ask for,
 /// as `(shader, entry point, defines)`, for validation ahead of time.
-pub fn shader_variants() -> Vec<(&'static str, &'static str, Defines)> {
+#[cfg(test)]
+pub(crate) fn shader_variants() -> Vec<(&'static str, &'static str, Defines)> {
     let mut out = Vec::new();
     for ema in [false, true] {
         for multi_hot in [false, true] {
@@ -355,5 +356,18 @@ impl ClassWeights {
             frequencies.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(f));
         }
         Ok(bytemuck::pod_collect_to_vec(w))
+    }
+}
+
+#[cfg(test)]
+mod mirrors {
+    use super::Params;
+    use crate::shader::assert_mirrors;
+
+    #[test]
+    fn uniform_struct_mirrors_the_shader() {
+        assert_mirrors!(Params, "classification/class_weights", "Params" {
+            rows: u32, classes: u32, ignore_index: i32, scheme: u32, beta: f32, momentum: f32,
+        });
     }
 }

@@ -23,7 +23,14 @@
 
 pub use wgpu;
 
+// The README's code is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+#[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod check;
 pub mod class_weights;
 mod context;
@@ -31,7 +38,7 @@ pub mod cpu;
 mod dtype;
 mod error;
 pub mod losses;
-pub mod shader;
+pub(crate) mod shader;
 mod split;
 
 pub use class_weights::{ClassWeights, WeightScheme};
@@ -69,7 +76,7 @@ pub struct Output {
 
 impl Gpu {
     /// Computes `loss` on host data: uploads, records, submits, reads back (blocking).
-    pub fn compute(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Output> {
+    pub fn compute(&self, loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs) -> Result<Output> {
         pollster::block_on(self.compute_async(loss, reduction, inputs))
     }
 
@@ -79,7 +86,14 @@ impl Gpu {
     /// `max_buffer_size`) are computed in parts of whole batch items, one after the
     /// other, each with its own buffers: a part is a `sum` call whose upstream gradient
     /// carries the whole call's mean scale, and the parts' results are joined on the host.
-    pub async fn compute_async(&self, loss: &Loss, reduction: Reduction, inputs: &Inputs<'_>) -> Result<Output> {
+    pub async fn compute_async(
+        &self,
+        loss: impl Into<Loss>,
+        reduction: Reduction,
+        inputs: &Inputs<'_>,
+    ) -> Result<Output> {
+        let loss = loss.into();
+        let loss = &loss;
         let spec = losses::check_inputs(loss, reduction, inputs)?;
         let shape = inputs.resolved_shape();
         let items_per_part = split::items_per_part(self, &shape);
@@ -205,6 +219,49 @@ impl Gpu {
         let per_class = per_class.and_then(|_| rest.next());
         let correct = inputs.want_accuracy.then_some(stats.correct);
         Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite, lse, correct, per_class })
+    }
+}
+
+impl Gpu {
+    /// Reads the [`LossStats`] a recorded call wrote into `stats`, after everything
+    /// submitted so far: copies its 32 bytes into a staging buffer, submits that copy
+    /// and waits for it (blocking; see [`Gpu::read_stats_async`]). The buffer needs
+    /// `COPY_SRC` usage besides `STORAGE`. Meant for reading the loss now and then, as a
+    /// training loop logs it; the recorded calls themselves never read anything back.
+    pub fn read_stats(&self, stats: wgpu::BufferSlice) -> Result<LossStats> {
+        pollster::block_on(self.read_stats_async(stats))
+    }
+
+    /// Async form of [`Gpu::read_stats`]. Polls the device itself.
+    pub async fn read_stats_async(&self, stats: wgpu::BufferSlice<'_>) -> Result<LossStats> {
+        let has = stats.buffer().usage();
+        if !has.contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::BufferUsage { argument: "stats", missing: wgpu::BufferUsages::COPY_SRC, has });
+        }
+        // The storage alignment `encode` already demands (a multiple of the copy's 4).
+        let alignment = self.limits().min_storage_buffer_offset_alignment;
+        if stats.offset() % alignment as u64 != 0 {
+            return Err(Error::MisalignedOffset { argument: "stats", offset: stats.offset(), alignment });
+        }
+        if stats.size() < LossStats::SIZE {
+            return Err(Error::BufferTooSmall { argument: "stats", required: LossStats::SIZE, actual: stats.size() });
+        }
+        let device = self.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fused-loss stats readback"),
+            size: LossStats::SIZE,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(stats.buffer(), stats.offset(), &staging, 0, LossStats::SIZE);
+        self.queue().submit([encoder.finish()]);
+        if let Some(error) = scope.pop().await {
+            return Err(Error::Wgpu(error.to_string()));
+        }
+        let data = read_back(device, &staging).await?;
+        Ok(bytemuck::pod_read_unaligned(&data))
     }
 }
 

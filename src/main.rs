@@ -78,6 +78,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    software_adapter_notice(gpu.adapter_info());
     match cli.command {
         Command::Info => {
             info(&gpu);
@@ -264,4 +265,23 @@ fn run_bench(
         println!("wrote {}", path.display());
     }
     Ok(report.rows.iter().filter(|r| r.status.starts_with("FAIL")).count())
+}
+
+/// Says up front when the only adapter is a software one: what it means for the numbers,
+/// and, on GL, the one-line install that brings lavapipe.
+fn software_adapter_notice(info: &wgpu::AdapterInfo) {
+    if info.device_type != wgpu::DeviceType::Cpu {
+        return;
+    }
+    eprintln!(
+        "note: {} is a software adapter (the CPU runs the kernels): results are right, times are not a GPU's.",
+        info.name
+    );
+    if info.backend == wgpu::Backend::Gl {
+        eprintln!(
+            "note: through GL, Mesa compiles each kernel in seconds (a cold `bench` or `check` takes many minutes).\n      \
+             `sudo apt-get install mesa-vulkan-drivers libvulkan1` installs lavapipe (Vulkan), which compiles them in \
+             milliseconds; it is then picked first (or set WGPU_BACKEND=vulkan)."
+        );
+    }
 }

@@ -18,15 +18,16 @@ use crate::error::{Error, Result};
 include!(concat!(env!("OUT_DIR"), "/shader_sources.rs"));
 
 /// Every embedded shader file, as `(path without extension, source)`.
-pub fn sources() -> &'static [(&'static str, &'static str)] {
+#[cfg(test)]
+pub(crate) fn sources() -> &'static [(&'static str, &'static str)] {
     SOURCES
 }
 
 /// Variant flags and values passed to [`assemble`].
-pub type Defines = BTreeMap<String, String>;
+pub(crate) type Defines = BTreeMap<String, String>;
 
 /// Assembles `shaders/<entry>.wgsl` with its imports under the given defines.
-pub fn assemble(entry: &str, defines: &Defines) -> Result<String> {
+pub(crate) fn assemble(entry: &str, defines: &Defines) -> Result<String> {
     assemble_from(SOURCES, entry, defines)
 }
 
@@ -185,5 +186,182 @@ mod tests {
         let mut state = State { sources: &[], defines: Defines::new(), imported: HashSet::new(), out: String::new() };
         state.defines.insert("N".into(), "4u".into());
         assert_eq!(state.substitute("let N_2 = N + vec2(N);"), "let N_2 = 4u + vec2(4u);");
+    }
+}
+
+/// The host's mirrors of WGSL declarations, checked against naga's reflection of the
+/// assembled shaders (no GPU needed): a `#[repr(C)]` struct written into a uniform or
+/// storage buffer must have the WGSL struct's members, by name, offset and scalar type,
+/// and its size. Members named `_…` are padding on both sides and only sized.
+#[cfg(test)]
+pub(crate) mod reflection {
+    use super::{assemble, Defines};
+
+    /// Parses `shader` assembled with `defines` (`FLAG` or `NAME=VALUE`).
+    pub(crate) fn module(shader: &str, defines: &[&str]) -> naga::Module {
+        let defines: Defines = defines
+            .iter()
+            .map(|d| match d.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => (d.to_string(), String::new()),
+            })
+            .collect();
+        let code = assemble(shader, &defines).unwrap_or_else(|e| panic!("{shader}: {e}"));
+        naga::front::wgsl::parse_str(&code).unwrap_or_else(|e| panic!("{shader}: {}", e.emit_to_string(&code)))
+    }
+
+    /// Asserts that WGSL struct `name` of `shader` has exactly the non-padding members
+    /// `fields` (name, byte offset, scalar type name) and a size of `size` bytes.
+    pub(crate) fn assert_struct(
+        shader: &str,
+        defines: &[&str],
+        name: &str,
+        fields: &[(&str, usize, &str)],
+        size: usize,
+    ) {
+        let module = module(shader, defines);
+        let (members, span) = module
+            .types
+            .iter()
+            .find_map(|(_, ty)| match &ty.inner {
+                naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => Some((members, *span)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{shader} declares no struct {name}"));
+        let wgsl: Vec<(String, usize, String)> = members
+            .iter()
+            .filter(|m| !m.name.as_deref().unwrap_or("_").starts_with('_'))
+            .map(|m| {
+                let ty = match module.types[m.ty].inner {
+                    naga::TypeInner::Scalar(scalar) => match (scalar.kind, scalar.width) {
+                        (naga::ScalarKind::Float, 4) => "f32",
+                        (naga::ScalarKind::Uint, 4) => "u32",
+                        (naga::ScalarKind::Sint, 4) => "i32",
+                        other => panic!("{name}.{:?}: scalar {other:?} has no mirror", m.name),
+                    },
+                    ref other => panic!("{name}.{:?}: {other:?} has no mirror", m.name),
+                };
+                (m.name.clone().unwrap_or_default(), m.offset as usize, ty.to_string())
+            })
+            .collect();
+        let rust: Vec<(String, usize, String)> =
+            fields.iter().map(|&(n, o, t)| (n.to_string(), o, t.to_string())).collect();
+        assert_eq!(rust, wgsl, "the Rust mirror of {shader}'s {name} (name, offset, type) differs");
+        assert_eq!(size, span as usize, "the Rust mirror of {shader}'s {name} has another size");
+    }
+
+    /// The value of WGSL `const name: u32` in `shader`.
+    pub(crate) fn const_u32(shader: &str, name: &str) -> u32 {
+        let module = module(shader, &[]);
+        let (_, constant) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{shader} declares no const {name}"));
+        match module.global_expressions[constant.init] {
+            naga::Expression::Literal(naga::Literal::U32(v)) => v,
+            ref other => panic!("{shader}'s {name} is {other:?}, not a u32 literal"),
+        }
+    }
+
+    /// The byte size of WGSL type `name` in `shader`.
+    pub(crate) fn type_size(shader: &str, name: &str) -> u32 {
+        let module = module(shader, &[]);
+        let gctx = module.to_ctx();
+        let (_, ty) = module
+            .types
+            .iter()
+            .find(|(_, ty)| ty.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{shader} declares no type {name}"));
+        ty.inner.size(gctx)
+    }
+}
+
+/// Asserts that the `#[repr(C)]` struct `$rust` mirrors WGSL struct `$wgsl` of shader
+/// `$shader` (assembled with the `$define`s, `FLAG` or `NAME=VALUE`): the listed fields, each of the given
+/// type on the Rust side (checked by the compiler) and the same name, offset and scalar
+/// type in WGSL, and the same size. See [`reflection`].
+#[cfg(test)]
+macro_rules! assert_mirrors {
+    ($rust:ty, $shader:literal $([$($define:literal),*])?, $wgsl:literal { $($field:ident: $ty:ident),* $(,)? }) => {{
+        $(let _: fn(&$rust) -> $ty = |s| s.$field;)*
+        let fields = [$((stringify!($field), std::mem::offset_of!($rust, $field), stringify!($ty))),*];
+        crate::shader::reflection::assert_struct(
+            $shader,
+            &[$($($define),*)?],
+            $wgsl,
+            &fields,
+            std::mem::size_of::<$rust>(),
+        );
+    }};
+}
+#[cfg(test)]
+pub(crate) use assert_mirrors;
+
+/// Every assembled shader variant parses and validates with naga. Needs no GPU.
+#[cfg(test)]
+mod naga_validation {
+    use super::{assemble, sources, Defines};
+    use crate::{registry, Plan};
+
+    fn validate(name: &str, entry: &str, defines: &Defines) {
+        let code = assemble(name, defines).unwrap_or_else(|e| panic!("{name} {defines:?}: {e}"));
+        let module = naga::front::wgsl::parse_str(&code)
+            .unwrap_or_else(|e| panic!("{name} {defines:?} does not parse:\n{}", e.emit_to_string(&code)));
+        // SHADER_FLOAT16 and SUBGROUP (shuffles in compute): the f16 and SUBGROUPS variants,
+        // which the host asks for only when the device has SHADER_F16 / SUBGROUP.
+        let capabilities = naga::valid::Capabilities::default()
+            | naga::valid::Capabilities::SHADER_FLOAT16
+            | naga::valid::Capabilities::SUBGROUP;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::SHUFFLE)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
+        assert!(module.entry_points.iter().any(|e| e.name == entry), "{name} {defines:?} has no entry point {entry}");
+    }
+
+    #[test]
+    fn every_loss_variant_validates() {
+        let mut seen = std::collections::BTreeSet::new();
+        for loss in registry() {
+            for (name, entry, defines) in Plan::shader_variants(&loss) {
+                if seen.insert(format!("{name} {entry} {defines:?}")) {
+                    validate(name, entry, &defines);
+                }
+            }
+        }
+        for (name, entry, defines) in crate::class_weights::shader_variants() {
+            if seen.insert(format!("{name} {entry} {defines:?}")) {
+                validate(name, entry, &defines);
+            }
+        }
+        eprintln!("validated {} shader variants", seen.len());
+        assert!(seen.len() >= registry().len() * 6);
+    }
+
+    #[test]
+    fn every_shader_file_is_reached() {
+        // A file no loss (or the class-weights pass) uses is dead code or a forgotten registry entry.
+        let mut reached: Vec<String> =
+            crate::class_weights::shader_variants().into_iter().map(|(name, _, _)| name.to_string()).collect();
+        for loss in registry() {
+            reached.extend(Plan::shader_variants(&loss).into_iter().map(|(name, _, _)| name.to_string()));
+        }
+        for (name, source) in sources() {
+            if name.starts_with("lib/") {
+                let importer = sources().iter().any(|(_, s)| s.contains(&format!("#import {name}")));
+                assert!(importer, "shaders/{name}.wgsl is imported by nothing");
+            } else {
+                assert!(reached.iter().any(|r| r == name), "shaders/{name}.wgsl is used by no registry loss");
+            }
+            assert!(!source.is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_shader_is_an_error() {
+        let err = assemble("no/such/shader", &Defines::new()).unwrap_err();
+        assert!(err.to_string().contains("no shader named"), "{err}");
     }
 }

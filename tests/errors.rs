@@ -9,7 +9,8 @@ const X: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
 const Y: [f32; 4] = [0.0, 1.0, 1.0, 0.0];
 
 /// The error from both the CPU reference and (when there is one) the GPU.
-fn both(gpu: Option<&Gpu>, loss: Loss, reduction: Reduction, inputs: &Inputs) -> Vec<Error> {
+fn both(gpu: Option<&Gpu>, loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs) -> Vec<Error> {
+    let loss = loss.into();
     let mut errors = vec![cpu::compute(&loss, reduction, inputs).expect_err("CPU accepted bad input")];
     if let Some(gpu) = gpu {
         errors.push(gpu.compute(&loss, reduction, inputs).expect_err("GPU accepted bad input"));
@@ -21,54 +22,57 @@ fn both(gpu: Option<&Gpu>, loss: Loss, reduction: Reduction, inputs: &Inputs) ->
 fn host_argument_errors() {
     let gpu = common::gpu("host_argument_errors");
     let gpu = gpu.as_ref();
-    for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y[..3])) {
+    for e in both(gpu, Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y[..3])) {
         assert!(matches!(e, Error::LengthMismatch { argument: "target", actual: 3, .. }), "{e}");
     }
-    for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).shape(&[3, 2])) {
+    for e in both(gpu, Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).shape(&[3, 2])) {
         assert!(matches!(e, Error::LengthMismatch { argument: "input", actual: 4, .. }), "{e}");
     }
-    for e in both(gpu, Loss::L1, Reduction::Mean, &Inputs::new(&[], &[])) {
+    for e in both(gpu, Loss::l1(), Reduction::Mean, &Inputs::new(&[], &[])) {
         assert!(matches!(e, Error::EmptyInput { loss: "l1", reduction: "mean" }), "{e}");
     }
-    for e in both(gpu, Loss::Huber { delta: -1.0 }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+    for e in both(gpu, Loss::huber().delta(-1.0), Reduction::Sum, &Inputs::new(&X, &Y)) {
         assert!(matches!(e, Error::InvalidParameter { loss: "huber", name: "delta", .. }), "{e}");
     }
-    for e in both(gpu, Loss::Huber { delta: 0.0 }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+    for e in both(gpu, Loss::huber().delta(0.0), Reduction::Sum, &Inputs::new(&X, &Y)) {
         assert!(matches!(e, Error::InvalidParameter { name: "delta", .. }), "{e}");
     }
-    for e in both(gpu, Loss::SmoothL1 { beta: f32::NAN }, Reduction::Sum, &Inputs::new(&X, &Y)) {
+    for e in both(gpu, Loss::smooth_l1().beta(f32::NAN), Reduction::Sum, &Inputs::new(&X, &Y)) {
         assert!(matches!(e, Error::InvalidParameter { loss: "smooth_l1", name: "beta", .. }), "{e}");
     }
-    for e in both(gpu, Loss::Mse, Reduction::Sum, &Inputs::new(&X, &Y).weight(&X)) {
+    for e in both(gpu, Loss::mse(), Reduction::Sum, &Inputs::new(&X, &Y).weight(&X)) {
         assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
     }
-    for e in both(gpu, Loss::Bce, Reduction::Sum, &Inputs::new(&X, &Y).pos_weight(&[1.0])) {
+    for e in both(gpu, Loss::bce(), Reduction::Sum, &Inputs::new(&X, &Y).pos_weight(&[1.0])) {
         assert!(matches!(e, Error::UnsupportedArgument { loss: "bce", argument: "pos_weight" }), "{e}");
     }
-    for e in
-        both(gpu, Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).pos_weight(&[1.0, 2.0, 3.0]))
-    {
+    for e in both(
+        gpu,
+        Loss::bce_with_logits(),
+        Reduction::Sum,
+        &Inputs::new(&X, &Y).shape(&[2, 2]).pos_weight(&[1.0, 2.0, 3.0]),
+    ) {
         assert!(matches!(e, Error::LengthMismatch { argument: "pos_weight", actual: 3, .. }), "{e}");
     }
-    for e in both(gpu, Loss::Bce, Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).weight(&[1.0, 2.0, 3.0])) {
+    for e in both(gpu, Loss::bce(), Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).weight(&[1.0, 2.0, 3.0])) {
         assert!(matches!(e, Error::LengthMismatch { argument: "weight", actual: 3, .. }), "{e}");
     }
-    for e in both(gpu, Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).upstream(&X)) {
+    for e in both(gpu, Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).upstream(&X)) {
         assert!(matches!(e, Error::LengthMismatch { argument: "upstream", actual: 4, .. }), "{e}");
     }
     // Probabilities outside [0, 1]: counted on the GPU, reported with the count.
     let bad = [0.5, 1.5, -0.1, f32::NAN];
-    for e in both(gpu, Loss::Bce, Reduction::Mean, &Inputs::new(&bad, &Y)) {
+    for e in both(gpu, Loss::bce(), Reduction::Mean, &Inputs::new(&bad, &Y)) {
         assert!(matches!(e, Error::OutOfDomain { argument: "input", count: 3, .. }), "{e}");
     }
 }
 
 #[test]
 fn empty_input_is_fine_where_defined() {
-    let out = cpu::compute(&Loss::Mse, Reduction::Sum, &Inputs::new(&[], &[])).unwrap();
+    let out = cpu::compute(&Loss::mse(), Reduction::Sum, &Inputs::new(&[], &[])).unwrap();
     assert_eq!(out.value, 0.0);
     if let Some(gpu) = common::gpu("empty_input_is_fine_where_defined") {
-        let out = gpu.compute(&Loss::Mse, Reduction::None, &Inputs::new(&[], &[])).unwrap();
+        let out = gpu.compute(&Loss::mse(), Reduction::None, &Inputs::new(&[], &[])).unwrap();
         assert_eq!((out.value, out.grad.len(), out.per_element.map(|v| v.len())), (0.0, 0, Some(0)));
     }
 }
@@ -128,8 +132,8 @@ fn buffer_errors_record_nothing() {
     let n = 100;
     let b = buffers(&gpu, n);
     let bytes = (n * 4) as u64;
-    let plan = gpu.plan(&Loss::Mse, Reduction::Mean, &Shape::elementwise(n)).unwrap();
-    let none_plan = gpu.plan(&Loss::Mse, Reduction::None, &Shape::elementwise(n)).unwrap();
+    let plan = gpu.plan(&Loss::mse(), Reduction::Mean, &Shape::elementwise(n)).unwrap();
+    let none_plan = gpu.plan(&Loss::mse(), Reduction::None, &Shape::elementwise(n)).unwrap();
     let stats = || b.stats.slice(..LossStats::SIZE);
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
 
@@ -167,10 +171,10 @@ fn buffer_errors_record_nothing() {
         .unwrap_err();
     assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
     assert!(matches!(
-        gpu.plan(&Loss::Huber { delta: -0.5 }, Reduction::Mean, &Shape::elementwise(n)),
+        gpu.plan(&Loss::huber().delta(-0.5), Reduction::Mean, &Shape::elementwise(n)),
         Err(Error::InvalidParameter { name: "delta", .. })
     ));
-    assert!(matches!(gpu.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[0, 3])), Err(Error::EmptyInput { .. })));
+    assert!(matches!(gpu.plan(&Loss::mse(), Reduction::Mean, &Shape::new(&[0, 3])), Err(Error::EmptyInput { .. })));
 
     // Every call above failed: submitting the encoder must leave the caller's grad and
     // stats exactly as they were.
@@ -185,12 +189,12 @@ const LOGITS: [f32; 6] = [0.5, -1.0, 2.0, 0.0, 1.0, -3.0];
 fn row_wise_argument_errors() {
     let gpu = common::gpu("row_wise_argument_errors");
     let gpu = gpu.as_ref();
-    let ce = Loss::CROSS_ENTROPY;
+    let ce = Loss::cross_entropy();
     // Labels out of range: counted on the GPU, reported with the count.
     for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[3, -1]).shape(&[2, 3])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 2, .. }), "{e}");
     }
-    for e in both(gpu, Loss::NLL, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 7]).shape(&[2, 3])) {
+    for e in both(gpu, Loss::nll(), Reduction::Sum, &Inputs::labels(&LOGITS, &[0, 7]).shape(&[2, 3])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 1, .. }), "{e}");
     }
     for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1, 2]).shape(&[2, 3])) {
@@ -205,18 +209,18 @@ fn row_wise_argument_errors() {
     for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0; 6])) {
         assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
     }
-    let smoothing = Loss::CrossEntropy { ignore_index: -100, label_smoothing: 1.5, z_loss: 0.0, softcap: 0.0 };
+    let smoothing = Loss::cross_entropy().ignore_index(-100).label_smoothing(1.5).z_loss(0.0).softcap(0.0);
     for e in both(gpu, smoothing, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3])) {
         assert!(matches!(e, Error::InvalidParameter { name: "label_smoothing", .. }), "{e}");
     }
-    let soft = Loss::CrossEntropySoft { label_smoothing: 0.0 };
+    let soft = Loss::cross_entropy_soft().label_smoothing(0.0);
     for e in both(gpu, soft, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).shape(&[2, 3]).with_accuracy()) {
         assert!(matches!(e, Error::UnsupportedArgument { argument: "accuracy (it has no label per row)", .. }), "{e}");
     }
     // The margin losses: (N, C) only; multi-margin has no ignore_index (-100 is out of
     // range); multi-label margin lists are C per row, every entry in [-1, C) (also after
     // the -1, as PyTorch checks), no in-place gradient, no log-sum-exp.
-    let multi_margin = Loss::MultiMargin { p: 1, margin: 1.0 };
+    let multi_margin = Loss::multi_margin().p(1).margin(1.0);
     for e in both(gpu, multi_margin, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, -100]).shape(&[2, 3])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 1, .. }), "{e}");
     }
@@ -225,7 +229,7 @@ fn row_wise_argument_errors() {
     }
     for e in both(
         gpu,
-        Loss::MultiMargin { p: 3, margin: 1.0 },
+        Loss::multi_margin().p(3).margin(1.0),
         Reduction::Sum,
         &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]),
     ) {
@@ -238,10 +242,10 @@ fn row_wise_argument_errors() {
     for e in both(gpu, ce, Reduction::Mean, &Inputs::labels(&LOGITS, &[0, 1]).shape(&[2, 3]).with_per_class()) {
         assert!(matches!(e, Error::UnsupportedArgument { loss: "cross_entropy", .. }), "{e}");
     }
-    for e in both(gpu, Loss::BceWithLogits, Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).with_per_class()) {
+    for e in both(gpu, Loss::bce_with_logits(), Reduction::Mean, &Inputs::new(&LOGITS, &LOGITS).with_per_class()) {
         assert!(matches!(e, Error::InvalidShape { .. }), "{e}");
     }
-    let lists = Loss::MultiLabelMargin;
+    let lists = Loss::multilabel_margin();
     for e in both(gpu, lists, Reduction::Sum, &Inputs::labels(&LOGITS, &[0, -1, 5, 2, -1, -2]).shape(&[2, 3])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "labels", count: 2, .. }), "{e}");
     }
@@ -252,10 +256,10 @@ fn row_wise_argument_errors() {
     {
         assert!(matches!(e, Error::UnsupportedArgument { loss: "multilabel_margin", .. }), "{e}");
     }
-    for e in both(gpu, Loss::Mse, Reduction::BatchMean, &Inputs::new(&X, &Y)) {
+    for e in both(gpu, Loss::mse(), Reduction::BatchMean, &Inputs::new(&X, &Y)) {
         assert!(matches!(e, Error::UnsupportedReduction { loss: "mse", reduction: "batchmean" }), "{e}");
     }
-    for e in both(gpu, Loss::KlDiv { log_target: false }, Reduction::Sum, &Inputs::new(&X, &[0.5, -0.5, 0.0, 1.0])) {
+    for e in both(gpu, Loss::kl_div().log_target(false), Reduction::Sum, &Inputs::new(&X, &[0.5, -0.5, 0.0, 1.0])) {
         assert!(matches!(e, Error::OutOfDomain { argument: "target", count: 1, .. }), "{e}");
     }
 }
@@ -265,12 +269,12 @@ fn all_rows_ignored_is_nan_mean_and_zero_gradient() {
     // PyTorch: a mean over no rows is NaN; the gradient here is 0 rather than NaN.
     let labels = [-100, -100];
     let inputs = Inputs::labels(&LOGITS, &labels).shape(&[2, 3]);
-    let want = cpu::compute(&Loss::CROSS_ENTROPY, Reduction::Mean, &inputs).unwrap();
+    let want = cpu::compute(&Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
     assert!(want.value.is_nan() && want.grad.iter().all(|&g| g == 0.0));
     if let Some(gpu) = common::gpu("all_rows_ignored_is_nan_mean_and_zero_gradient") {
-        let got = gpu.compute(&Loss::CROSS_ENTROPY, Reduction::Mean, &inputs).unwrap();
+        let got = gpu.compute(&Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
         assert!(got.value.is_nan() && got.grad.iter().all(|&g| g == 0.0), "{got:?}");
-        let sum = gpu.compute(&Loss::CROSS_ENTROPY, Reduction::Sum, &inputs).unwrap();
+        let sum = gpu.compute(&Loss::cross_entropy(), Reduction::Sum, &inputs).unwrap();
         assert_eq!(sum.value, 0.0);
     }
 }
@@ -288,7 +292,7 @@ fn out_of_range_labels_write_no_gradient() {
         contents: bytemuck::cast_slice(&labels),
         usage: wgpu::BufferUsages::STORAGE,
     });
-    let plan = gpu.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let plan = gpu.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
     let bindings =
         Bindings::new(b.input.slice(..), label_buffer.slice(..), b.grad.slice(..), b.stats.slice(..LossStats::SIZE));
@@ -312,9 +316,9 @@ fn f16_without_the_device_feature_is_refused_by_name() {
         assert!(matches!(e, Error::MissingFeature { feature: "SHADER_F16", .. }), "{e}");
         assert!(e.to_string().contains("SHADER_F16") && e.to_string().contains("mse"), "{e}");
     };
-    refused(bare.plan_with(&Loss::Mse, Reduction::Mean, &Shape::new(&[4]), DType::F16).err().expect("f16 planned"));
-    refused(bare.compute(&Loss::Mse, Reduction::Mean, &Inputs::new(&X, &Y).dtype(DType::F16)).expect_err("f16 ran"));
+    refused(bare.plan_with(&Loss::mse(), Reduction::Mean, &Shape::new(&[4]), DType::F16).err().expect("f16 planned"));
+    refused(bare.compute(&Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).dtype(DType::F16)).expect_err("f16 ran"));
     // bf16 needs no feature.
-    let out = bare.compute(&Loss::Mse, Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
+    let out = bare.compute(&Loss::mse(), Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
     assert_eq!(out.grad.len(), 4);
 }

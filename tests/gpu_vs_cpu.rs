@@ -1,85 +1,21 @@
-//! GPU against the f64 CPU reference: every registry loss × reduction × optional
-//! operands × awkward sizes, on seeded random inputs (the seed is in each case's name).
+//! GPU paths the matrix (`tests/matrix.rs`) does not cover case by case: bits across
+//! runs, chunks and parts, caller-owned buffers at offsets, counts, half-precision
+//! rounding, in-place gradients, the bench's timed calls.
 
 mod common;
 
 use fused_loss::check::{self, Case};
 use fused_loss::{cpu, Bindings, DType, Inputs, Loss, LossStats, Reduction, RowKernel, Shape};
 
-fn run_all(gpu: &fused_loss::Gpu, cases: &[Case]) {
-    let mut failures = Vec::new();
-    let mut refused = 0;
-    for case in cases {
-        if check::must_refuse(gpu, case) {
-            // f16 without SHADER_F16: the call must fail with the missing feature named.
-            match check::run_case(gpu, case) {
-                Err(e) if check::is_expected_refusal(&e) => refused += 1,
-                other => failures.push(format!("{case}: expected a SHADER_F16 refusal, got {other:?}")),
-            }
-            continue;
-        }
-        match check::run_case(gpu, case) {
-            Ok(a) if a.passes() => {}
-            Ok(a) => failures.push(format!("{case}: {a:?} (errors as multiples of the allowed)")),
-            Err(e) => failures.push(format!("{case}: {e}")),
-        }
-    }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
-    eprintln!("{} cases agree, {refused} f16 cases refused for lack of SHADER_F16", cases.len() - refused);
-}
-
 #[test]
-fn every_loss_agrees_with_cpu_at_awkward_sizes() {
-    let Some(gpu) = common::gpu("every_loss_agrees_with_cpu_at_awkward_sizes") else { return };
-    run_all(&gpu, &check::standard_cases(check::ELEMENTWISE_DIMS, check::ROW_DIMS));
-}
-
-#[test]
-fn more_rows_than_one_dispatch_dimension_allows() {
-    // 70 000 rows: a launch of one workgroup per row (or per 256 elements) would exceed
-    // 65 535 workgroups in one dimension.
-    let Some(gpu) = common::gpu("more_rows_than_one_dispatch_dimension_allows") else { return };
-    let cases: Vec<Case> = check::standard_cases(&[&[70_000, 3]], &[&[70_000, 3], &[66_000, 40]])
-        .into_iter()
-        .filter(|c| c.reduction == Reduction::Mean)
-        .collect();
-    run_all(&gpu, &cases);
-}
-
-#[test]
-fn vocabulary_sized_rows() {
-    // C = 32 768, 131 072 and 262 144, the row-per-workgroup kernel with online softmax,
-    // every option of cross-entropy.
-    let Some(gpu) = common::gpu("vocabulary_sized_rows") else { return };
-    let cases: Vec<Case> = check::standard_cases(&[], &[&[5, 32_768], &[3, 131_072], &[2, 262_144]])
-        .into_iter()
-        .filter(|c| c.reduction != Reduction::None || c.loss.name() == "cross_entropy")
-        .collect();
-    run_all(&gpu, &cases);
-}
-
-#[test]
-fn both_row_kernels_agree_with_cpu() {
-    // The kernel is chosen by C; forcing each on shapes the other would take checks
-    // both paths on the same inputs.
-    let Some(gpu) = common::gpu("both_row_kernels_agree_with_cpu") else { return };
-    for kernel in [RowKernel::PerThread, RowKernel::PerWorkgroup] {
-        let forced = gpu.with_row_kernel(kernel);
-        run_all(&forced, &check::standard_cases(&[], &[&[67, 10], &[9, 100], &[2, 40, 9]]));
-    }
-}
-
-#[test]
-fn chunked_calls_agree_with_cpu() {
-    // 16 KiB bindings force 100 002 elements into 25 chunks, with broadcast operands
-    // whose period (7) does not divide the chunk length; row-wise shapes split into
-    // chunks of whole batch items.
-    let Some(gpu) = common::gpu("chunked_calls_agree_with_cpu") else { return };
+fn small_bindings_make_chunked_plans() {
+    // 16 KiB bindings force 100 002 elements into 25 chunks; row-wise shapes split into
+    // chunks of whole batch items. The matrix's `chunked` suite checks their results.
+    let Some(gpu) = common::gpu("small_bindings_make_chunked_plans") else { return };
     let small = gpu.with_max_binding_bytes(16 * 1024);
-    assert_eq!(small.plan(&Loss::Mse, Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
-    let rows = small.plan(&Loss::CROSS_ENTROPY, Reduction::Mean, &Shape::new(&[300, 40])).unwrap();
+    assert_eq!(small.plan(&Loss::mse(), Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
+    let rows = small.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[300, 40])).unwrap();
     assert!(rows.dispatch_count() > 4, "expected row chunks, got {} dispatches", rows.dispatch_count());
-    run_all(&small, &check::standard_cases(&[&[14_286, 7]], &[&[300, 40], &[30, 3, 50], &[1000, 3]]));
 }
 
 #[test]
@@ -95,7 +31,7 @@ fn input_above_the_binding_limit() {
         );
         return;
     }
-    let loss = Loss::Huber { delta: 0.5 };
+    let loss = Loss::huber().delta(0.5);
     let plan = gpu.plan(&loss, Reduction::Mean, &Shape::elementwise(len)).unwrap();
     assert!(plan.dispatch_count() >= 3, "expected chunking, got {} dispatches", plan.dispatch_count());
     let case = Case { upstream: true, ..Case::new(loss, Reduction::Mean, &[len], 7) };
@@ -111,7 +47,7 @@ fn deterministic_bit_for_bit() {
     for loss in fused_loss::registry() {
         // Row-wise losses: 97 rows of 1031 classes, the workgroup kernel.
         let dims: &[usize] = if loss.spec().is_row_wise() { &[97, 1031] } else { &[100_003] };
-        let case = Case::new(loss, Reduction::Mean, dims, 11);
+        let case = Case::new(&loss, Reduction::Mean, dims, 11);
         let data = case.data();
         let first = gpu.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap();
         for run in 1..10 {
@@ -133,7 +69,7 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     };
     let device = gpu.device();
     let n = 1000usize;
-    let case = Case::new(Loss::SmoothL1 { beta: 0.25 }, Reduction::Sum, &[n], 3);
+    let case = Case::new(Loss::smooth_l1().beta(0.25), Reduction::Sum, &[n], 3);
     let data = case.data();
     let pad = 256 / 4; // offset of one alignment unit, in f32
     let padded = |v: &[f32]| [vec![f32::NAN; pad], v.to_vec()].concat();
@@ -200,12 +136,16 @@ fn nonfinite_inputs_are_counted() {
     };
     let input = [0.5, f32::NAN, f32::INFINITY, -1.0, 2.0];
     let target = [0.0, 0.0, 1.0, f32::NEG_INFINITY, 1.0];
-    let out = gpu.compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
+    let out = gpu.compute(&Loss::bce_with_logits(), Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
     assert_eq!(out.nonfinite, 3);
     assert!(out.value.is_nan(), "a NaN input must not give a plausible loss");
     // BCE-with-logits at +inf with target 1 is the limit 0, finite.
     let out = gpu
-        .compute(&Loss::BceWithLogits, Reduction::Sum, &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]))
+        .compute(
+            &Loss::bce_with_logits(),
+            Reduction::Sum,
+            &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]),
+        )
         .unwrap();
     assert_eq!(out.nonfinite, 2);
     assert_eq!(out.value, 0.0);
@@ -237,7 +177,7 @@ fn in_place_equals_out_of_place_bit_for_bit() {
                 if spec.is_row_wise() { &[&[999, 7], &[7, 999], &[5, 33, 3, 7]] } else { &[&[100_001]] };
             let shapes = shapes.iter().filter(|d| !spec.two_dimensional() || d.len() == 2);
             for (dims, reduction) in shapes.flat_map(|d| [(d, Reduction::Mean), (d, Reduction::None)]) {
-                let case = Case { dtype, ..Case::new(loss, reduction, dims, 0x1a2b) };
+                let case = Case { dtype, ..Case::new(&loss, reduction, dims, 0x1a2b) };
                 let data = case.data();
                 let inputs = data.inputs(&case);
                 let separate = gpu.compute(&loss, reduction, &inputs).unwrap();
@@ -264,8 +204,8 @@ fn half_precision_gradients_round_to_nearest_even() {
     let y: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.414_213_6).fract() * 2.0 - 1.0).collect();
     for dtype in storable(&gpu).into_iter().filter(|&d| d != DType::F32) {
         let inputs = Inputs::new(&x, &y).dtype(dtype);
-        let on_gpu = gpu.compute(&Loss::Mse, Reduction::Sum, &inputs).unwrap();
-        let on_cpu = cpu::compute_fast(&Loss::Mse, Reduction::Sum, &inputs).unwrap();
+        let on_gpu = gpu.compute(&Loss::mse(), Reduction::Sum, &inputs).unwrap();
+        let on_cpu = cpu::compute_fast(&Loss::mse(), Reduction::Sum, &inputs).unwrap();
         let ties = x
             .iter()
             .zip(&y)
@@ -297,19 +237,6 @@ fn next_toward(dtype: DType, v: f32, sign: f32) -> f32 {
 }
 
 #[test]
-fn forced_fallbacks_agree_with_cpu() {
-    // The paths a device may lack or a length may rule out, forced on shapes where the
-    // default path would take the other: workgroup-tree reductions instead of subgroup
-    // butterflies, scalar loads instead of vec4 (256 and 100 000 are multiples of 8).
-    let Some(gpu) = common::gpu("forced_fallbacks_agree_with_cpu") else { return };
-    eprintln!("default path: subgroups {}, vec4 loads {}", gpu.subgroups(), gpu.vector_loads());
-    let cases = check::standard_cases(&[&[256], &[100_000]], &[&[257, 3], &[7, 1000], &[3, 40, 9]]);
-    run_all(&gpu.with_subgroups(false), &cases);
-    run_all(&gpu.with_vector_loads(false), &cases);
-    run_all(&gpu.with_subgroups(false).with_vector_loads(false), &cases);
-}
-
-#[test]
 fn calls_split_over_buffers_equal_one_call() {
     // Inputs above one buffer are computed in parts of whole batch items (at 64 KiB per
     // buffer here, 2 GiB on lavapipe): gradients, per-row outputs and counts equal the
@@ -319,12 +246,12 @@ fn calls_split_over_buffers_equal_one_call() {
     let split = gpu.with_max_buffer_bytes(64 * 1024);
     let chunked = gpu.with_max_binding_bytes(32 * 1024);
     let mut compared = 0;
-    for (loss, split) in fused_loss::registry().into_iter().flat_map(|l| [(l, &split), (l, &chunked)]) {
+    for (loss, split) in fused_loss::registry().into_iter().flat_map(|l| [(l.clone(), &split), (l, &chunked)]) {
         let dims: &[usize] = if loss.spec().is_row_wise() { &[70, 1000] } else { &[300, 257] };
         for dtype in [DType::F32, DType::BF16] {
             for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
                 let row_outputs = loss.spec().is_row_wise();
-                let case = Case { dtype, row_outputs, ..Case::new(loss, reduction, dims, 0x5917) };
+                let case = Case { dtype, row_outputs, ..Case::new(&loss, reduction, dims, 0x5917) };
                 let data = case.data();
                 let inputs = data.inputs(&case);
                 let one = gpu.compute(&loss, reduction, &inputs).unwrap();
@@ -340,9 +267,8 @@ fn calls_split_over_buffers_equal_one_call() {
             }
         }
     }
-    // Against the CPU, with every optional operand, the split path alone.
-    let cases = check::standard_cases(&[&[300, 257], &[100_000]], &[&[70, 1000], &[40, 21, 40]]);
-    run_all(&split, &cases);
+    // Against the CPU, with every optional operand, the split path alone: the matrix's
+    // `split` suite.
     eprintln!("{compared} split calls equal their one-buffer twins");
 }
 
@@ -355,10 +281,10 @@ fn timed_bench_calls_compute_what_compute_returns() {
         for loss in fused_loss::registry() {
             let dims: &[usize] = if loss.spec().is_row_wise() { &[70, 1000] } else { &[300, 257] };
             for dtype in [DType::F32, DType::BF16] {
-                let case = Case { dtype, ..Case::new(loss, Reduction::Mean, dims, 0x7e57) };
+                let case = Case { dtype, ..Case::new(&loss, Reduction::Mean, dims, 0x7e57) };
                 let data = case.data();
                 let want = handle.compute(&loss, Reduction::Mean, &data.inputs(&case)).unwrap().grad;
-                let call = fused_loss::bench::GpuCall::new(&handle, loss, dims, &data, dtype).unwrap();
+                let call = fused_loss::bench::GpuCall::new(&handle, &loss, dims, &data, dtype).unwrap();
                 call.run();
                 let got = call.gradient().unwrap();
                 let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
@@ -376,7 +302,7 @@ fn timed_bench_calls_compute_what_compute_returns() {
 // Ignored by default: it needs ~16 GB of host memory (peak RSS measured 16.4 GB) and ~1
 // minute on lavapipe, too much for the suite's 10-minute, small-machine budget. The split
 // path it exercises is covered in the default suite at 64 KiB buffers
-// (`calls_split_over_buffers_equal_one_call`); this one proves it above a real 2 GiB limit.
+// (`calls_split_over_buffers_equal_one_call` and the matrix's `split` suite); this one proves it above a real 2 GiB limit.
 #[test]
 #[ignore = "needs about 16 GB of memory and a minute: run with `cargo test --release -- --ignored`"]
 fn cross_entropy_above_two_gib_of_logits() {
@@ -388,9 +314,10 @@ fn cross_entropy_above_two_gib_of_logits() {
     let bytes = (dims[0] * dims[1] * 4) as u64;
     eprintln!("{bytes} bytes of logits; max_buffer_size {}", gpu.limits().max_buffer_size);
     assert!(bytes > gpu.limits().max_buffer_size, "not above one buffer on this adapter");
-    let case = Case::new(Loss::CROSS_ENTROPY, Reduction::Mean, &dims, 0x2b16);
+    let case = Case::new(Loss::cross_entropy(), Reduction::Mean, &dims, 0x2b16);
     let started = std::time::Instant::now();
-    run_all(&gpu, &[case]);
+    let agreement = check::run_case(&gpu, &case).unwrap();
+    assert!(agreement.passes(), "{case}: {agreement:?}");
     eprintln!("checked in {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -403,13 +330,13 @@ fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
     let case = Case {
         weight: check::WeightKind::LastDim,
         pos_weight: true,
-        ..Case::new(Loss::BceWithLogits, Reduction::Mean, &[5000, 13], 77)
+        ..Case::new(Loss::bce_with_logits(), Reduction::Mean, &[5000, 13], 77)
     };
     let data = case.data();
     let inputs = data.inputs(&case).with_per_class();
-    let want = cpu::compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
-    let first = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
-    let again = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let want = cpu::compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let first = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let again = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
     assert_eq!(
         first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         again.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -418,8 +345,8 @@ fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
     let parts = gpu.with_max_buffer_bytes(64 * 1024);
     for (how, got) in [
         ("one call", first),
-        ("chunks", chunked.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
-        ("parts", parts.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+        ("chunks", chunked.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+        ("parts", parts.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
     ] {
         assert_eq!(got.len(), 13, "{how}");
         for (c, (&g, &w)) in got.iter().zip(&want).enumerate() {
@@ -446,9 +373,9 @@ fn multilabel_margin_lists_longer_than_a_workgroup() {
         }
     }
     let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
-    let want = cpu::compute(&Loss::MultiLabelMargin, Reduction::None, &inputs).unwrap();
+    let want = cpu::compute(&Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
     for kernel in [RowKernel::PerWorkgroup] {
-        let got = gpu.with_row_kernel(kernel).compute(&Loss::MultiLabelMargin, Reduction::None, &inputs).unwrap();
+        let got = gpu.with_row_kernel(kernel).compute(&Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
         for (r, (&g, &w)) in got.per_element.unwrap().iter().zip(want.per_element.as_ref().unwrap()).enumerate() {
             assert!((g as f64 - w).abs() <= 1e-5 * w.abs(), "{kernel:?} row {r}: {g} vs {w}");
         }

@@ -6,32 +6,20 @@
 
 mod common;
 
-use fused_loss::cpu::{self, Element};
+use fused_loss::cpu;
 use fused_loss::{registry, Domain, Inputs, Loss, Reduction, Target};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-
-/// Whether `d = x - y` is near one of the loss's kinks, where the derivative jumps.
-fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
-    let d = x - y;
-    let near = |k: f64| (d.abs() - k).abs() < 1e-3;
-    match *loss {
-        Loss::L1 => near(0.0),
-        Loss::Huber { delta } => near(delta as f64),
-        Loss::SmoothL1 { beta } => near(0.0) || near(beta as f64),
-        // The kink is at x = margin, whatever y.
-        Loss::HingeEmbedding { margin } => (x - margin as f64).abs() < 1e-3,
-        _ => false,
-    }
-}
 
 #[test]
 fn elementwise_twins_match_central_differences() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2024);
     for loss in registry().into_iter().flat_map(fused_loss::check::variations) {
         let spec = loss.spec();
-        let Some(f) = spec.cpu_element() else { continue };
-        let params = [spec.params()[0], spec.params()[1]].map(f64::from);
+        if spec.is_row_wise() {
+            continue;
+        }
+        let f = |x: f64, y: f64, pos_weight: f64| cpu::element(&loss, x, y, pos_weight).unwrap();
         let mut draw = |domain: Domain| -> f64 {
             match domain {
                 Domain::Probability => rng.random_range(0.01..0.99),
@@ -49,14 +37,13 @@ fn elementwise_twins_match_central_differences() {
         let mut checked = 0;
         while checked < 500 {
             let (x, y) = (draw(spec.input_domain), draw(spec.target_domain));
-            if near_kink(&loss, x, y) {
+            if cpu::near_kink(&loss, x, y) {
                 continue;
             }
             let pos_weight = if spec.takes_pos_weight { 0.2 + 3.8 * (checked as f64 / 500.0) } else { 1.0 };
-            let element = Element { params, pos_weight };
             let h = 1e-5 * x.abs().max(1.0);
-            let numeric = (f(x + h, y, &element).value - f(x - h, y, &element).value) / (2.0 * h);
-            let analytic = f(x, y, &element).grad;
+            let numeric = (f(x + h, y, pos_weight).value - f(x - h, y, pos_weight).value) / (2.0 * h);
+            let analytic = f(x, y, pos_weight).grad;
             assert!(
                 (numeric - analytic).abs() <= 1e-6 * analytic.abs() + 1e-8,
                 "{}: x={x} y={y}: analytic {analytic}, central difference {numeric}",
@@ -83,7 +70,7 @@ fn row_wise_twins_match_central_differences() {
                         } else {
                             fused_loss::check::WeightKind::None
                         },
-                        ..fused_loss::check::Case::new(loss, reduction, dims, 99)
+                        ..fused_loss::check::Case::new(&loss, reduction, dims, 99)
                     };
                     let data = case.data();
                     let at = |input: &[f32]| {
@@ -188,52 +175,13 @@ impl TorchCase {
 }
 
 fn parse(case: &Value) -> TorchCase {
-    let param = |name: &str| case["params"][name].as_f64().unwrap();
-    let ignore_index = || param("ignore_index") as i32;
-    let loss = match case["loss"].as_str().unwrap() {
-        "mse" => Loss::Mse,
-        "l1" => Loss::L1,
-        "huber" => Loss::Huber { delta: param("delta") as f32 },
-        "smooth_l1" => Loss::SmoothL1 { beta: param("beta") as f32 },
-        "log_cosh" => Loss::LogCosh,
-        "bce" => Loss::Bce,
-        "bce_with_logits" => Loss::BceWithLogits,
-        "soft_margin" => Loss::SoftMargin,
-        "hinge_embedding" => Loss::HingeEmbedding { margin: param("margin") as f32 },
-        "sigmoid_focal" => Loss::SigmoidFocal { alpha: param("alpha") as f32, gamma: param("gamma") as f32 },
-        "cross_entropy" => {
-            let or_zero = |name: &str| case["params"][name].as_f64().unwrap_or(0.0) as f32;
-            Loss::CrossEntropy {
-                ignore_index: ignore_index(),
-                label_smoothing: param("label_smoothing") as f32,
-                z_loss: or_zero("z_loss"),
-                softcap: or_zero("softcap"),
-            }
-        }
-        "cross_entropy_soft" => Loss::CrossEntropySoft { label_smoothing: param("label_smoothing") as f32 },
-        "nll" => Loss::Nll { ignore_index: ignore_index() },
-        "focal" => Loss::Focal { gamma: param("gamma") as f32, ignore_index: ignore_index() },
-        "generalized_cross_entropy" => {
-            Loss::GeneralizedCrossEntropy { q: param("q") as f32, ignore_index: ignore_index() }
-        }
-        "symmetric_cross_entropy" => Loss::SymmetricCrossEntropy {
-            alpha: param("alpha") as f32,
-            beta: param("beta") as f32,
-            log_zero: param("log_zero") as f32,
-            ignore_index: ignore_index(),
-        },
-        "soft_bootstrap" => Loss::SoftBootstrap { beta: param("beta") as f32, ignore_index: ignore_index() },
-        "hard_bootstrap" => Loss::HardBootstrap { beta: param("beta") as f32, ignore_index: ignore_index() },
-        "poly1_cross_entropy" => {
-            Loss::Poly1CrossEntropy { epsilon: param("epsilon") as f32, ignore_index: ignore_index() }
-        }
-        "jsd" => Loss::Jsd { beta: param("beta") as f32 },
-        "multi_margin" => Loss::MultiMargin { p: param("p") as u32, margin: param("margin") as f32 },
-        "multilabel_soft_margin" => Loss::MultiLabelSoftMargin,
-        "multilabel_margin" => Loss::MultiLabelMargin,
-        "kl_div" => Loss::KlDiv { log_target: case["params"]["log_target"].as_bool().unwrap() },
-        other => panic!("unknown loss {other}"),
-    };
+    // The loss by its name and its parameters by theirs, from its definition.
+    let name = case["loss"].as_str().unwrap();
+    let mut loss = Loss::from_name(name).unwrap_or_else(|| panic!("unknown loss {name}"));
+    for (param, value) in case["params"].as_object().into_iter().flatten() {
+        let number = value.as_f64().or(value.as_bool().map(|b| b as u8 as f64)).unwrap();
+        loss = loss.with_parameter(param, number).unwrap_or_else(|| panic!("{name} has no parameter {param}"));
+    }
     let reduction = match case["reduction"].as_str().unwrap() {
         "none" => Reduction::None,
         "mean" => Reduction::Mean,
@@ -410,10 +358,10 @@ fn focal_with_gamma_zero_is_cross_entropy() {
     // the f64 reference and on the GPU (whose f32 arithmetic differs only in rounding).
     let x: Vec<f32> = (0..2001).map(|i| (i as f32 - 1000.0) * 0.037).chain([1e4, -1e4, 0.0]).collect();
     let y: Vec<f32> = (0..x.len()).map(|i| [0.0, 1.0, 0.3, 0.85][i % 4]).collect();
-    let focal = Loss::SigmoidFocal { alpha: -1.0, gamma: 0.0 };
+    let focal = Loss::sigmoid_focal().alpha(-1.0).gamma(0.0);
     let inputs = Inputs::new(&x, &y);
     let a = cpu::compute(&focal, Reduction::None, &inputs).unwrap();
-    let b = cpu::compute(&Loss::BceWithLogits, Reduction::None, &inputs).unwrap();
+    let b = cpu::compute(&Loss::bce_with_logits(), Reduction::None, &inputs).unwrap();
     let close = |u: f64, v: f64| (u - v).abs() <= 1e-12 * v.abs().max(1e-300);
     for (i, ((la, lb), (ga, gb))) in
         a.per_element.unwrap().iter().zip(b.per_element.unwrap()).zip(a.grad.iter().zip(&b.grad)).enumerate()
@@ -422,7 +370,7 @@ fn focal_with_gamma_zero_is_cross_entropy() {
     }
     let Some(gpu) = common::gpu("focal_with_gamma_zero_is_cross_entropy") else { return };
     let a = gpu.compute(&focal, Reduction::Mean, &inputs).unwrap();
-    let b = gpu.compute(&Loss::BceWithLogits, Reduction::Mean, &inputs).unwrap();
+    let b = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap();
     assert!((a.value - b.value).abs() <= 1e-6 * b.value.abs(), "{} vs {}", a.value, b.value);
     for (ga, gb) in a.grad.iter().zip(&b.grad) {
         assert!((ga - gb).abs() <= 1e-6 * gb.abs() + 1e-9, "{ga} vs {gb}");
@@ -439,15 +387,15 @@ fn softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it() {
     let labels: Vec<i32> = (0..rows).map(|r| if r % 10 == 3 { -100 } else { (r * 13 % classes) as i32 }).collect();
     let weight: Vec<f32> = (0..classes).map(|c| 0.5 + c as f32 / 16.0).collect();
     let inputs = Inputs::labels(&logits, &labels).shape(&[rows, classes]).weight(&weight);
-    let ce = Loss::CROSS_ENTROPY;
-    let focal = Loss::Focal { gamma: 0.0, ignore_index: -100 };
+    let ce = Loss::cross_entropy();
+    let focal = Loss::focal().gamma(0.0).ignore_index(-100);
     let (a, b) =
         (cpu::compute(&focal, Reduction::None, &inputs).unwrap(), cpu::compute(&ce, Reduction::None, &inputs).unwrap());
     for (u, v) in a.grad.iter().zip(&b.grad).chain(a.per_element.iter().flatten().zip(b.per_element.iter().flatten())) {
         assert!((u - v).abs() <= 1e-12 * v.abs().max(1e-300), "{u} vs {v}");
     }
     let gap = |q: f32| {
-        let gce = Loss::GeneralizedCrossEntropy { q, ignore_index: -100 };
+        let gce = Loss::generalized_cross_entropy().q(q);
         let g = cpu::compute(&gce, Reduction::Mean, &inputs).unwrap().value;
         let c = cpu::compute(&ce, Reduction::Mean, &inputs).unwrap().value;
         (g - c).abs() / c

@@ -1,9 +1,13 @@
-// Hinge embedding loss, torch.nn.HingeEmbeddingLoss(margin = params.p0), y in {-1, 1}:
+// Hinge embedding loss, torch.nn.HingeEmbeddingLoss(margin), y in {-1, 1}:
 //   l = x for y = 1, max(0, margin - x) for y = -1 (any other y gets both terms, as
 //   PyTorch), dl/dx = 1 for y = 1, -1 where margin - x > 0 for y = -1 (0 at the kink, as
 //   PyTorch's clamp_min).
+struct LossParams {
+    margin: f32,
+}
+
 fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
-    let gap = params.p0 - x;
+    let gap = loss_params.margin - x;
     let value = select(0.0, max(gap, 0.0), y != 1.0) + select(0.0, x, y != -1.0);
     let grad = select(0.0, select(0.0, -1.0, gap > 0.0), y != 1.0) + select(0.0, 1.0, y != -1.0);
     return LossGrad(value, grad, false);

@@ -1,6 +1,5 @@
 // Sigmoid focal loss (Lin et al. 2017) on logits x and targets y in [0, 1], as
-// torchvision.ops.sigmoid_focal_loss; alpha = params.p0 (< 0: no alpha weighting),
-// gamma = params.p1 >= 0:
+// torchvision.ops.sigmoid_focal_loss; alpha (< 0: no alpha weighting), gamma >= 0:
 //   ce = y softplus(-x) + (1 - y) softplus(x),  p = sigmoid(x),  q = sigmoid(-x)
 //   m  = 1 - p_t = p (1 - y) + q y     (p_t = p y + (1 - p)(1 - y); this form does not
 //                                       cancel as p_t -> 1)
@@ -9,9 +8,14 @@
 // gamma = 0 is BCE with logits (times a_t). At m = 0 (a saturated correct logit) the
 // second term is 0: ce vanishes faster than m^(gamma - 1) grows.
 
+struct LossParams {
+    alpha: f32,
+    gamma: f32,
+}
+
 fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
-    let alpha = params.p0;
-    let gamma = params.p1;
+    let alpha = loss_params.alpha;
+    let gamma = loss_params.gamma;
     let p = sigmoid(x);
     let q = sigmoid(-x);
     let ce = select(0.0, y * softplus(-x), y != 0.0) + select(0.0, (1.0 - y) * softplus(x), y != 1.0);

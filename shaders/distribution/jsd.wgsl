@@ -1,16 +1,19 @@
 // Generalised Jensen-Shannon divergence, Liger-Kernel's JSD (knowledge distillation):
 // x = ln q (the student's log-probabilities, input), y = ln p (the teacher's, target),
-// β = p0 and m = β p + (1 - β) q. Per element:
+// β = beta and m = β p + (1 - β) q. Per element:
 //   β = 0: forward KL  l = p (y - x)                                dl/dx = -p
 //   β = 1: reverse KL  l = q (x - y)                                dl/dx = l + q
 //   else:              l = β p (y - ln m) + (1 - β) q (x - ln m)    dl/dx = (1 - β) q (x - ln m)
 // ln m is log_add_exp(y + ln β, x + ln(1 - β)), so m never underflows before its log; a
 // term whose probability is 0 (log-probability -inf) is dropped: its limit is 0.
 // Swapping input and target and β for 1 - β gives the same loss, hence the gradient with
-// respect to the target (see `Loss::Jsd`).
+// respect to the target (see `Jsd::teacher_side`).
+struct LossParams {
+    beta: f32,
+}
 
 fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
-    let beta = params.p0;
+    let beta = loss_params.beta;
     let p = exp(y);
     let q = exp(x);
     if (beta == 0.0) {

@@ -5,7 +5,10 @@
 // The loss file that imports this defines
 //     fn pointwise(x: f32, y: f32, index: u32) -> LossGrad
 // giving the loss of one element and its derivative with respect to x. `index` is the
-// element's position in the whole tensor (not the chunk), for broadcast operands.
+// element's position in the whole tensor (not the chunk), for broadcast operands. A loss
+// with parameters declares them as `struct LossParams { name: f32, ... }`, one field per
+// parameter of its definition, by name and in order (a test checks them against the
+// definition), and reads them from `loss_params` (the host sets LOSS_PARAMS).
 //
 // Variants (host defines): HAS_WEIGHT (per-element weight, chunked like the input),
 // HAS_WEIGHT_BROADCAST (weight over the last dimension), UPSTREAM_SCALAR (mean/sum:
@@ -36,13 +39,15 @@ struct Params {
     last_dim: u32,
     // 1/N for mean, 1 for sum and none.
     grad_scale: f32,
-    // Loss parameters (delta, beta, ...), meaning given by the loss file.
-    p0: f32,
-    p1: f32,
-    _pad: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+#if LOSS_PARAMS
+@group(0) @binding(LOSS_PARAMS_BINDING) var<uniform> loss_params: LossParams;
+#endif
 #import lib/bindings
 @group(0) @binding(2) var<storage, read> labels: array<Elem>;
 #if HAS_WEIGHT || HAS_WEIGHT_BROADCAST

@@ -1,6 +1,7 @@
 //! Twins of `shaders/binary/*.wgsl`, generic over the float type.
 
 use super::{Element, LossGrad, PointwiseLoss, Real};
+use crate::losses::{Bce, BceWithLogits, Hinge, HingeEmbedding, SigmoidFocal, SoftMargin, SquaredHinge};
 
 /// `ln(1 + e^x)` without overflow.
 #[inline(always)]
@@ -20,12 +21,11 @@ pub(crate) fn sigmoid<F: Real>(x: F) -> F {
     }
 }
 
-/// BCE on probabilities; log clamped at -100 and the gradient's denominator at 1e-12
-/// (the f32 value PyTorch uses), as `torch.nn.BCELoss`.
-pub struct Bce;
+// BCE on probabilities; log clamped at -100 and the gradient's denominator at 1e-12
+// (the f32 value PyTorch uses), as `torch.nn.BCELoss`.
 impl PointwiseLoss for Bce {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let floor = F::from(-100.0).unwrap();
         let one = F::one();
         let log_x = x.ln().max(floor);
@@ -36,11 +36,10 @@ impl PointwiseLoss for Bce {
     }
 }
 
-/// BCE on logits with `pos_weight`; zero-coefficient terms dropped (limit 0 at ±inf).
-pub struct BceWithLogits;
+// BCE on logits with `pos_weight`; zero-coefficient terms dropped (limit 0 at ±inf).
 impl PointwiseLoss for BceWithLogits {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         let one = F::one();
         let py = e.pos_weight * y;
         let positive = if py != F::zero() { py * softplus(-x) } else { F::zero() };
@@ -50,23 +49,21 @@ impl PointwiseLoss for BceWithLogits {
     }
 }
 
-/// `softplus(-y x)`, `-y sigmoid(-y x)`.
-pub struct SoftMargin;
+// `softplus(-y x)`, `-y sigmoid(-y x)`.
 impl PointwiseLoss for SoftMargin {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let m = -y * x;
         LossGrad::valid(softplus(m), -y * sigmoid(m))
     }
 }
 
-/// Sigmoid focal loss with `alpha = params[0]` (< 0: none), `gamma = params[1]`;
-/// `m = 1 − p_t` in the form that does not cancel (see the shader).
-pub struct SigmoidFocal;
+// Sigmoid focal loss with `alpha` (< 0: none), `gamma`;
+// `m = 1 − p_t` in the form that does not cancel (see the shader).
 impl PointwiseLoss for SigmoidFocal {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
-        let (alpha, gamma) = (e.params[0], e.params[1]);
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let (alpha, gamma) = (F::from(self.alpha).unwrap(), F::from(self.gamma).unwrap());
         let (zero, one) = (F::zero(), F::one());
         let (p, q) = (sigmoid(x), sigmoid(-x));
         let positive = if y != zero { y * softplus(-x) } else { zero };
@@ -83,18 +80,39 @@ impl PointwiseLoss for SigmoidFocal {
     }
 }
 
-/// Hinge embedding with `margin = params[0]`: `x` for y = 1, `max(0, margin − x)` for
-/// y = −1, both terms for other y (as PyTorch); derivative 0 at the kink.
-pub struct HingeEmbedding;
+// Hinge embedding with `margin`: `x` for y = 1, `max(0, margin − x)` for
+// y = −1, both terms for other y (as PyTorch); derivative 0 at the kink.
 impl PointwiseLoss for HingeEmbedding {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let (zero, one) = (F::zero(), F::one());
-        let gap = e.params[0] - x;
+        let gap = F::from(self.margin).unwrap() - x;
         let (not_positive, not_negative) = (y != one, y != -one);
         let value = (if not_positive { gap.max(zero) } else { zero }) + if not_negative { x } else { zero };
         let slope = if gap > zero { -one } else { zero };
         let grad = (if not_positive { slope } else { zero }) + if not_negative { one } else { zero };
         LossGrad::valid(value, grad)
+    }
+}
+
+// optax's hinge loss: `max(0, 1 − y x)`, derivative `−y` where the hinge is active and
+// 0 at and beyond the kink (as `relu`). Selected on `gap <= 0`, as the shader, so that a
+// NaN stays NaN (`max` would drop it).
+impl PointwiseLoss for Hinge {
+    #[inline(always)]
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let gap = F::one() - y * x;
+        let flat = gap <= F::zero();
+        LossGrad::valid(if flat { F::zero() } else { gap }, if flat { F::zero() } else { -y })
+    }
+}
+
+// The squared hinge: `max(0, 1 − y x)²`, derivative `−2 y max(0, 1 − y x)`.
+impl PointwiseLoss for SquaredHinge {
+    #[inline(always)]
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let gap = F::one() - y * x;
+        let hinge = if gap <= F::zero() { F::zero() } else { gap };
+        LossGrad::valid(hinge * hinge, -(y + y) * hinge)
     }
 }

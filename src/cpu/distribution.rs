@@ -1,14 +1,14 @@
 //! Twins of `shaders/distribution/*.wgsl`, generic over the float type.
 
 use super::{Element, LossGrad, PointwiseLoss, Real};
+use crate::losses::{Jsd, KlDiv};
 
-/// KL divergence term of input x = ln q and target y; `params[0] = 1` when y is a
-/// log-probability.
-pub struct KlDiv;
+// KL divergence term of input x = ln q and target y; `log_target` when y is a
+// log-probability.
 impl PointwiseLoss for KlDiv {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
-        if e.params[0] != F::zero() {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        if self.log_target {
             let p = y.exp();
             return LossGrad::valid(p * (y - x), -p);
         }
@@ -26,13 +26,12 @@ fn log_add_exp<F: Real>(a: F, b: F) -> F {
     a.max(b) + (-(a - b).abs()).exp().ln_1p()
 }
 
-/// Liger-Kernel's generalised JSD of student log-probabilities x and teacher y with
-/// `beta = params[0]` (0: forward KL, 1: reverse KL); see the shader.
-pub struct Jsd;
+// Liger-Kernel's generalised JSD of student log-probabilities x and teacher y with
+// `beta` (0: forward KL, 1: reverse KL); see the shader.
 impl PointwiseLoss for Jsd {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
-        let (zero, one, beta) = (F::zero(), F::one(), e.params[0]);
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let (zero, one, beta) = (F::zero(), F::one(), F::from(self.beta).unwrap());
         let (p, q) = (y.exp(), x.exp());
         if beta == zero {
             return LossGrad::valid(if p > zero { p * (y - x) } else { zero }, -p);

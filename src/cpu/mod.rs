@@ -7,15 +7,14 @@
 //! - f32, the **fast CPU path** ([`compute_fast`]): f32 arithmetic and gradients, loss
 //!   sums accumulated in f64 per block, all cores. This is what benchmarks time.
 
-pub mod binary;
-pub mod distribution;
+mod binary;
+mod distribution;
 mod margin;
-mod pointwise;
-pub mod regression;
+pub(crate) mod pointwise;
+mod regression;
 mod softmax;
 
-pub use num_traits::Float;
-pub(crate) use pointwise::{kernels, PointwiseKernels};
+use num_traits::Float;
 
 use crate::error::Result;
 use crate::losses::{Family, Inputs, Loss, Reduction, Target};
@@ -23,7 +22,7 @@ use crate::DType;
 
 /// The float types the CPU twins are instantiated for: f64 (the reference) and f32 (the
 /// fast path). Adds what `Float` lacks for the fast path: an exponential that vectorises.
-pub trait Real: Float + Send + Sync + 'static {
+pub(crate) trait Real: Float + Send + Sync + 'static {
     /// `e^self`. f64: `f64::exp`, so the reference is as exact as before. f32: a
     /// branch-free Cephes polynomial (under 1 ulp from -87 to 88.7, 0 below -104, inf
     /// above 88.72, NaN kept) that LLVM vectorises, where `f32::exp` is a libm call.
@@ -97,6 +96,19 @@ pub(crate) fn with_best_isa<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
+/// The loss and derivative of one element of an elementwise loss, in f64, from its CPU
+/// twin (the reference tests differentiate it); `None` for row-wise losses. `pos_weight`
+/// is the element's `pos_weight` (1 without one).
+pub fn element(loss: &Loss, x: f64, y: f64, pos_weight: f64) -> Option<LossGrad> {
+    loss.definition().element(x, y, &Element { pos_weight })
+}
+
+/// Whether `(x, y)` is within 1e-3 of a kink of elementwise loss `loss`, where its
+/// derivative jumps and finite differences do not measure it (false for row-wise losses).
+pub fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
+    loss.definition().near_kink(x, y)
+}
+
 /// Loss, derivative and domain check of one element; the twin of the WGSL `LossGrad`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossGrad<F = f64> {
@@ -114,24 +126,21 @@ impl<F: Float> LossGrad<F> {
     }
 }
 
-/// What one element's function sees besides `x` and `y`: the loss's parameters and the
-/// broadcast operands at that element.
+/// What one element's function sees besides `x`, `y` and the loss's own parameters:
+/// the broadcast operands at that element.
 #[derive(Clone, Copy, Debug)]
-pub struct Element<F = f64> {
-    /// Loss parameters (`delta`, `beta`, ...), as the shader's `params.p0`, `p1`.
-    pub params: [F; 2],
+pub(crate) struct Element<F = f64> {
     /// `pos_weight` at this element (1 when absent).
-    pub pos_weight: F,
+    pub(crate) pos_weight: F,
 }
 
-/// One elementwise loss: the twin of a shader's `pointwise`, for any float type.
-pub trait PointwiseLoss {
+/// One elementwise loss: the twin of a shader's `pointwise`, for any float type,
+/// implemented on the loss's parameter struct (`self.delta` is the shader's
+/// `loss_params.delta`).
+pub(crate) trait PointwiseLoss {
     /// Loss and d(loss)/dx of one element.
-    fn eval<F: Real>(x: F, y: F, element: &Element<F>) -> LossGrad<F>;
+    fn eval<F: Real>(&self, x: F, y: F, element: &Element<F>) -> LossGrad<F>;
 }
-
-/// The f64 instantiation of one loss's element function.
-pub type PointwiseFn = fn(f64, f64, &Element<f64>) -> LossGrad<f64>;
 
 /// WGSL's `sign`: 0 at 0 (and at NaN). Two selects rather than an if-chain, so that
 /// loops calling it vectorise.
@@ -277,11 +286,14 @@ fn with_stored_values<R>(inputs: &Inputs, work: impl FnOnce(&Inputs) -> R) -> R 
 /// Computes `loss` on the CPU in f64: the reference. Same validation and errors as
 /// the GPU path. With a half-precision `dtype` it computes from the same rounded input
 /// and target the GPU reads, and returns the exact (unrounded) gradient.
-pub fn compute(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
-    let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
+pub fn compute(loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput> {
+    let loss = loss.into();
+    let spec = crate::losses::check_inputs(&loss, reduction, inputs)?;
     let run = |reduction: Reduction, inputs: &Inputs| {
         with_stored_values(inputs, |inputs| match spec.family {
-            Family::Pointwise(k) => (k.reference)(&spec, reduction, inputs),
+            Family::Pointwise => {
+                loss.definition().cpu_reference(&spec, reduction, inputs).expect("an elementwise twin")
+            }
             Family::Softmax(variant) if variant.two_dimensional() => {
                 margin::run::<f64>(&spec, variant, reduction, inputs)
             }
@@ -317,11 +329,12 @@ fn per_class<F: Real>(
 /// Computes `loss` on the CPU in f32 with f64 sums, on all cores: the fast CPU path,
 /// returning what the GPU returns (the gradient rounded to `inputs.dtype`). Same
 /// validation and errors as the other paths.
-pub fn compute_fast(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<crate::Output> {
-    let spec = crate::losses::check_inputs(loss, reduction, inputs)?;
+pub fn compute_fast(loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs) -> Result<crate::Output> {
+    let loss = loss.into();
+    let spec = crate::losses::check_inputs(&loss, reduction, inputs)?;
     let run = |reduction: Reduction, inputs: &Inputs| {
         with_stored_values(inputs, |inputs| match spec.family {
-            Family::Pointwise(k) => (k.fast)(&spec, reduction, inputs),
+            Family::Pointwise => loss.definition().cpu_fast(&spec, reduction, inputs).expect("an elementwise twin"),
             Family::Softmax(variant) if variant.two_dimensional() => {
                 margin::run::<f32>(&spec, variant, reduction, inputs)
             }

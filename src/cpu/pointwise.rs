@@ -8,29 +8,9 @@
 
 use num_traits::Float;
 
-use super::{with_best_isa, CpuOutput, Element, PointwiseFn, PointwiseLoss, Real};
+use super::{with_best_isa, CpuOutput, Element, PointwiseLoss, Real};
 use crate::error::{Error, Result};
 use crate::losses::{weight_layout, Inputs, Reduction, Spec, Target, WeightLayout};
-
-/// A whole-call function of one instantiation.
-type RunFn<F> = fn(&Spec, Reduction, &Inputs) -> Result<CpuOutput<F>>;
-
-/// One elementwise loss's CPU functions, monomorphised per loss so that the element
-/// function inlines into its loop.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PointwiseKernels {
-    /// The f64 element function (finite-difference tests differentiate it).
-    pub element: PointwiseFn,
-    /// The f64 reference.
-    pub reference: RunFn<f64>,
-    /// The f32 fast path.
-    pub fast: RunFn<f32>,
-}
-
-/// The CPU functions of loss `L`.
-pub(crate) fn kernels<L: PointwiseLoss>() -> PointwiseKernels {
-    PointwiseKernels { element: L::eval::<f64>, reference: run::<L, f64>, fast: run::<L, f32> }
-}
 
 /// Independent loss accumulators per block (one vector register of f32 on AVX-512).
 const LANES: usize = 16;
@@ -98,7 +78,14 @@ struct Block<'a, F> {
 /// A block's (loss sum in f64, non-finite count, invalid count).
 type BlockSums = (f64, u64, u64);
 
-fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput<F>> {
+/// The whole call of elementwise loss `loss` in float type `F` (f64: the reference; f32:
+/// the fast path).
+pub(crate) fn run<L: PointwiseLoss + Sync, F: Real>(
+    loss: &L,
+    spec: &Spec,
+    reduction: Reduction,
+    inputs: &Inputs,
+) -> Result<CpuOutput<F>> {
     let shape = inputs.resolved_shape();
     let len = shape.len();
     let Target::Values(target) = inputs.target else { unreachable!("checked: an f32 target") };
@@ -121,12 +108,7 @@ fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &In
         upstream: inputs.upstream.filter(|_| reduction == Reduction::None),
         last_dim: shape.last_dim(),
     };
-    let problem = Problem {
-        input: inputs.input,
-        target,
-        params: [spec.params[0], spec.params[1]].map(|p| F::from(p).unwrap()),
-        grad_scale: F::from(scale * upstream_scalar).unwrap(),
-    };
+    let problem = Problem { loss, input: inputs.input, target, grad_scale: F::from(scale * upstream_scalar).unwrap() };
     let mut grad = vec![F::zero(); len];
     let mut per_element = (reduction == Reduction::None).then(|| vec![F::zero(); len]);
     let mut jobs = Vec::new();
@@ -138,10 +120,10 @@ fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &In
     let plain = general.weight.is_none() && general.pos_weight.is_none() && general.upstream.is_none();
     let blocks = super::parallel(jobs, |block| {
         with_best_isa(|| match (plain, block.losses.is_some()) {
-            (true, false) => problem.block::<L, _, false>(block, &Plain),
-            (true, true) => problem.block::<L, _, true>(block, &Plain),
-            (false, false) => problem.block::<L, _, false>(block, &general),
-            (false, true) => problem.block::<L, _, true>(block, &general),
+            (true, false) => problem.block::<_, false>(block, &Plain),
+            (true, true) => problem.block::<_, true>(block, &Plain),
+            (false, false) => problem.block::<_, false>(block, &general),
+            (false, true) => problem.block::<_, true>(block, &general),
         })
     });
     let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
@@ -157,21 +139,17 @@ fn run<L: PointwiseLoss, F: Real>(spec: &Spec, reduction: Reduction, inputs: &In
     Ok(CpuOutput { value: sum * scale, grad, per_element, nonfinite, lse: None, correct: None, per_class: None })
 }
 
-/// The call's operands and constants.
-struct Problem<'a, F> {
+/// The call's loss, operands and constants.
+struct Problem<'a, L, F> {
+    loss: &'a L,
     input: &'a [f32],
     target: &'a [f32],
-    params: [F; 2],
     grad_scale: F,
 }
 
-impl<F: Real> Problem<'_, F> {
+impl<L: PointwiseLoss, F: Real> Problem<'_, L, F> {
     #[inline(always)]
-    fn block<L: PointwiseLoss, O: Operands<F>, const WRITE_LOSSES: bool>(
-        &self,
-        block: Block<'_, F>,
-        operands: &O,
-    ) -> BlockSums {
+    fn block<O: Operands<F>, const WRITE_LOSSES: bool>(&self, block: Block<'_, F>, operands: &O) -> BlockSums {
         let Block { start, grads, mut losses } = block;
         let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
         for sub in (0..grads.len()).step_by(SUB_BLOCK) {
@@ -182,8 +160,8 @@ impl<F: Real> Problem<'_, F> {
             for offset in sub..end {
                 let i = start + offset;
                 let (x, y) = (self.input[i], self.target[i]);
-                let element = Element { params: self.params, pos_weight: operands.pos_weight(i) };
-                let r = L::eval(F::from(x).unwrap(), F::from(y).unwrap(), &element);
+                let element = Element { pos_weight: operands.pos_weight(i) };
+                let r = self.loss.eval(F::from(x).unwrap(), F::from(y).unwrap(), &element);
                 let w = operands.weight(i);
                 grads[offset] = r.grad * w * self.grad_scale * operands.upstream(i);
                 let value = r.value * w;

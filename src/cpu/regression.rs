@@ -2,33 +2,31 @@
 //! reference; f32: the fast CPU path). `d = x - y` throughout.
 
 use super::{sign, Element, LossGrad, PointwiseLoss, Real};
+use crate::losses::{Huber, LogCosh, Mse, SmoothL1, L1};
 
-/// `d²`, `2d`.
-pub struct Mse;
+// `d²`, `2d`.
 impl PointwiseLoss for Mse {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         LossGrad::valid(d * d, d + d)
     }
 }
 
-/// `|d|`, `sign(d)` with sign(0) = 0 (PyTorch's subgradient).
-pub struct L1;
+// `|d|`, `sign(d)` with sign(0) = 0 (PyTorch's subgradient).
 impl PointwiseLoss for L1 {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         LossGrad::valid(d.abs(), sign(d))
     }
 }
 
-/// Huber with `delta = params[0]`.
-pub struct Huber;
+// Huber with `delta`.
 impl PointwiseLoss for Huber {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
-        let delta = e.params[0];
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let delta = F::from(self.delta).unwrap();
         let half = F::from(0.5).unwrap();
         let d = x - y;
         let a = d.abs();
@@ -37,12 +35,11 @@ impl PointwiseLoss for Huber {
     }
 }
 
-/// Smooth L1 with `beta = params[0]`; beta = 0 is L1.
-pub struct SmoothL1;
+// Smooth L1 with `beta`; beta = 0 is L1.
 impl PointwiseLoss for SmoothL1 {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, e: &Element<F>) -> LossGrad<F> {
-        let beta = e.params[0];
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+        let beta = F::from(self.beta).unwrap();
         let half = F::from(0.5).unwrap();
         let d = x - y;
         let a = d.abs();
@@ -55,11 +52,10 @@ impl PointwiseLoss for SmoothL1 {
     }
 }
 
-/// `ln cosh d = |d| + ln(1 + e^{-2|d|}) - ln 2`, `tanh d`.
-pub struct LogCosh;
+// `ln cosh d = |d| + ln(1 + e^{-2|d|}) - ln 2`, `tanh d`.
 impl PointwiseLoss for LogCosh {
     #[inline(always)]
-    fn eval<F: Real>(x: F, y: F, _: &Element<F>) -> LossGrad<F> {
+    fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let d = x - y;
         let a = d.abs();
         let two = F::from(2.0).unwrap();

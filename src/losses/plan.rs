@@ -6,6 +6,7 @@ use wgpu::util::DeviceExt;
 use super::{pointwise::PointwisePlan, softmax::SoftmaxPlan, Loss, Reduction, Shape, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
+#[cfg(test)]
 use crate::shader::Defines;
 use crate::DType;
 
@@ -23,6 +24,7 @@ pub(crate) const PARTIAL_BYTES: u64 = 32;
 /// buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[non_exhaustive]
 pub struct LossStats {
     /// The reduced loss (`none`: the sum of the per-element or per-row losses).
     pub value: f32,
@@ -37,8 +39,12 @@ pub struct LossStats {
     pub denominator: f32,
     /// Rows whose argmax equals the label, when accuracy was asked for; else 0.
     pub correct: u32,
+    /// Rows that count in the loss: for losses with an `ignore_index`, the rows whose
+    /// label is not ignored (so accuracy is `correct / kept`); otherwise every row
+    /// (elementwise losses: every element).
+    pub kept: u32,
     /// Reserved, 0.
-    pub reserved: [u32; 3],
+    pub reserved: [u32; 2],
 }
 
 impl LossStats {
@@ -173,6 +179,7 @@ impl<'a> Bindings<'a> {
 /// encoder cannot see each other's parameters) and its scratch (partials); recordings
 /// of one plan run in submission order, so they may share it.
 pub struct Plan {
+    pub(crate) loss: Loss,
     pub(crate) spec: Spec,
     pub(crate) reduction: Reduction,
     pub(crate) shape: Shape,
@@ -189,15 +196,16 @@ impl Gpu {
     /// Validates `loss` for `reduction` on `shape` and prepares everything that does
     /// not depend on the caller's buffers (chunking, uniforms, scratch). Pipelines are
     /// compiled on the first `encode` of a variant and cached on the `Gpu`.
-    pub fn plan(&self, loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Plan> {
+    pub fn plan(&self, loss: impl Into<Loss>, reduction: Reduction, shape: &Shape) -> Result<Plan> {
         self.plan_with(loss, reduction, shape, DType::F32)
     }
 
     /// [`Gpu::plan`] for operands of element type `dtype` (input, target values and
     /// gradient; everything else stays f32). f16 needs the device feature
     /// `SHADER_F16`; without it this is [`Error::MissingFeature`].
-    pub fn plan_with(&self, loss: &Loss, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Plan> {
-        let spec = super::check_problem(loss, reduction, shape)?;
+    pub fn plan_with(&self, loss: impl Into<Loss>, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Plan> {
+        let loss = loss.into();
+        let spec = super::check_problem(&loss, reduction, shape)?;
         if dtype == DType::F16 && !self.features().contains(wgpu::Features::SHADER_F16) {
             return Err(Error::MissingFeature {
                 what: format!("{} on f16 operands", spec.name),
@@ -206,18 +214,21 @@ impl Gpu {
             });
         }
         let inner = match spec.family {
-            super::Family::Pointwise(_) => {
-                PlanKind::Pointwise(PointwisePlan::new(self, &spec, reduction, shape, dtype)?)
-            }
+            super::Family::Pointwise => PlanKind::Pointwise(PointwisePlan::new(self, &loss, reduction, shape, dtype)?),
             super::Family::Softmax(variant) => {
                 PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape, dtype)?)
             }
         };
-        Ok(Plan { spec, reduction, shape: shape.clone(), dtype, inner })
+        Ok(Plan { loss, spec, reduction, shape: shape.clone(), dtype, inner })
     }
 }
 
 impl Plan {
+    /// The loss the plan was made for.
+    pub fn loss(&self) -> &Loss {
+        &self.loss
+    }
+
     /// The loss's spec.
     pub fn spec(&self) -> &Spec {
         &self.spec
@@ -261,9 +272,11 @@ impl Plan {
 
     /// Every variant of this plan's loss's shaders that `encode` can ask for, as
     /// `(shader, entry point, defines)`, for validation ahead of time.
-    pub fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
+    #[cfg(test)]
+    pub(crate) fn shader_variants(loss: &Loss) -> Vec<(&'static str, &'static str, Defines)> {
+        let spec = &loss.spec();
         let variants = match spec.family {
-            super::Family::Pointwise(_) => super::pointwise::shader_variants(spec),
+            super::Family::Pointwise => super::pointwise::shader_variants(spec, loss),
             super::Family::Softmax(variant) => super::softmax::shader_variants(spec, variant),
         };
         // Every loss kernel also with subgroup reductions (devices with SUBGROUP); the
@@ -341,6 +354,9 @@ pub(crate) struct FinalizeParams {
     pub scale: f32,
     pub denominator: f32,
     pub mean_from_denoms: u32,
+    pub kept: u32,
+    pub kept_from_denoms: u32,
+    pub _pad: [u32; 2],
 }
 
 /// A bind group from `(binding, buffer range)` pairs.
@@ -406,5 +422,23 @@ pub(crate) fn check_per_element(
             Err(Error::UnsupportedArgument { loss: spec.name, argument: "per_element (reduction is not `none`)" })
         }
         (None, false) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod mirrors {
+    use super::{FinalizeParams, LossStats, PARTIAL_BYTES, WG_SIZE};
+    use crate::shader::{assert_mirrors, reflection};
+
+    #[test]
+    fn stats_and_finalize_structs_mirror_the_shader() {
+        assert_mirrors!(LossStats, "finalize", "LossStats" {
+            value: f32, nonfinite: u32, invalid: u32, denominator: f32, correct: u32, kept: u32,
+        });
+        assert_mirrors!(FinalizeParams, "finalize", "FinalizeParams" {
+            count: u32, scale: f32, denominator: f32, mean_from_denoms: u32, kept: u32, kept_from_denoms: u32,
+        });
+        assert_eq!(reflection::type_size("finalize", "Partial") as u64, PARTIAL_BYTES);
+        assert_eq!(reflection::const_u32("finalize", "WG_SIZE"), WG_SIZE);
     }
 }

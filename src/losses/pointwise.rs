@@ -4,15 +4,17 @@
 //! Per call: one dispatch per chunk of at most [`Gpu::max_binding_bytes`] bytes per
 //! operand, then one `finalize` dispatch.
 
+use super::definition::Param;
 use super::plan::{
     bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
     Bindings, FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
-use super::{unsupported, Reduction, Shape, Spec, WeightLayout};
+use super::{unsupported, Loss, Reduction, Shape, WeightLayout};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
 use crate::DType;
+use wgpu::util::DeviceExt;
 
 /// Chunks start on multiples of this many elements, keeping bound offsets aligned (and
 /// bf16 words whole).
@@ -26,9 +28,40 @@ struct ChunkParams {
     partial_base: u32,
     last_dim: u32,
     grad_scale: f32,
-    p0: f32,
-    p1: f32,
-    _pad: f32,
+    _pad: [u32; 3],
+}
+
+/// The binding of the loss's own parameters (`loss_params` in `shaders/lib/pointwise.wgsl`,
+/// a `LossParams` struct the loss file declares), passed to the shader as the define
+/// `LOSS_PARAMS_BINDING`.
+const LOSS_PARAMS_BINDING: u32 = 10;
+
+/// The defines that bind a loss's parameters: none for a loss without any.
+fn loss_param_defines(params: &[Param]) -> Defines {
+    let mut defines = Defines::new();
+    if !params.is_empty() {
+        defines.insert("LOSS_PARAMS".into(), String::new());
+        defines.insert("LOSS_PARAMS_BINDING".into(), LOSS_PARAMS_BINDING.to_string());
+    }
+    defines
+}
+
+/// The bytes of a `LossParams` uniform: one 32-bit field per parameter, in order,
+/// padded to 16 bytes (a uniform binding's granule).
+fn loss_param_bytes(params: &[Param]) -> Vec<u8> {
+    let mut words: Vec<u32> = params.iter().map(|p| p.value.bits()).collect();
+    words.resize(words.len().div_ceil(4).max(1) * 4, 0);
+    bytemuck::cast_slice(&words).to_vec()
+}
+
+/// Uniforms of `shaders/column_sums.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColumnParams {
+    len: u32,
+    columns: u32,
+    first_class: u32,
+    accumulate: u32,
 }
 
 struct Chunk {
@@ -48,6 +81,9 @@ pub(crate) struct PointwisePlan {
     chunks: Vec<Chunk>,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
+    // The loss's own parameters (none: the loss has none), and the defines binding them.
+    loss_params: Option<wgpu::Buffer>,
+    loss_defines: Defines,
 }
 
 /// 1 / the reduction's denominator (1 for `sum` and `none`), and that denominator.
@@ -61,7 +97,8 @@ fn mean_scale(reduction: Reduction, shape: &Shape) -> (f64, f64) {
 }
 
 impl PointwisePlan {
-    pub(crate) fn new(gpu: &Gpu, spec: &Spec, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Self> {
+    pub(crate) fn new(gpu: &Gpu, loss: &Loss, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Self> {
+        let params = loss.definition().params();
         let len = shape.len() as u64;
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
@@ -81,13 +118,16 @@ impl PointwisePlan {
                 partial_base,
                 last_dim: shape.last_dim().max(1) as u32,
                 grad_scale: scale as f32,
-                p0: spec.params[0],
-                p1: spec.params[1],
-                _pad: 0.0,
+                _pad: [0; 3],
             };
             let params = uniform(gpu, "fused-loss chunk params", &params);
             let columns = shape.last_dim().max(1) as u64;
-            let column_params = [chunk_len as u32, columns as u32, (start % columns) as u32, (start > 0) as u32];
+            let column_params = ColumnParams {
+                len: chunk_len as u32,
+                columns: columns as u32,
+                first_class: (start % columns) as u32,
+                accumulate: (start > 0) as u32,
+            };
             let column_params = uniform(gpu, "fused-loss column params", &column_params);
             chunks.push(Chunk { start, len: chunk_len, groups, params, column_params });
             partial_base += groups;
@@ -98,6 +138,9 @@ impl PointwisePlan {
             scale: scale as f32,
             denominator: denominator as f32,
             mean_from_denoms: 0,
+            kept: len as u32,
+            kept_from_denoms: 0,
+            _pad: [0; 2],
         };
         Ok(PointwisePlan {
             gpu: gpu.clone(),
@@ -106,6 +149,14 @@ impl PointwisePlan {
             chunks,
             partials: partials_buffer(gpu, partial_base),
             finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
+            loss_params: (!params.is_empty()).then(|| {
+                gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("fused-loss loss params"),
+                    contents: &loss_param_bytes(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+            }),
+            loss_defines: loss_param_defines(&params),
         })
     }
 
@@ -129,7 +180,7 @@ impl PointwisePlan {
         if bindings.lse.is_some() || bindings.accuracy {
             return Err(unsupported(spec, "log-sum-exp or accuracy outputs"));
         }
-        let mut defines = Defines::new();
+        let mut defines = self.loss_defines.clone();
         defines.extend(self.dtype.define().map(|d| (d.to_string(), String::new())));
         if bindings.grad.is_none() {
             defines.insert("IN_PLACE".into(), String::new());
@@ -224,6 +275,9 @@ impl PointwisePlan {
                 if let Some(slice) = &bindings.pos_weight {
                     entries.push((8, sub(slice, 0, last_dim)));
                 }
+                if let Some(buffer) = &self.loss_params {
+                    entries.push((LOSS_PARAMS_BINDING, buffer.as_entire_buffer_binding()));
+                }
                 bind_group(gpu, spec.name, &pipeline, entries)
             })
             .collect();
@@ -270,7 +324,13 @@ impl PointwisePlan {
 }
 
 /// Every variant of an elementwise loss's shader that `encode` can ask for.
-pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
+#[cfg(test)]
+pub(crate) fn shader_variants(spec: &super::Spec, loss: &Loss) -> Vec<(&'static str, &'static str, Defines)> {
+    let with_params = |flags: &mut dyn Iterator<Item = &str>| -> Defines {
+        let mut defines = loss_param_defines(&loss.definition().params());
+        defines.extend(flags.map(|f| (f.to_string(), String::new())));
+        defines
+    };
     let weights: &[Option<&str>] =
         if spec.takes_weight { &[None, Some("HAS_WEIGHT"), Some("HAS_WEIGHT_BROADCAST")] } else { &[None] };
     let pos_weights: &[bool] = if spec.takes_pos_weight { &[false, true] } else { &[false] };
@@ -281,8 +341,7 @@ pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, D
         for in_place in [false, true] {
             for vector in [false, true] {
                 let flags = [dtype.define(), in_place.then_some("IN_PLACE"), vector.then_some("VEC4")];
-                let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
-                variants.push((spec.shader, "main", defines));
+                variants.push((spec.shader, "main", with_params(&mut flags.into_iter().flatten())));
             }
         }
     }
@@ -298,18 +357,64 @@ pub(crate) fn shader_variants(spec: &Spec) -> Vec<(&'static str, &'static str, D
                             pos_weight.then_some("HAS_POS_WEIGHT"),
                             vector.then_some("VEC4"),
                         ];
-                        let defines = flags.into_iter().flatten().map(|f| (f.to_string(), String::new())).collect();
-                        variants.push((spec.shader, "main", defines));
+                        variants.push((spec.shader, "main", with_params(&mut flags.into_iter().flatten())));
                     }
                 }
             }
         }
     }
     for vector in [false, true] {
-        let flags = ["STORE_LOSSES"].into_iter().chain(vector.then_some("VEC4"));
-        variants.push((spec.shader, "main", flags.map(|f| (f.to_string(), String::new())).collect()));
+        let mut flags = ["STORE_LOSSES"].into_iter().chain(vector.then_some("VEC4"));
+        variants.push((spec.shader, "main", with_params(&mut flags)));
     }
     variants.push(("finalize", "finalize", Defines::new()));
     variants.push(("column_sums", "column_sums", Defines::new()));
     variants
+}
+
+#[cfg(test)]
+mod mirrors {
+    use super::{ChunkParams, ColumnParams, LOSS_PARAMS_BINDING};
+    use crate::shader::{assert_mirrors, reflection};
+
+    #[test]
+    fn loss_files_declare_their_definitions_parameters() {
+        // Each elementwise loss's `LossParams` has its definition's parameters, by name,
+        // in order and of their types; a loss without parameters declares none.
+        for loss in crate::registry().into_iter().flat_map(|l| l.definition().variations()) {
+            let spec = loss.spec();
+            if spec.is_row_wise() {
+                continue;
+            }
+            let params = loss.definition().params();
+            let binding = format!("LOSS_PARAMS_BINDING={LOSS_PARAMS_BINDING}");
+            let defines: &[&str] = if params.is_empty() { &[] } else { &["LOSS_PARAMS", &binding] };
+            let declared = reflection::module(spec.shader, defines)
+                .types
+                .iter()
+                .any(|(_, ty)| ty.name.as_deref() == Some("LossParams"));
+            assert_eq!(
+                declared,
+                !params.is_empty(),
+                "{}: LossParams declared {declared}, params {params:?}",
+                spec.name
+            );
+            if params.is_empty() {
+                continue;
+            }
+            let fields: Vec<(&str, usize, &str)> =
+                params.iter().enumerate().map(|(i, p)| (p.name, 4 * i, p.value.wgsl_type())).collect();
+            reflection::assert_struct(spec.shader, defines, "LossParams", &fields, 4 * params.len());
+        }
+    }
+
+    #[test]
+    fn uniform_structs_mirror_the_shaders() {
+        assert_mirrors!(ChunkParams, "regression/mse", "Params" {
+            len: u32, chunk_start: u32, partial_base: u32, last_dim: u32, grad_scale: f32,
+        });
+        assert_mirrors!(ColumnParams, "column_sums", "ColumnParams" {
+            len: u32, columns: u32, first_class: u32, accumulate: u32,
+        });
+    }
 }

@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::shader::Defines;
 use crate::DType;
 
+/// Bytes of the label pre-pass's `Denoms` (`shaders/lib/denoms.wgsl`).
+const DENOMS_BYTES: u64 = 16;
+
 /// Rows with at most this many classes get one invocation each.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
 
@@ -340,10 +343,13 @@ impl SoftmaxPlan {
             scale: host_scale as f32,
             denominator: if mean && !from_denoms { rows as f32 } else { 1.0 },
             mean_from_denoms: from_denoms as u32,
+            kept: rows as u32,
+            kept_from_denoms: variant.has_row_label() as u32,
+            _pad: [0; 2],
         };
         let denoms = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("fused-loss denominators"),
-            size: 16,
+            size: DENOMS_BYTES,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
@@ -544,6 +550,7 @@ fn storage_flags(dtype: DType, in_place: bool) -> Vec<&'static str> {
 }
 
 /// Every variant of the family's shaders that `encode` can ask for.
+#[cfg(test)]
 pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static str, &'static str, Defines)> {
     let options = option_flags(spec);
     let mut out = Vec::new();
@@ -599,4 +606,23 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
         out.push(("finalize", "finalize", set(&[])));
     }
     out
+}
+
+#[cfg(test)]
+mod mirrors {
+    use super::{ChunkParams, LabelParams, DENOMS_BYTES};
+    use crate::shader::{assert_mirrors, reflection};
+
+    #[test]
+    fn uniform_structs_mirror_the_shaders() {
+        assert_mirrors!(ChunkParams, "classification/cross_entropy" ["HARD_LABELS"], "Params" {
+            rows: u32, partial_base: u32, classes: u32, inner: u32, ignore_index: i32, smoothing: f32,
+            host_scale: f32, mean_from_denoms: u32, fn_a: f32, fn_b: f32, fn_c: f32, z_loss: f32, softcap: f32,
+            has_ignore: u32,
+        });
+        assert_mirrors!(LabelParams, "classification/labels", "LabelParams" {
+            rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32,
+        });
+        assert_eq!(reflection::type_size("classification/labels", "Denoms") as u64, DENOMS_BYTES);
+    }
 }

@@ -64,6 +64,13 @@ def apply_loss(loss, params, x, t, w, pw, reduction):
                                                   reduction=reduction)
     if loss == "hinge_embedding":
         return F.hinge_embedding_loss(x, t, margin=params["margin"], reduction=reduction)
+    if loss == "hinge":
+        # optax.hinge_loss: max(0, 1 - y x); relu's derivative at the kink is 0.
+        per = torch.relu(1.0 - t * x)
+        return {"none": per, "mean": per.mean(), "sum": per.sum()}[reduction]
+    if loss == "squared_hinge":
+        per = torch.relu(1.0 - t * x) ** 2
+        return {"none": per, "mean": per.mean(), "sum": per.sum()}[reduction]
     if loss == "log_cosh":
         e = x - t
         per = torch.logaddexp(e, -e) - LOG2
@@ -255,6 +262,16 @@ for margin in (1.0, 0.5):
     hx = [margin, margin - 0.25, margin + 0.25, 0.0, -1e4, 1e4]
     add_extreme(f"hinge_embedding extremes margin={margin}", "hinge_embedding",
                 [v for v in hx for _ in range(2)], [-1.0, 1.0] * len(hx), params, reductions=("none", "sum"))
+
+# hinge and squared_hinge (optax's hinge_loss and its square; the formula with autograd):
+# random, then scores on the kink (y x = 1), either side of it, at 0 and far off.
+# Appended after every earlier case so their random draws stay as they were.
+for loss in ("hinge", "squared_hinge"):
+    for r, shape in SHAPES.items():
+        add(f"{loss} random {r} {shape}", loss, r, RNG.normal(0.0, 2.0, shape), RNG.choice([-1.0, 1.0], shape))
+    kx = [1.0, -1.0, 0.75, 1.25, -0.75, -1.25, 0.0, 1e4, -1e4]
+    add_extreme(f"{loss} extremes", loss, [v for v in kx for _ in range(2)], [1.0, -1.0] * len(kx),
+                reductions=("none", "mean", "sum"))
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:

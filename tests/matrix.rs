@@ -1,0 +1,92 @@
+//! The GPU-vs-CPU matrix as named tests: every registry loss × its variations ×
+//! reduction × optional operands × element type × awkward sizes, on seeded random
+//! inputs, one test per case, generated from the registry at start-up (a custom
+//! harness, `libtest-mimic`). A name reads `suite::loss::{params}::reduction::dtype::dims
+//! [::options]::seed`, so `cargo test --release --test matrix huber` runs Huber's cases,
+//! `-- awkward::cross_entropy` one suite's cross-entropy cases, and a failure names its
+//! case. Without an adapter every case is reported ignored (after a loud SKIP), unless
+//! `FUSED_LOSS_REQUIRE_GPU=1`, where that is a failure.
+
+mod common;
+
+use fused_loss::check::{self, Case};
+use fused_loss::{Gpu, Reduction, RowKernel};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let gpu = common::gpu("matrix");
+    let mut trials = Vec::new();
+    let mut suite = |name: &str, gpu: Option<Gpu>, cases: Vec<Case>| {
+        trials.extend(cases.into_iter().map(|case| trial(name, gpu.clone(), case)));
+    };
+    let derived = |f: &dyn Fn(&Gpu) -> Gpu| gpu.as_ref().map(f);
+
+    suite("awkward", gpu.clone(), check::standard_cases(check::ELEMENTWISE_DIMS, check::ROW_DIMS));
+    // 70 000 rows: a launch of one workgroup per row (or per 256 elements) would exceed
+    // 65 535 workgroups in one dimension.
+    let many_rows = check::standard_cases(&[&[70_000, 3]], &[&[70_000, 3], &[66_000, 40]]);
+    suite("many_rows", gpu.clone(), many_rows.into_iter().filter(|c| c.reduction == Reduction::Mean).collect());
+    // C = 32 768, 131 072 and 262 144: the row-per-workgroup kernel with online softmax,
+    // every option of cross-entropy.
+    let vocabulary = check::standard_cases(&[], &[&[5, 32_768], &[3, 131_072], &[2, 262_144]]);
+    suite(
+        "vocabulary",
+        gpu.clone(),
+        vocabulary.into_iter().filter(|c| c.reduction != Reduction::None || c.loss.name() == "cross_entropy").collect(),
+    );
+    // The row kernel is chosen by C; forcing each on shapes the other would take checks
+    // both paths on the same inputs.
+    for (name, kernel) in [("row_per_thread", RowKernel::PerThread), ("row_per_workgroup", RowKernel::PerWorkgroup)] {
+        let cases = check::standard_cases(&[], &[&[67, 10], &[9, 100], &[2, 40, 9]]);
+        suite(name, derived(&|g| g.with_row_kernel(kernel)), cases);
+    }
+    // 16 KiB bindings force 100 002 elements into 25 chunks, with broadcast operands
+    // whose period (7) does not divide the chunk length; row-wise shapes split into
+    // chunks of whole batch items.
+    let chunked = check::standard_cases(&[&[14_286, 7]], &[&[300, 40], &[30, 3, 50], &[1000, 3]]);
+    suite("chunked", derived(&|g| g.with_max_binding_bytes(16 * 1024)), chunked);
+    // Inputs above one buffer (64 KiB here) are computed in parts of whole batch items.
+    let split = check::standard_cases(&[&[300, 257], &[100_000]], &[&[70, 1000], &[40, 21, 40]]);
+    suite("split", derived(&|g| g.with_max_buffer_bytes(64 * 1024)), split);
+    // The paths a device may lack or a length may rule out, forced on shapes where the
+    // default path would take the other: workgroup-tree reductions instead of subgroup
+    // butterflies, scalar loads instead of vec4 (256 and 100 000 are multiples of 8).
+    let fallbacks: [(&str, &dyn Fn(&Gpu) -> Gpu); 3] = [
+        ("no_subgroups", &|g| g.with_subgroups(false)),
+        ("scalar_loads", &|g| g.with_vector_loads(false)),
+        ("no_subgroups_scalar_loads", &|g| g.with_subgroups(false).with_vector_loads(false)),
+    ];
+    for (name, fallback) in fallbacks {
+        let cases = check::standard_cases(&[&[256], &[100_000]], &[&[257, 3], &[7, 1000], &[3, 40, 9]]);
+        suite(name, derived(fallback), cases);
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// One case as a test; ignored when there is no adapter.
+fn trial(suite: &str, gpu: Option<Gpu>, case: Case) -> Trial {
+    let name = format!("{suite}::{}", case.test_name());
+    let ignored = gpu.is_none();
+    Trial::test(name, move || match gpu {
+        Some(gpu) => agree(&gpu, &case),
+        None => Err("no adapter".into()),
+    })
+    .with_ignored_flag(ignored)
+}
+
+/// The case agrees with the f64 reference within the design's tolerances, or (f16 on an
+/// adapter without SHADER_F16) is refused with the missing feature named.
+fn agree(gpu: &Gpu, case: &Case) -> Result<(), Failed> {
+    if check::must_refuse(gpu, case) {
+        return match check::run_case(gpu, case) {
+            Err(e) if check::is_expected_refusal(&e) => Ok(()),
+            other => Err(format!("{case}: expected a SHADER_F16 refusal, got {other:?}").into()),
+        };
+    }
+    match check::run_case(gpu, case) {
+        Ok(a) if a.passes() => Ok(()),
+        Ok(a) => Err(format!("{case}: {a:?} (errors as multiples of the allowed)").into()),
+        Err(e) => Err(format!("{case}: {e}").into()),
+    }
+}
