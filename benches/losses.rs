@@ -20,7 +20,7 @@ const ROTATION_BYTES: u64 = 64 << 20;
 
 fn shapes(loss: &Loss) -> Vec<&'static [usize]> {
     let all = if loss.spec().is_row_wise() { CRITERION_ROWS } else { CRITERION_ELEMENTWISE };
-    all.iter().copied().filter(|dims| bench::applies(&loss, dims)).collect()
+    all.iter().copied().filter(|dims| bench::applies(loss, dims)).collect()
 }
 
 /// Input sets for `loss` on `dims`: enough (at least 2, at most 16) to exceed the cache.

@@ -64,7 +64,7 @@ fn main() -> Result<(), fused_loss::Error> {
     });
 
     // Validate and prepare once; record every step.
-    let plan = gpu.plan(&Loss::huber().delta(0.5), Reduction::Mean, &Shape::elementwise(n))?;
+    let plan = gpu.plan(Loss::huber().delta(0.5), Reduction::Mean, &Shape::elementwise(n))?;
     for step in 0..=100 {
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &Bindings::new(pred.slice(..), target.slice(..), grad.slice(..), stats.slice(..)))?;

@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Validated and prepared once; recorded every step.
     let plan_for =
-        |batch: &linear::Batch| gpu.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[batch.rows, CLASSES]));
+        |batch: &linear::Batch| gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[batch.rows, CLASSES]));
     let (train_plan, test_plan) = (plan_for(&train)?, plan_for(&test)?);
     fn bindings<'a>(batch: &'a linear::Batch, stats: &'a wgpu::Buffer) -> Bindings<'a> {
         Bindings::new(batch.logits.slice(..), batch.labels.slice(..), batch.grad.slice(..), stats.slice(..)).accuracy()

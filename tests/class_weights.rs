@@ -117,7 +117,7 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
     let stats_b = buffer(&[0; LossStats::SIZE as usize]);
     let scheme = WeightScheme::InverseSqrt;
     let weigh = gpu.class_weights(rows, classes, -100, scheme, None).unwrap();
-    let loss = gpu.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let loss = gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, labels_b.slice(..), None, weights_b.slice(..)).unwrap();
     let bindings = Bindings::new(logits_b.slice(..), labels_b.slice(..), grad_b.slice(..), stats_b.slice(..))
@@ -127,7 +127,7 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
     let weights: Vec<f32> =
         cpu::class_weights(&labels, classes, -100, scheme, None).into_iter().map(|w| w as f32).collect();
     let want = cpu::compute(
-        &Loss::cross_entropy(),
+        Loss::cross_entropy(),
         Reduction::Mean,
         &Inputs::labels(&logits, &labels).shape(&[rows, classes]).weight(&weights),
     )
@@ -232,7 +232,7 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let stats_b = buffer(&[0; LossStats::SIZE as usize]);
     let scheme = WeightScheme::InverseFrequency;
     let weigh = gpu.positive_weights(rows, classes, scheme, None).unwrap();
-    let loss = gpu.plan(&Loss::bce_with_logits(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let loss = gpu.plan(Loss::bce_with_logits(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, targets_b.slice(..), None, weights_b.slice(..)).unwrap();
     let bindings = Bindings::new(logits_b.slice(..), targets_b.slice(..), grad_b.slice(..), stats_b.slice(..))
@@ -242,6 +242,6 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let pos_weight: Vec<f32> =
         cpu::positive_weights(&targets, classes, scheme, None).into_iter().map(|w| w as f32).collect();
     let inputs = Inputs::new(&logits, &targets).shape(&[rows, classes]).pos_weight(&pos_weight);
-    let want = cpu::compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().value;
+    let want = cpu::compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().value;
     assert!((stats.value as f64 - want).abs() <= 1e-5 * want.abs(), "{} vs {want}", stats.value);
 }

@@ -69,10 +69,10 @@ fn host_argument_errors() {
 
 #[test]
 fn empty_input_is_fine_where_defined() {
-    let out = cpu::compute(&Loss::mse(), Reduction::Sum, &Inputs::new(&[], &[])).unwrap();
+    let out = cpu::compute(Loss::mse(), Reduction::Sum, &Inputs::new(&[], &[])).unwrap();
     assert_eq!(out.value, 0.0);
     if let Some(gpu) = common::gpu("empty_input_is_fine_where_defined") {
-        let out = gpu.compute(&Loss::mse(), Reduction::None, &Inputs::new(&[], &[])).unwrap();
+        let out = gpu.compute(Loss::mse(), Reduction::None, &Inputs::new(&[], &[])).unwrap();
         assert_eq!((out.value, out.grad.len(), out.per_element.map(|v| v.len())), (0.0, 0, Some(0)));
     }
 }
@@ -132,8 +132,8 @@ fn buffer_errors_record_nothing() {
     let n = 100;
     let b = buffers(&gpu, n);
     let bytes = (n * 4) as u64;
-    let plan = gpu.plan(&Loss::mse(), Reduction::Mean, &Shape::elementwise(n)).unwrap();
-    let none_plan = gpu.plan(&Loss::mse(), Reduction::None, &Shape::elementwise(n)).unwrap();
+    let plan = gpu.plan(Loss::mse(), Reduction::Mean, &Shape::elementwise(n)).unwrap();
+    let none_plan = gpu.plan(Loss::mse(), Reduction::None, &Shape::elementwise(n)).unwrap();
     let stats = || b.stats.slice(..LossStats::SIZE);
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
 
@@ -171,10 +171,10 @@ fn buffer_errors_record_nothing() {
         .unwrap_err();
     assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
     assert!(matches!(
-        gpu.plan(&Loss::huber().delta(-0.5), Reduction::Mean, &Shape::elementwise(n)),
+        gpu.plan(Loss::huber().delta(-0.5), Reduction::Mean, &Shape::elementwise(n)),
         Err(Error::InvalidParameter { name: "delta", .. })
     ));
-    assert!(matches!(gpu.plan(&Loss::mse(), Reduction::Mean, &Shape::new(&[0, 3])), Err(Error::EmptyInput { .. })));
+    assert!(matches!(gpu.plan(Loss::mse(), Reduction::Mean, &Shape::new(&[0, 3])), Err(Error::EmptyInput { .. })));
 
     // Every call above failed: submitting the encoder must leave the caller's grad and
     // stats exactly as they were.
@@ -269,12 +269,12 @@ fn all_rows_ignored_is_nan_mean_and_zero_gradient() {
     // PyTorch: a mean over no rows is NaN; the gradient here is 0 rather than NaN.
     let labels = [-100, -100];
     let inputs = Inputs::labels(&LOGITS, &labels).shape(&[2, 3]);
-    let want = cpu::compute(&Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
+    let want = cpu::compute(Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
     assert!(want.value.is_nan() && want.grad.iter().all(|&g| g == 0.0));
     if let Some(gpu) = common::gpu("all_rows_ignored_is_nan_mean_and_zero_gradient") {
-        let got = gpu.compute(&Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
+        let got = gpu.compute(Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
         assert!(got.value.is_nan() && got.grad.iter().all(|&g| g == 0.0), "{got:?}");
-        let sum = gpu.compute(&Loss::cross_entropy(), Reduction::Sum, &inputs).unwrap();
+        let sum = gpu.compute(Loss::cross_entropy(), Reduction::Sum, &inputs).unwrap();
         assert_eq!(sum.value, 0.0);
     }
 }
@@ -292,7 +292,7 @@ fn out_of_range_labels_write_no_gradient() {
         contents: bytemuck::cast_slice(&labels),
         usage: wgpu::BufferUsages::STORAGE,
     });
-    let plan = gpu.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let plan = gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
     let bindings =
         Bindings::new(b.input.slice(..), label_buffer.slice(..), b.grad.slice(..), b.stats.slice(..LossStats::SIZE));
@@ -316,9 +316,9 @@ fn f16_without_the_device_feature_is_refused_by_name() {
         assert!(matches!(e, Error::MissingFeature { feature: "SHADER_F16", .. }), "{e}");
         assert!(e.to_string().contains("SHADER_F16") && e.to_string().contains("mse"), "{e}");
     };
-    refused(bare.plan_with(&Loss::mse(), Reduction::Mean, &Shape::new(&[4]), DType::F16).err().expect("f16 planned"));
-    refused(bare.compute(&Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).dtype(DType::F16)).expect_err("f16 ran"));
+    refused(bare.plan_with(Loss::mse(), Reduction::Mean, &Shape::new(&[4]), DType::F16).err().expect("f16 planned"));
+    refused(bare.compute(Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).dtype(DType::F16)).expect_err("f16 ran"));
     // bf16 needs no feature.
-    let out = bare.compute(&Loss::mse(), Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
+    let out = bare.compute(Loss::mse(), Reduction::Sum, &Inputs::new(&X, &Y).dtype(DType::BF16)).unwrap();
     assert_eq!(out.grad.len(), 4);
 }

@@ -13,8 +13,8 @@ fn small_bindings_make_chunked_plans() {
     // chunks of whole batch items. The matrix's `chunked` suite checks their results.
     let Some(gpu) = common::gpu("small_bindings_make_chunked_plans") else { return };
     let small = gpu.with_max_binding_bytes(16 * 1024);
-    assert_eq!(small.plan(&Loss::mse(), Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
-    let rows = small.plan(&Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[300, 40])).unwrap();
+    assert_eq!(small.plan(Loss::mse(), Reduction::Mean, &Shape::new(&[14_286, 7])).unwrap().dispatch_count(), 26);
+    let rows = small.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[300, 40])).unwrap();
     assert!(rows.dispatch_count() > 4, "expected row chunks, got {} dispatches", rows.dispatch_count());
 }
 
@@ -32,7 +32,7 @@ fn input_above_the_binding_limit() {
         return;
     }
     let loss = Loss::huber().delta(0.5);
-    let plan = gpu.plan(&loss, Reduction::Mean, &Shape::elementwise(len)).unwrap();
+    let plan = gpu.plan(loss, Reduction::Mean, &Shape::elementwise(len)).unwrap();
     assert!(plan.dispatch_count() >= 3, "expected chunking, got {} dispatches", plan.dispatch_count());
     let case = Case { upstream: true, ..Case::new(loss, Reduction::Mean, &[len], 7) };
     let a = check::run_case(&gpu, &case).unwrap();
@@ -136,13 +136,13 @@ fn nonfinite_inputs_are_counted() {
     };
     let input = [0.5, f32::NAN, f32::INFINITY, -1.0, 2.0];
     let target = [0.0, 0.0, 1.0, f32::NEG_INFINITY, 1.0];
-    let out = gpu.compute(&Loss::bce_with_logits(), Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
+    let out = gpu.compute(Loss::bce_with_logits(), Reduction::Sum, &Inputs::new(&input, &target)).unwrap();
     assert_eq!(out.nonfinite, 3);
     assert!(out.value.is_nan(), "a NaN input must not give a plausible loss");
     // BCE-with-logits at +inf with target 1 is the limit 0, finite.
     let out = gpu
         .compute(
-            &Loss::bce_with_logits(),
+            Loss::bce_with_logits(),
             Reduction::Sum,
             &Inputs::new(&[f32::INFINITY, f32::NEG_INFINITY], &[1.0, 0.0]),
         )
@@ -204,8 +204,8 @@ fn half_precision_gradients_round_to_nearest_even() {
     let y: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.414_213_6).fract() * 2.0 - 1.0).collect();
     for dtype in storable(&gpu).into_iter().filter(|&d| d != DType::F32) {
         let inputs = Inputs::new(&x, &y).dtype(dtype);
-        let on_gpu = gpu.compute(&Loss::mse(), Reduction::Sum, &inputs).unwrap();
-        let on_cpu = cpu::compute_fast(&Loss::mse(), Reduction::Sum, &inputs).unwrap();
+        let on_gpu = gpu.compute(Loss::mse(), Reduction::Sum, &inputs).unwrap();
+        let on_cpu = cpu::compute_fast(Loss::mse(), Reduction::Sum, &inputs).unwrap();
         let ties = x
             .iter()
             .zip(&y)
@@ -334,9 +334,9 @@ fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
     };
     let data = case.data();
     let inputs = data.inputs(&case).with_per_class();
-    let want = cpu::compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
-    let first = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
-    let again = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let want = cpu::compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let first = gpu.compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
+    let again = gpu.compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap();
     assert_eq!(
         first.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         again.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -345,8 +345,8 @@ fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
     let parts = gpu.with_max_buffer_bytes(64 * 1024);
     for (how, got) in [
         ("one call", first),
-        ("chunks", chunked.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
-        ("parts", parts.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+        ("chunks", chunked.compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
+        ("parts", parts.compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap().per_class.unwrap()),
     ] {
         assert_eq!(got.len(), 13, "{how}");
         for (c, (&g, &w)) in got.iter().zip(&want).enumerate() {
@@ -373,9 +373,9 @@ fn multilabel_margin_lists_longer_than_a_workgroup() {
         }
     }
     let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
-    let want = cpu::compute(&Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
+    let want = cpu::compute(Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
     for kernel in [RowKernel::PerWorkgroup] {
-        let got = gpu.with_row_kernel(kernel).compute(&Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
+        let got = gpu.with_row_kernel(kernel).compute(Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
         for (r, (&g, &w)) in got.per_element.unwrap().iter().zip(want.per_element.as_ref().unwrap()).enumerate() {
             assert!((g as f64 - w).abs() <= 1e-5 * w.abs(), "{kernel:?} row {r}: {g} vs {w}");
         }

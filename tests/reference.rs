@@ -360,8 +360,8 @@ fn focal_with_gamma_zero_is_cross_entropy() {
     let y: Vec<f32> = (0..x.len()).map(|i| [0.0, 1.0, 0.3, 0.85][i % 4]).collect();
     let focal = Loss::sigmoid_focal().alpha(-1.0).gamma(0.0);
     let inputs = Inputs::new(&x, &y);
-    let a = cpu::compute(&focal, Reduction::None, &inputs).unwrap();
-    let b = cpu::compute(&Loss::bce_with_logits(), Reduction::None, &inputs).unwrap();
+    let a = cpu::compute(focal, Reduction::None, &inputs).unwrap();
+    let b = cpu::compute(Loss::bce_with_logits(), Reduction::None, &inputs).unwrap();
     let close = |u: f64, v: f64| (u - v).abs() <= 1e-12 * v.abs().max(1e-300);
     for (i, ((la, lb), (ga, gb))) in
         a.per_element.unwrap().iter().zip(b.per_element.unwrap()).zip(a.grad.iter().zip(&b.grad)).enumerate()
@@ -369,8 +369,8 @@ fn focal_with_gamma_zero_is_cross_entropy() {
         assert!(close(*la, lb) && close(*ga, *gb), "x={} y={}: focal ({la}, {ga}) vs bce ({lb}, {gb})", x[i], y[i]);
     }
     let Some(gpu) = common::gpu("focal_with_gamma_zero_is_cross_entropy") else { return };
-    let a = gpu.compute(&focal, Reduction::Mean, &inputs).unwrap();
-    let b = gpu.compute(&Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap();
+    let a = gpu.compute(focal, Reduction::Mean, &inputs).unwrap();
+    let b = gpu.compute(Loss::bce_with_logits(), Reduction::Mean, &inputs).unwrap();
     assert!((a.value - b.value).abs() <= 1e-6 * b.value.abs(), "{} vs {}", a.value, b.value);
     for (ga, gb) in a.grad.iter().zip(&b.grad) {
         assert!((ga - gb).abs() <= 1e-6 * gb.abs() + 1e-9, "{ga} vs {gb}");
@@ -390,14 +390,14 @@ fn softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it() {
     let ce = Loss::cross_entropy();
     let focal = Loss::focal().gamma(0.0).ignore_index(-100);
     let (a, b) =
-        (cpu::compute(&focal, Reduction::None, &inputs).unwrap(), cpu::compute(&ce, Reduction::None, &inputs).unwrap());
+        (cpu::compute(focal, Reduction::None, &inputs).unwrap(), cpu::compute(ce, Reduction::None, &inputs).unwrap());
     for (u, v) in a.grad.iter().zip(&b.grad).chain(a.per_element.iter().flatten().zip(b.per_element.iter().flatten())) {
         assert!((u - v).abs() <= 1e-12 * v.abs().max(1e-300), "{u} vs {v}");
     }
     let gap = |q: f32| {
         let gce = Loss::generalized_cross_entropy().q(q);
-        let g = cpu::compute(&gce, Reduction::Mean, &inputs).unwrap().value;
-        let c = cpu::compute(&ce, Reduction::Mean, &inputs).unwrap().value;
+        let g = cpu::compute(gce, Reduction::Mean, &inputs).unwrap().value;
+        let c = cpu::compute(ce, Reduction::Mean, &inputs).unwrap().value;
         (g - c).abs() / c
     };
     let (coarse, fine) = (gap(1e-2), gap(1e-4));
@@ -405,8 +405,8 @@ fn softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it() {
     let Some(gpu) = common::gpu("softmax_focal_with_gamma_zero_is_cross_entropy_and_gce_tends_to_it") else { return };
     for kernel in [fused_loss::RowKernel::PerThread, fused_loss::RowKernel::PerWorkgroup] {
         let gpu = gpu.with_row_kernel(kernel);
-        let a = gpu.compute(&focal, Reduction::Mean, &inputs).unwrap();
-        let b = gpu.compute(&ce, Reduction::Mean, &inputs).unwrap();
+        let a = gpu.compute(focal, Reduction::Mean, &inputs).unwrap();
+        let b = gpu.compute(ce, Reduction::Mean, &inputs).unwrap();
         assert_eq!(a, b, "{kernel:?}: focal with gamma = 0 differs from cross-entropy");
     }
 }

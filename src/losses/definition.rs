@@ -158,11 +158,13 @@ pub(crate) trait Definition: Params + Clone + Default + Debug + PartialEq + Send
     fn twin(&self) -> Twin<Self>;
     /// The parameter settings tests and `check` run besides this one: those whose
     /// arithmetic differs (this one first).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn variations(&self) -> Vec<Loss> {
         vec![Loss::new(self.clone())]
     }
     /// Bound on how much more the rounding of ln p_y moves this row-wise loss and its
     /// gradient than cross-entropy's (`check`'s tolerance scale).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn sensitivity(&self) -> f64 {
         1.0
     }
@@ -179,7 +181,9 @@ pub(crate) trait Erased: Debug + Send + Sync {
     fn params(&self) -> Vec<Param>;
     fn with_param(&self, name: &str, value: f64) -> Option<Loss>;
     fn defaulted(&self) -> Loss;
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn variations(&self) -> Vec<Loss>;
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn sensitivity(&self) -> f64;
     fn near_kink(&self, x: f64, y: f64) -> bool;
     fn element(&self, x: f64, y: f64, element: &Element<f64>) -> Option<LossGrad<f64>>;
