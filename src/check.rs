@@ -59,6 +59,9 @@ pub struct Case {
     pub dtype: DType,
     /// Gradient written over the input (GPU).
     pub in_place: bool,
+    /// Also the gradient with respect to the target (losses whose target is
+    /// differentiable).
+    pub target_grad: bool,
 }
 
 impl Case {
@@ -75,6 +78,7 @@ impl Case {
             seed,
             dtype: DType::F32,
             in_place: false,
+            target_grad: false,
         }
     }
 }
@@ -111,6 +115,9 @@ impl Case {
         if self.in_place {
             option("in_place");
         }
+        if self.target_grad {
+            option("target_grad");
+        }
         format!("{name}::seed{}", self.seed)
     }
 }
@@ -138,6 +145,9 @@ impl std::fmt::Display for Case {
         }
         if self.in_place {
             write!(f, " in-place")?;
+        }
+        if self.target_grad {
+            write!(f, " +target-grad")?;
         }
         write!(f, " seed={}", self.seed)
     }
@@ -179,6 +189,7 @@ impl CaseData {
         inputs.want_accuracy = case.row_outputs && spec.target_domain == Domain::Label;
         inputs.dtype = case.dtype;
         inputs.in_place = case.in_place;
+        inputs.want_target_grad = case.target_grad;
         inputs
     }
 }
@@ -291,6 +302,8 @@ pub struct Agreement {
     pub lse: f64,
     /// Worst per-class breakdown error, / allowed (0 when not asked for).
     pub per_class: f64,
+    /// Worst target-gradient element error, / allowed (0 when not asked for).
+    pub target_grad: f64,
     /// Whether the accuracy counts and non-finite counts are equal.
     pub counts_equal: bool,
 }
@@ -298,7 +311,12 @@ pub struct Agreement {
 impl Agreement {
     /// True when everything is within tolerance (NaN never passes).
     pub fn passes(&self) -> bool {
-        self.value <= 1.0 && self.grad <= 1.0 && self.lse <= 1.0 && self.per_class <= 1.0 && self.counts_equal
+        self.value <= 1.0
+            && self.grad <= 1.0
+            && self.lse <= 1.0
+            && self.per_class <= 1.0
+            && self.target_grad <= 1.0
+            && self.counts_equal
     }
 }
 
@@ -360,16 +378,23 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     let grad_abs = GRAD_ABS_TOL * scale * upstream * max_weight * max_pos * sensitivity;
     // A gradient beyond the storage type's range is stored as ±inf (BCE's 1e12 at p = 0
     // in f16), as PyTorch's f16 kernels store it.
-    let stored: Vec<f64> = cpu
-        .grad
-        .iter()
-        .map(|&g| if case.dtype.round(g as f32).is_infinite() { case.dtype.round(g as f32) as f64 } else { g })
-        .collect();
-    let grad = match case.dtype {
-        DType::F32 => worst(&gpu.grad, &cpu.grad, grad_abs),
-        // f16's subnormal spacing (2^-24) bounds the absolute error of tiny gradients.
-        DType::F16 => worst_rel(&gpu.grad, &stored, HALF_REL_TOL, grad_abs.max(2f64.powi(-24))),
-        DType::BF16 => worst_rel(&gpu.grad, &stored, HALF_REL_TOL, grad_abs),
+    let gradient = |gpu: &[f32], cpu: &[f64]| {
+        let stored: Vec<f64> = cpu
+            .iter()
+            .map(|&g| if case.dtype.round(g as f32).is_infinite() { case.dtype.round(g as f32) as f64 } else { g })
+            .collect();
+        match case.dtype {
+            DType::F32 => worst(gpu, cpu, grad_abs),
+            // f16's subnormal spacing (2^-24) bounds the absolute error of tiny gradients.
+            DType::F16 => worst_rel(gpu, &stored, HALF_REL_TOL, grad_abs.max(2f64.powi(-24))),
+            DType::BF16 => worst_rel(gpu, &stored, HALF_REL_TOL, grad_abs),
+        }
+    };
+    let grad = gradient(&gpu.grad, &cpu.grad);
+    let target_grad = match (&gpu.target_grad, &cpu.target_grad) {
+        (Some(g), Some(c)) => gradient(g, c),
+        (None, None) => 0.0,
+        _ => f64::INFINITY,
     };
     let term_abs = VALUE_ABS_TOL * max_weight * max_pos * magnitude;
     let value = match (&gpu.per_element, &cpu.per_element) {
@@ -389,7 +414,7 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
         _ => f64::INFINITY,
     };
     let counts_equal = gpu.correct.map(u64::from) == cpu.correct && u64::from(gpu.nonfinite) == cpu.nonfinite;
-    Agreement { value, grad, lse, per_class, counts_equal }
+    Agreement { value, grad, lse, per_class, target_grad, counts_equal }
 }
 
 /// Whether `gpu` must refuse `case` (f16 without `SHADER_F16`) rather than compute it.
@@ -447,6 +472,12 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                 options.push((WeightKind::None, true, false, false));
                 options.push((WeightKind::PerElement, true, true, false));
             }
+            let mut target_option = None;
+            if spec.target_differentiable() {
+                // Both gradients from one pass, with an upstream gradient.
+                target_option = Some(options.len());
+                options.push((WeightKind::None, false, true, false));
+            }
             if !row_wise {
                 // The per-class breakdown, with the operands multi-label BCE has.
                 let weight = if spec.takes_weight { WeightKind::LastDim } else { WeightKind::None };
@@ -468,8 +499,11 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                         // gradient (the first two options): the storage path is the
                         // same for every operand combination, and each combination is
                         // a pipeline that GL compiles slowly.
+                        let target_grad = target_option == Some(o);
+                        // The target gradient in every element type (its own stores), not in place.
                         for &(dtype, in_place) in storages.iter().filter(|&&(d, p)| {
-                            (o < 2 || (d, p) == (DType::F32, false)) && (!p || spec.allows_in_place())
+                            (o < 2 || (d, p) == (DType::F32, false) || (target_grad && !p))
+                                && (!p || spec.allows_in_place())
                         }) {
                             let seed = 0x5eed + cases.len() as u64;
                             cases.push(Case {
@@ -479,6 +513,7 @@ pub fn standard_cases(elementwise_dims: &[&[usize]], row_dims: &[&[usize]]) -> V
                                 row_outputs,
                                 dtype,
                                 in_place,
+                                target_grad,
                                 ..Case::new(loss.clone(), reduction, dims, seed)
                             });
                         }

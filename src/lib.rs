@@ -10,8 +10,9 @@
 //!   your buffer and a [`LossStats`] into a 32-byte buffer. No submit, no readback.
 //! - **Compute once**: [`Gpu::compute`] takes host slices and returns an [`Output`].
 //!
-//! Every loss is listed once in [`registry`]; see [`Loss`] for formulas and their
-//! PyTorch equivalents.
+//! Every loss is listed once in [`registry`]; each constructor (`Loss::huber()`, ...)
+//! returns the loss's parameter struct ([`losses::Huber`], ...), whose doc gives the
+//! formula, the shapes and the PyTorch equivalent.
 //!
 //! Semantics: reductions as PyTorch (`mean` divides by the number of elements, even
 //! with `weight`); the gradient of `none` is that of the sum of the per-element losses,
@@ -53,6 +54,7 @@ use wgpu::util::DeviceExt;
 
 /// The result of [`Gpu::compute`].
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Output {
     /// The reduced loss (for `none`, the sum of the per-element losses).
     pub value: f32,
@@ -72,6 +74,9 @@ pub struct Output {
     /// Elementwise losses: `Σ_n loss[n, c]` per class of the last dimension, when asked
     /// for ([`Inputs::with_per_class`]).
     pub per_class: Option<Vec<f32>>,
+    /// d(loss)/d(target), one per element, in the input's element type widened to f32,
+    /// when asked for ([`Inputs::with_target_grad`]).
+    pub target_grad: Option<Vec<f32>>,
 }
 
 impl Gpu {
@@ -120,7 +125,17 @@ impl Gpu {
             let lse = inputs.want_lse.then(Vec::new);
             let correct = inputs.want_accuracy.then_some(0);
             let per_class = inputs.want_per_class.then(|| vec![0.0; shape.last_dim()]);
-            return Ok(Output { value: 0.0, grad: Vec::new(), per_element, nonfinite: 0, lse, correct, per_class });
+            let target_grad = inputs.want_target_grad.then(Vec::new);
+            return Ok(Output {
+                value: 0.0,
+                grad: Vec::new(),
+                per_element,
+                nonfinite: 0,
+                lse,
+                correct,
+                per_class,
+                target_grad,
+            });
         }
         let dtype = inputs.dtype;
         let plan = self.plan_with(loss, reduction, &shape, dtype)?;
@@ -167,6 +182,7 @@ impl Gpu {
             (reduction == Reduction::None || inputs.want_per_class).then(|| output("per_element", out_bytes));
         let lse = inputs.want_lse.then(|| output("lse", out_bytes));
         let per_class = inputs.want_per_class.then(|| output("per_class", shape.last_dim() as u64 * 4));
+        let target_grad = inputs.want_target_grad.then(|| output("target_grad", bytes));
 
         let mut bindings = match &grad {
             Some(grad) => Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..)),
@@ -179,6 +195,7 @@ impl Gpu {
         bindings.lse = lse.as_ref().map(|b| b.slice(..));
         bindings.accuracy = inputs.want_accuracy;
         bindings.per_class = per_class.as_ref().map(|b| b.slice(..));
+        bindings.target_grad = target_grad.as_ref().map(|b| b.slice(..));
 
         let mut encoder = device.create_command_encoder(&Default::default());
         plan.encode(&mut encoder, &bindings)?;
@@ -187,6 +204,7 @@ impl Gpu {
         layout.extend(per_element.iter().map(|b| (b, out_bytes)));
         layout.extend(lse.iter().map(|b| (b, out_bytes)));
         layout.extend(per_class.iter().map(|b| (b, shape.last_dim() as u64 * 4)));
+        layout.extend(target_grad.iter().map(|b| (b, bytes)));
         let readback_len: u64 = layout.iter().map(|(_, n)| n).sum();
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -212,13 +230,25 @@ impl Gpu {
             return Err(Error::OutOfDomain { argument, count: stats.invalid as u64, domain });
         }
         let grad = dtype.decode(&data[ranges[1].clone()], len);
-        let mut rest = ranges[2..].iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
+        // The target gradient is last, in the element type.
+        let (floats, typed) = ranges[2..].split_at(ranges.len() - 2 - target_grad.is_some() as usize);
+        let target_grad = typed.first().map(|r| dtype.decode(&data[r.clone()], len));
+        let mut rest = floats.iter().map(|r| bytemuck::pod_collect_to_vec::<u8, f32>(&data[r.clone()]));
         // The per-element losses are scratch of the breakdown unless reduction is `none`.
         let per_element = per_element.and_then(|_| rest.next()).filter(|_| reduction == Reduction::None);
         let lse = lse.and_then(|_| rest.next());
         let per_class = per_class.and_then(|_| rest.next());
         let correct = inputs.want_accuracy.then_some(stats.correct);
-        Ok(Output { value: stats.value, grad, per_element, nonfinite: stats.nonfinite, lse, correct, per_class })
+        Ok(Output {
+            value: stats.value,
+            grad,
+            per_element,
+            nonfinite: stats.nonfinite,
+            lse,
+            correct,
+            per_class,
+            target_grad,
+        })
     }
 }
 

@@ -267,8 +267,9 @@ fn run_bench(
     Ok(report.rows.iter().filter(|r| r.status.starts_with("FAIL")).count())
 }
 
-/// Says up front when the only adapter is a software one: what it means for the numbers,
-/// and, on GL, the one-line install that brings lavapipe.
+/// Says up front when the chosen adapter is a software one (a real GPU would have been
+/// chosen first): what it means for the numbers, and, on GL, the one-line install that
+/// brings lavapipe.
 fn software_adapter_notice(info: &wgpu::AdapterInfo) {
     if info.device_type != wgpu::DeviceType::Cpu {
         return;

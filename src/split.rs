@@ -77,6 +77,7 @@ pub(crate) async fn compute_in_parts(
         lse: inputs.want_lse.then(Vec::new),
         correct: inputs.want_accuracy.then_some(0),
         per_class: None,
+        target_grad: inputs.want_target_grad.then(Vec::new),
     };
     // Parts are whole batch items, so their breakdowns line up class for class.
     let mut per_class = inputs.want_per_class.then(|| vec![0.0f64; shape.last_dim()]);
@@ -113,6 +114,9 @@ pub(crate) async fn compute_in_parts(
                     all.extend(part);
                 }
                 if let (Some(all), Some(part)) = (joined.lse.as_mut(), out.lse) {
+                    all.extend(part);
+                }
+                if let (Some(all), Some(part)) = (joined.target_grad.as_mut(), out.target_grad) {
                     all.extend(part);
                 }
                 if let (Some(all), Some(part)) = (joined.correct.as_mut(), out.correct) {

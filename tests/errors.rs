@@ -57,6 +57,13 @@ fn host_argument_errors() {
     for e in both(gpu, Loss::bce(), Reduction::Sum, &Inputs::new(&X, &Y).shape(&[2, 2]).weight(&[1.0, 2.0, 3.0])) {
         assert!(matches!(e, Error::LengthMismatch { argument: "weight", actual: 3, .. }), "{e}");
     }
+    // BCE's target is not differentiable here (PyTorch has no BCELoss target gradient).
+    for e in both(gpu, Loss::bce(), Reduction::Sum, &Inputs::new(&X, &Y).with_target_grad()) {
+        assert!(
+            matches!(e, Error::UnsupportedArgument { loss: "bce", argument } if argument.contains("target")),
+            "{e}"
+        );
+    }
     for e in both(gpu, Loss::mse(), Reduction::Mean, &Inputs::new(&X, &Y).upstream(&X)) {
         assert!(matches!(e, Error::LengthMismatch { argument: "upstream", actual: 4, .. }), "{e}");
     }

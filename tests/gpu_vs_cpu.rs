@@ -150,6 +150,75 @@ fn nonfinite_inputs_are_counted() {
     assert_eq!(out.nonfinite, 2);
     assert_eq!(out.value, 0.0);
     assert_eq!(out.grad, vec![0.0, 0.0]);
+    // The hinges select rather than take max(): a NaN score stays NaN, on both sides.
+    for loss in [fused_loss::Loss::from(Loss::hinge()), Loss::squared_hinge().into()] {
+        let inputs = Inputs::new(&[0.5, f32::NAN, 3.0], &[1.0, -1.0, 1.0]);
+        let (gpu_out, cpu_out) = (
+            gpu.compute(&loss, Reduction::Sum, &inputs).unwrap(),
+            cpu::compute(&loss, Reduction::Sum, &inputs).unwrap(),
+        );
+        assert_eq!((gpu_out.nonfinite, cpu_out.nonfinite), (1, 1), "{loss:?}");
+        assert!(gpu_out.value.is_nan() && cpu_out.value.is_nan(), "{loss:?}: {} / {}", gpu_out.value, cpu_out.value);
+    }
+}
+
+#[test]
+fn kept_rows_leave_out_ignored_and_bad_labels() {
+    // LossStats.kept counts the rows whose label counts: not ignore_index, and (for
+    // multi-margin, whose every label must be a class) not out of range; with labels in
+    // several bindings (16 KiB: chunked label passes) the counts add up.
+    let Some(gpu) = common::gpu("kept_rows_leave_out_ignored_and_bad_labels") else { return };
+    let (rows, classes) = (9000usize, 5usize);
+    let logits: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919) % 23) as f32 / 7.0 - 1.5).collect();
+    let labels: Vec<i32> = (0..rows).map(|r| if r % 7 == 3 { -100 } else { (r % classes) as i32 }).collect();
+    let ignored = labels.iter().filter(|&&l| l == -100).count();
+    for handle in [gpu.clone(), gpu.with_max_binding_bytes(16 * 1024)] {
+        for reduction in [Reduction::Mean, Reduction::Sum] {
+            let stats = kept_and_correct(&handle, Loss::cross_entropy().into(), reduction, &logits, &labels, classes);
+            assert_eq!(stats.kept as usize, rows - ignored, "{reduction:?}");
+            assert!(stats.correct <= stats.kept);
+        }
+        let mut out_of_range: Vec<i32> = (0..rows).map(|r| (r % classes) as i32).collect();
+        out_of_range[17] = classes as i32;
+        let stats =
+            kept_and_correct(&handle, Loss::multi_margin().into(), Reduction::Sum, &logits, &out_of_range, classes);
+        assert_eq!((stats.kept as usize, stats.invalid), (rows - 1, 1), "multi-margin with one label out of range");
+        let stats = kept_and_correct(&handle, Loss::mse().into(), Reduction::Mean, &logits, &[], classes);
+        assert_eq!(stats.kept as usize, rows * classes, "elementwise: every element");
+    }
+}
+
+/// Records `loss` on `logits` (and `labels`, or `logits` as the target when empty) into
+/// caller-owned buffers and reads the stats back with `Gpu::read_stats`.
+fn kept_and_correct(
+    gpu: &fused_loss::Gpu,
+    loss: fused_loss::Loss,
+    reduction: Reduction,
+    logits: &[f32],
+    labels: &[i32],
+    classes: usize,
+) -> LossStats {
+    use wgpu::util::DeviceExt;
+    let device = gpu.device();
+    let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let init = |bytes: &[u8]| {
+        device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytes, usage })
+    };
+    let input = init(bytemuck::cast_slice(logits));
+    let target =
+        if labels.is_empty() { init(bytemuck::cast_slice(logits)) } else { init(bytemuck::cast_slice(labels)) };
+    let grad = init(&vec![0u8; logits.len() * 4]);
+    let stats = init(&[0u8; LossStats::SIZE as usize]);
+    let shape = Shape::new(&[logits.len() / classes, classes]);
+    let plan = gpu.plan(&loss, reduction, &shape).unwrap();
+    let mut bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+    if !labels.is_empty() {
+        bindings = bindings.accuracy();
+    }
+    let mut encoder = device.create_command_encoder(&Default::default());
+    plan.encode(&mut encoder, &bindings).unwrap();
+    gpu.queue().submit([encoder.finish()]);
+    gpu.read_stats(stats.slice(..)).unwrap()
 }
 
 /// The element types this adapter can store (f16 needs SHADER_F16; its refusal is

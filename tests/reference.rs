@@ -160,6 +160,9 @@ struct TorchCase {
     /// (flat index, value) of every stored gradient element.
     grad: Vec<(usize, f64)>,
     grad_sum_abs: Option<f64>,
+    /// Torch's autograd with respect to the target, for losses whose target the crate
+    /// differentiates (asked for in the same call).
+    grad_target: Option<Vec<f64>>,
 }
 
 impl TorchCase {
@@ -170,6 +173,7 @@ impl TorchCase {
         }
         inputs.weight = self.weight.as_deref();
         inputs.pos_weight = self.pos_weight.as_deref();
+        inputs.want_target_grad = self.grad_target.is_some();
         inputs
     }
 }
@@ -247,6 +251,7 @@ fn parse(case: &Value) -> TorchCase {
         value: f64s(&case["value"]),
         grad,
         grad_sum_abs: case.get("grad_sum_abs").and_then(Value::as_f64),
+        grad_target: case.get("grad_target").filter(|g| g.is_array()).map(f64s),
     }
 }
 
@@ -267,15 +272,19 @@ fn close(got: f64, want: f64, floor: f64) -> bool {
     got == want || (got - want).abs() <= 1e-5 * want.abs() + floor
 }
 
-/// Runs every PyTorch case through `compute` (per-element or reduced values, then the
-/// gradient, in f64) and returns the mismatches.
-fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<String> {
+/// What a path computed for a case, in f64: per-element or reduced values, the gradient,
+/// and the target's gradient when the case asked for it.
+type Computed = (Vec<f64>, Vec<f64>, Option<Vec<f64>>);
+
+/// Runs every PyTorch case through `compute` and returns the mismatches.
+fn against_torch(compute: impl Fn(&TorchCase) -> Computed) -> Vec<String> {
     let mut failures = Vec::new();
     let cases = torch_cases();
     let mut covered = std::collections::BTreeSet::new();
+    let mut targets_checked = 0;
     for case in &cases {
         covered.insert(case.loss.name());
-        let (value, grad) = compute(case);
+        let (value, grad, grad_target) = compute(case);
         let spec = case.loss.spec();
         let shape = fused_loss::Shape::new(&case.dims);
         let terms = if spec.is_row_wise() { shape.rows() } else { shape.len() } as f64;
@@ -306,6 +315,20 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
         if !bad.is_empty() {
             failures.push(format!("{}: grad {}", case.name, bad.join(", ")));
         }
+        if let Some(want) = &case.grad_target {
+            let got = grad_target.unwrap_or_default();
+            let bad: Vec<String> = want
+                .iter()
+                .enumerate()
+                .filter(|&(i, &w)| got.get(i).is_none_or(|&g| !close(g, w, grad_floor)))
+                .take(5)
+                .map(|(i, w)| format!("[{i}] {:?} vs torch {w}", got.get(i)))
+                .collect();
+            if got.len() != want.len() || !bad.is_empty() {
+                failures.push(format!("{}: target gradient {}", case.name, bad.join(", ")));
+            }
+            targets_checked += 1;
+        }
         if let Some(want) = case.grad_sum_abs {
             let got: f64 = grad.iter().map(|g| g.abs()).sum();
             if !close(got, want, grad_floor * grad.len() as f64) {
@@ -316,7 +339,8 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
     for loss in registry() {
         assert!(covered.contains(loss.name()), "no PyTorch constants for {}", loss.name());
     }
-    eprintln!("{} PyTorch cases compared", cases.len());
+    assert!(targets_checked >= 30, "only {targets_checked} cases with a target gradient");
+    eprintln!("{} PyTorch cases compared, {targets_checked} with the target's gradient", cases.len());
     failures
 }
 
@@ -324,7 +348,7 @@ fn against_torch(compute: impl Fn(&TorchCase) -> (Vec<f64>, Vec<f64>)) -> Vec<St
 fn cpu_matches_pytorch_constants() {
     let failures = against_torch(|case| {
         let out = cpu::compute(&case.loss, case.reduction, &case.inputs()).unwrap();
-        (out.per_element.unwrap_or_else(|| vec![out.value]), out.grad)
+        (out.per_element.unwrap_or_else(|| vec![out.value]), out.grad, out.target_grad)
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -336,7 +360,8 @@ fn fast_cpu_path_matches_pytorch_constants() {
     let failures = against_torch(|case| {
         let out = cpu::compute_fast(&case.loss, case.reduction, &case.inputs()).unwrap();
         let value = out.per_element.unwrap_or_else(|| vec![out.value]);
-        (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
+        let widen = |v: &[f32]| v.iter().map(|&g| g as f64).collect::<Vec<_>>();
+        (widen(&value), widen(&out.grad), out.target_grad.as_deref().map(widen))
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -347,7 +372,8 @@ fn gpu_matches_pytorch_constants() {
     let failures = against_torch(|case| {
         let out = gpu.compute(&case.loss, case.reduction, &case.inputs()).unwrap();
         let value = out.per_element.unwrap_or_else(|| vec![out.value]);
-        (value.iter().map(|&v| v as f64).collect(), out.grad.iter().map(|&g| g as f64).collect())
+        let widen = |v: &[f32]| v.iter().map(|&g| g as f64).collect::<Vec<_>>();
+        (widen(&value), widen(&out.grad), out.target_grad.as_deref().map(widen))
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -28,4 +28,19 @@ fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
     let student = select(0.0, (1.0 - beta) * q * (x - log_m), q > 0.0);
     return LossGrad(teacher + student, student, false);
 }
+
+// The teacher's gradient d/dy, the student's mirrored (β <-> 1 - β, x <-> y):
+//   β = 0: p (y - x) + p;   β = 1: -q;   else the teacher's term β p (y - ln m).
+fn pointwise_target(x: f32, y: f32, index: u32) -> f32 {
+    let beta = loss_params.beta;
+    let p = exp(y);
+    if (beta == 0.0) {
+        return select(0.0, p * (y - x), p > 0.0) + p;
+    }
+    if (beta == 1.0) {
+        return -exp(x);
+    }
+    let log_m = log_add_exp(y + log(beta), x + log1p_(-beta));
+    return select(0.0, beta * p * (y - log_m), p > 0.0);
+}
 #import lib/pointwise

@@ -15,7 +15,10 @@
 // gradient times upstream[0]), UPSTREAM_ELEMENTWISE (none: times upstream[i]),
 // REDUCTION_NONE (write per-element losses), STORE_LOSSES (write them for another
 // reduction too: the per-class breakdown sums them, shaders/column_sums), ELEM_F16 / ELEM_BF16 (element type of
-// input, target and gradient), IN_PLACE (gradient over the input).
+// input, target and gradient), IN_PLACE (gradient over the input), TARGET_GRAD (also write
+// d(loss)/d(target) into `target_grad`, in the element type: `-grad` with
+// TARGET_GRAD_NEGATED, a loss of x - y, else the loss file's
+//     fn pointwise_target(x: f32, y: f32, index: u32) -> f32).
 
 #import lib/elem
 #import lib/numerics
@@ -47,6 +50,9 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 #if LOSS_PARAMS
 @group(0) @binding(LOSS_PARAMS_BINDING) var<uniform> loss_params: LossParams;
+#endif
+#if TARGET_GRAD
+@group(0) @binding(TARGET_GRAD_BINDING) var<storage, read_write> target_grad: array<Elem>;
 #endif
 #import lib/bindings
 @group(0) @binding(2) var<storage, read> labels: array<Elem>;
@@ -80,6 +86,9 @@ fn main(
         let y_word = labels[w];
         // A bf16 chunk of odd length stores 0 in the unused half of its last word.
         var g = array<f32, PACK>();
+#if TARGET_GRAD
+        var g_target = array<f32, PACK>();
+#endif
         for (var k = 0u; k < PACK; k++) {
             let i = w * PACK + k;
             if (i >= params.len) {
@@ -99,6 +108,15 @@ fn main(
 #if UPSTREAM_ELEMENTWISE
             g[k] *= upstream[i];
 #endif
+#if TARGET_GRAD && TARGET_GRAD_NEGATED
+            g_target[k] = -g[k];
+#endif
+#if TARGET_GRAD && !TARGET_GRAD_NEGATED
+            g_target[k] = pointwise_target(x, y, params.chunk_start + i) * weight_i * grad_scale;
+#if UPSTREAM_ELEMENTWISE
+            g_target[k] *= upstream[i];
+#endif
+#endif
             let value = r.value * weight_i;
 #if REDUCTION_NONE || STORE_LOSSES
             losses[i] = value;
@@ -108,6 +126,9 @@ fn main(
             acc.invalid += select(0u, 1u, r.invalid);
         }
         grad_store_word(w, elem_pack(g));
+#if TARGET_GRAD
+        target_grad[w] = elem_pack(g_target);
+#endif
     }
     store_workgroup_partial(lid.x, wid.x, acc);
 }

@@ -45,4 +45,24 @@ impl PointwiseLoss for Jsd {
         let student = if q > zero { (one - beta) * q * (x - log_m) } else { zero };
         LossGrad::valid(teacher + student, student)
     }
+
+    // The teacher's gradient, the student's mirrored (β ↔ 1 − β, x ↔ y): β = 0 gives
+    // `p (y − x) + p`, β = 1 gives `−q`, otherwise the teacher's term `β p (y − ln m)`.
+    #[inline(always)]
+    fn eval_target<F: Real>(&self, x: F, y: F, _: &Element<F>, _: &LossGrad<F>) -> F {
+        let (zero, one, beta) = (F::zero(), F::one(), F::from(self.beta).unwrap());
+        let (p, q) = (y.exp(), x.exp());
+        if beta == zero {
+            return (if p > zero { p * (y - x) } else { zero }) + p;
+        }
+        if beta == one {
+            return -q;
+        }
+        let log_m = log_add_exp(y + beta.ln(), x + (-beta).ln_1p());
+        if p > zero {
+            beta * p * (y - log_m)
+        } else {
+            zero
+        }
+    }
 }

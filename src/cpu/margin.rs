@@ -132,5 +132,6 @@ pub(crate) fn run<F: Real>(
         lse: None,
         correct: inputs.want_accuracy.then_some(correct),
         per_class: None,
+        target_grad: None,
     })
 }

@@ -105,6 +105,8 @@ pub fn element(loss: &Loss, x: f64, y: f64, pos_weight: f64) -> Option<LossGrad>
 
 /// Whether `(x, y)` is within 1e-3 of a kink of elementwise loss `loss`, where its
 /// derivative jumps and finite differences do not measure it (false for row-wise losses).
+/// For the finite-difference tests.
+#[cfg(feature = "cli")]
 pub fn near_kink(loss: &Loss, x: f64, y: f64) -> bool {
     loss.definition().near_kink(x, y)
 }
@@ -140,6 +142,15 @@ pub(crate) struct Element<F = f64> {
 pub(crate) trait PointwiseLoss {
     /// Loss and d(loss)/dx of one element.
     fn eval<F: Real>(&self, x: F, y: F, element: &Element<F>) -> LossGrad<F>;
+
+    /// d(loss)/dy of one element, for losses whose definition declares a differentiable
+    /// target (`TargetGrad`), given `eval`'s result `r`: by default `−r.grad`, the rule of
+    /// a loss of `x − y`; losses with a gradient of their own (`TargetGrad::Own`) override
+    /// it, as their shader's `pointwise_target`.
+    #[inline(always)]
+    fn eval_target<F: Real>(&self, _x: F, _y: F, _element: &Element<F>, r: &LossGrad<F>) -> F {
+        -r.grad
+    }
 }
 
 /// WGSL's `sign`: 0 at 0 (and at NaN). Two selects rather than an if-chain, so that
@@ -168,6 +179,8 @@ pub struct CpuOutput<F = f64> {
     /// Elementwise losses: column sums of the element losses over the last dimension,
     /// summed in f64, when asked for.
     pub per_class: Option<Vec<f64>>,
+    /// d(loss)/d(target), when asked for.
+    pub target_grad: Option<Vec<F>>,
 }
 
 /// Elements per block of parallel CPU work. Blocks are fixed by the input, not by the
@@ -355,6 +368,10 @@ pub fn compute_fast(loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs
         lse: out.lse,
         correct: out.correct.map(|c| c as u32),
         per_class: per_class.map(|sums| sums.into_iter().map(|v| v as f32).collect()),
+        target_grad: out.target_grad.map(|g| match inputs.dtype {
+            DType::F32 => g,
+            dtype => g.into_iter().map(|v| dtype.round(v)).collect(),
+        }),
     })
 }
 

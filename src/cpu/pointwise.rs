@@ -73,6 +73,7 @@ struct Block<'a, F> {
     start: usize,
     grads: &'a mut [F],
     losses: Option<&'a mut [F]>,
+    target_grads: Option<&'a mut [F]>,
 }
 
 /// A block's (loss sum in f64, non-finite count, invalid count).
@@ -111,19 +112,27 @@ pub(crate) fn run<L: PointwiseLoss + Sync, F: Real>(
     let problem = Problem { loss, input: inputs.input, target, grad_scale: F::from(scale * upstream_scalar).unwrap() };
     let mut grad = vec![F::zero(); len];
     let mut per_element = (reduction == Reduction::None).then(|| vec![F::zero(); len]);
+    let mut target_grad = inputs.want_target_grad.then(|| vec![F::zero(); len]);
     let mut jobs = Vec::new();
     let mut losses = per_element.as_mut().map(|v| v.chunks_mut(super::BLOCK_ELEMENTS));
+    let mut target_grads = target_grad.as_mut().map(|v| v.chunks_mut(super::BLOCK_ELEMENTS));
     for (block, grads) in grad.chunks_mut(super::BLOCK_ELEMENTS).enumerate() {
         let losses = losses.as_mut().and_then(|l| l.next());
-        jobs.push(Block { start: block * super::BLOCK_ELEMENTS, grads, losses });
+        let target_grads = target_grads.as_mut().and_then(|t| t.next());
+        jobs.push(Block { start: block * super::BLOCK_ELEMENTS, grads, losses, target_grads });
     }
     let plain = general.weight.is_none() && general.pos_weight.is_none() && general.upstream.is_none();
     let blocks = super::parallel(jobs, |block| {
-        with_best_isa(|| match (plain, block.losses.is_some()) {
-            (true, false) => problem.block::<_, false>(block, &Plain),
-            (true, true) => problem.block::<_, true>(block, &Plain),
-            (false, false) => problem.block::<_, false>(block, &general),
-            (false, true) => problem.block::<_, true>(block, &general),
+        // The target gradient is asked for rarely: the general loop only.
+        with_best_isa(|| match (plain, block.losses.is_some(), block.target_grads.is_some()) {
+            (true, false, false) => problem.block::<_, false, false>(block, &Plain),
+            (true, true, false) => problem.block::<_, true, false>(block, &Plain),
+            (_, false, false) => problem.block::<_, false, false>(block, &general),
+            (_, true, false) => problem.block::<_, true, false>(block, &general),
+            (_, losses, true) => match losses {
+                false => problem.block::<_, false, true>(block, &general),
+                true => problem.block::<_, true, true>(block, &general),
+            },
         })
     });
     let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
@@ -136,7 +145,16 @@ pub(crate) fn run<L: PointwiseLoss + Sync, F: Real>(
         let (argument, domain) = spec.invalid_means.unwrap_or(("input", "the loss's domain"));
         return Err(Error::OutOfDomain { argument, count: invalid, domain });
     }
-    Ok(CpuOutput { value: sum * scale, grad, per_element, nonfinite, lse: None, correct: None, per_class: None })
+    Ok(CpuOutput {
+        value: sum * scale,
+        grad,
+        per_element,
+        nonfinite,
+        lse: None,
+        correct: None,
+        per_class: None,
+        target_grad,
+    })
 }
 
 /// The call's loss, operands and constants.
@@ -149,8 +167,12 @@ struct Problem<'a, L, F> {
 
 impl<L: PointwiseLoss, F: Real> Problem<'_, L, F> {
     #[inline(always)]
-    fn block<O: Operands<F>, const WRITE_LOSSES: bool>(&self, block: Block<'_, F>, operands: &O) -> BlockSums {
-        let Block { start, grads, mut losses } = block;
+    fn block<O: Operands<F>, const WRITE_LOSSES: bool, const WRITE_TARGET: bool>(
+        &self,
+        block: Block<'_, F>,
+        operands: &O,
+    ) -> BlockSums {
+        let Block { start, grads, mut losses, mut target_grads } = block;
         let (mut sum, mut nonfinite, mut invalid) = (0.0f64, 0u64, 0u64);
         for sub in (0..grads.len()).step_by(SUB_BLOCK) {
             let end = (sub + SUB_BLOCK).min(grads.len());
@@ -164,6 +186,12 @@ impl<L: PointwiseLoss, F: Real> Problem<'_, L, F> {
                 let r = self.loss.eval(F::from(x).unwrap(), F::from(y).unwrap(), &element);
                 let w = operands.weight(i);
                 grads[offset] = r.grad * w * self.grad_scale * operands.upstream(i);
+                if WRITE_TARGET {
+                    if let Some(target_grads) = target_grads.as_mut() {
+                        let dy = self.loss.eval_target(F::from(x).unwrap(), F::from(y).unwrap(), &element, &r);
+                        target_grads[offset] = dy * w * self.grad_scale * operands.upstream(i);
+                    }
+                }
                 let value = r.value * w;
                 if WRITE_LOSSES {
                     if let Some(losses) = losses.as_mut() {

@@ -358,5 +358,6 @@ pub(crate) fn run<F: Real>(
         lse: inputs.want_lse.then_some(lses),
         correct: inputs.want_accuracy.then_some(correct),
         per_class: None,
+        target_grad: None,
     })
 }

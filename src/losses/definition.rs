@@ -156,8 +156,8 @@ pub(crate) trait Definition: Params + Clone + Default + Debug + PartialEq + Send
     fn spec(&self) -> Spec;
     /// The CPU twin.
     fn twin(&self) -> Twin<Self>;
-    /// The parameter settings tests and `check` run besides this one: those whose
-    /// arithmetic differs (this one first).
+    /// The parameter settings tests and `check` run for this loss: this one and those
+    /// whose arithmetic differs (by default just this one).
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn variations(&self) -> Vec<Loss> {
         vec![Loss::new(self.clone())]
@@ -170,6 +170,7 @@ pub(crate) trait Definition: Params + Clone + Default + Debug + PartialEq + Send
     }
     /// Elementwise losses: whether `(x, y)` is within 1e-3 of a kink of the loss, where
     /// finite differences do not measure the derivative.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn near_kink(&self, _x: f64, _y: f64) -> bool {
         false
     }
@@ -185,6 +186,7 @@ pub(crate) trait Erased: Debug + Send + Sync {
     fn variations(&self) -> Vec<Loss>;
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn sensitivity(&self) -> f64;
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn near_kink(&self, x: f64, y: f64) -> bool;
     fn element(&self, x: f64, y: f64, element: &Element<f64>) -> Option<LossGrad<f64>>;
     fn cpu_reference(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Option<Result<CpuOutput<f64>>>;

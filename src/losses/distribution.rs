@@ -2,7 +2,7 @@
 //! Shaders `shaders/distribution/*.wgsl`, twins `src/cpu/distribution.rs`.
 
 use super::definition::{define_loss, Definition, PointwiseTwin, Twin};
-use super::{Domain, Loss, Spec};
+use super::{Domain, Loss, Spec, TargetGrad};
 
 define_loss! {
     /// KL divergence of an input of log-probabilities from a target:
@@ -41,9 +41,10 @@ define_loss! {
     /// (÷ rows of a `(BT, V)` input); every reduction is accepted. Shapes as the input;
     /// log-probabilities of −inf contribute their limit 0.
     ///
-    /// The gradient is the student's. The loss is unchanged when input and target swap and
-    /// β becomes 1 − β, so the teacher's gradient (training both) is the gradient of
-    /// [`Jsd::teacher_side`] on `(teacher, student)`: a second call.
+    /// The gradient is the student's; the teacher's (training both) comes from the same
+    /// pass on request (`Inputs::with_target_grad`, `Bindings::target_grad`):
+    /// `β p (y − ln m)` (β = 0: `p (y − x + 1)`, β = 1: `−q`). The loss is unchanged when
+    /// input and target swap and β becomes 1 − β ([`Jsd::teacher_side`]).
     Jsd, jsd {
         /// Weight of the teacher's distribution in the mixture, in [0, 1] (Liger's
         /// default ½).
@@ -65,6 +66,7 @@ impl Definition for Jsd {
             input_domain: Domain::LogProbability,
             target_domain: Domain::LogProbability,
             takes_batchmean: true,
+            target_grad: TargetGrad::Own,
             ..Spec::pointwise("jsd", "Liger-Kernel LigerJSD(beta)", "distribution/jsd")
         }
     }

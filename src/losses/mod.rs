@@ -1,8 +1,11 @@
-//! Loss specifications, the registry, and operands shared by the GPU and CPU paths.
+//! The losses, the registry, and the vocabulary shared by the GPU and CPU paths.
 //!
-//! A loss is one [`Loss`] variant plus one arm in [`Loss::spec`], which names its
-//! shader (`shaders/<family>/<name>.wgsl`) and its CPU twin (`src/cpu/<family>.rs`).
-//! Tests, benchmarks and the CLI reach every loss through [`registry`].
+//! A loss is one `define_loss!` (its typed parameters: the struct, defaults, rules,
+//! builders and `Loss::name()` constructor) and one `impl Definition` beside it, in the
+//! family's file (`regression.rs`, `binary.rs`, `distribution.rs`, `classification.rs`);
+//! the definition names its shader (`shaders/<family>/<name>.wgsl`) and its CPU twin
+//! (`src/cpu/<family>.rs`). Tests, benchmarks and the CLI reach every loss through
+//! [`registry`].
 
 mod binary;
 mod classification;
@@ -86,6 +89,19 @@ pub(crate) enum Family {
     Softmax(softmax::Variant),
 }
 
+/// How an elementwise loss's gradient with respect to its target is formed, when the
+/// target is differentiable (PyTorch's autograd gives it there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TargetGrad {
+    /// Not differentiable in the target (labels, signs, or no target gradient in PyTorch).
+    None,
+    /// `−dl/dx`: a loss of `d = x − y` (the driver negates the input gradient).
+    Negated,
+    /// Its own: the loss file's `fn pointwise_target(x, y, index) -> f32` and the twin's
+    /// `PointwiseLoss::eval_target`.
+    Own,
+}
+
 /// Everything the rest of the crate needs to know about one loss.
 #[derive(Clone, Copy, Debug)]
 pub struct Spec {
@@ -113,6 +129,7 @@ pub struct Spec {
     // its logit soft-cap (0: off). Named fields for the rows shape are still to come.
     pub(crate) params: [f32; 6],
     pub(crate) ignore_index: i32,
+    pub(crate) target_grad: TargetGrad,
     pub(crate) family: Family,
 }
 
@@ -161,6 +178,7 @@ impl Spec {
             shader,
             params: [0.0; 6],
             ignore_index: -100,
+            target_grad: TargetGrad::None,
             family,
         }
     }
@@ -193,6 +211,12 @@ impl Spec {
             Family::Softmax(v) if v.has_labels() => v.labels_per_row(classes),
             _ => 0,
         }
+    }
+
+    /// True when the loss can return its gradient with respect to the target too, in the
+    /// same pass ([`Inputs::with_target_grad`], [`Bindings::target_grad`]).
+    pub fn target_differentiable(&self) -> bool {
+        self.target_grad != TargetGrad::None
     }
 
     /// True when `mean` divides by the summed class weight of the kept rows (cross-entropy,
@@ -305,8 +329,10 @@ impl Target<'_> {
 }
 
 /// Host operands for the convenience path ([`crate::Gpu::compute`]) and the CPU
-/// reference ([`crate::cpu::compute`]).
+/// reference ([`crate::cpu::compute`]). Made by [`Inputs::new`] or [`Inputs::labels`] and
+/// the builders.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Inputs<'a> {
     /// Predictions, probabilities, log-probabilities or logits.
     pub input: &'a [f32],
@@ -329,6 +355,10 @@ pub struct Inputs<'a> {
     /// Elementwise losses: also return the per-class breakdown, `Σ_n loss[n, c]` over the
     /// last dimension's classes (multi-label BCE's per-label losses).
     pub want_per_class: bool,
+    /// Elementwise losses with a differentiable target
+    /// ([`Spec::target_differentiable`]): also return d(loss)/d(target), computed in the
+    /// same pass.
+    pub want_target_grad: bool,
     /// Element type of input, target values and gradient on the GPU. The f32 values
     /// given are rounded to it first (the CPU paths compute from the same rounded
     /// values); the gradient comes back widened to f32, exactly.
@@ -361,6 +391,7 @@ impl<'a> Inputs<'a> {
             want_lse: false,
             want_accuracy: false,
             want_per_class: false,
+            want_target_grad: false,
             dtype: DType::F32,
             in_place: false,
         }
@@ -406,6 +437,13 @@ impl<'a> Inputs<'a> {
     /// losses over the last dimension.
     pub fn with_per_class(mut self) -> Self {
         self.want_per_class = true;
+        self
+    }
+
+    /// Asks for the gradient with respect to the target too (losses whose
+    /// [`Spec::target_differentiable`]).
+    pub fn with_target_grad(mut self) -> Self {
+        self.want_target_grad = true;
         self
     }
 
@@ -545,6 +583,9 @@ pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -
     }
     if inputs.want_accuracy && !matches!(spec.family, Family::Softmax(v) if v.has_row_label()) {
         return Err(unsupported(&spec, "accuracy (it has no label per row)"));
+    }
+    if inputs.want_target_grad && !spec.target_differentiable() {
+        return Err(unsupported(&spec, "a target gradient (its target is not differentiable)"));
     }
     if inputs.in_place && matches!(spec.family, Family::Softmax(v) if !v.allows_in_place()) {
         return Err(unsupported(&spec, "an in-place gradient (it reads other classes' inputs while writing)"));

@@ -39,9 +39,9 @@ pub struct LossStats {
     pub denominator: f32,
     /// Rows whose argmax equals the label, when accuracy was asked for; else 0.
     pub correct: u32,
-    /// Rows that count in the loss: for losses with an `ignore_index`, the rows whose
-    /// label is not ignored (so accuracy is `correct / kept`); otherwise every row
-    /// (elementwise losses: every element).
+    /// Rows that count in the loss: for losses with one label per row, the rows whose
+    /// label is neither ignored nor out of range (so accuracy is `correct / kept`);
+    /// otherwise every row (elementwise losses: every element).
     pub kept: u32,
     /// Reserved, 0.
     pub reserved: [u32; 2],
@@ -56,6 +56,7 @@ impl LossStats {
 /// a multiple of the adapter's `min_storage_buffer_offset_alignment` (256 at most) and
 /// may be longer than needed; every buffer needs `STORAGE` usage.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Bindings<'a> {
     /// The input, one element per input element in the plan's [`DType`].
     pub input: wgpu::BufferSlice<'a>,
@@ -87,6 +88,10 @@ pub struct Bindings<'a> {
     /// fixed order. Needs `per_element` too, for any reduction: the losses are stored
     /// there first.
     pub per_class: Option<wgpu::BufferSlice<'a>>,
+    /// Elementwise losses with a differentiable target
+    /// ([`Spec::target_differentiable`]): receives d(loss)/d(target), one element per
+    /// input element in the plan's element type, written by the same pass.
+    pub target_grad: Option<wgpu::BufferSlice<'a>>,
 }
 
 impl<'a> Bindings<'a> {
@@ -126,6 +131,7 @@ impl<'a> Bindings<'a> {
             lse: None,
             accuracy: false,
             per_class: None,
+            target_grad: None,
         }
     }
 
@@ -162,6 +168,12 @@ impl<'a> Bindings<'a> {
     /// Counts correct predictions into [`LossStats::correct`].
     pub fn accuracy(mut self) -> Self {
         self.accuracy = true;
+        self
+    }
+
+    /// Sets the target-gradient output (losses whose [`Spec::target_differentiable`]).
+    pub fn target_grad(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.target_grad = Some(slice);
         self
     }
 

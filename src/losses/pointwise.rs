@@ -36,6 +36,21 @@ struct ChunkParams {
 /// `LOSS_PARAMS_BINDING`.
 const LOSS_PARAMS_BINDING: u32 = 10;
 
+/// The binding of the target gradient (`target_grad`, under TARGET_GRAD), passed as the
+/// define `TARGET_GRAD_BINDING`.
+const TARGET_GRAD_BINDING: u32 = 11;
+
+/// The defines of the target-gradient variant of `spec`'s kernel.
+fn target_grad_defines(spec: &super::Spec) -> Defines {
+    let mut defines = Defines::new();
+    defines.insert("TARGET_GRAD".into(), String::new());
+    defines.insert("TARGET_GRAD_BINDING".into(), TARGET_GRAD_BINDING.to_string());
+    if spec.target_grad == super::TargetGrad::Negated {
+        defines.insert("TARGET_GRAD_NEGATED".into(), String::new());
+    }
+    defines
+}
+
 /// The defines that bind a loss's parameters: none for a loss without any.
 fn loss_param_defines(params: &[Param]) -> Defines {
     let mut defines = Defines::new();
@@ -223,6 +238,13 @@ impl PointwisePlan {
         } else if per_class {
             defines.insert("STORE_LOSSES".into(), String::new());
         }
+        if let Some(slice) = &bindings.target_grad {
+            if !spec.target_differentiable() {
+                return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
+            }
+            check_slice(gpu, "target_grad", slice, typed_bytes)?;
+            defines.extend(target_grad_defines(spec));
+        }
         if let Some(slice) = &bindings.per_class {
             check_slice(gpu, "per_class", slice, last_dim * ELEM_BYTES)?;
             if plan.shape.dims().len() < 2 || last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
@@ -274,6 +296,9 @@ impl PointwisePlan {
                 }
                 if let Some(slice) = &bindings.pos_weight {
                     entries.push((8, sub(slice, 0, last_dim)));
+                }
+                if let Some(slice) = &bindings.target_grad {
+                    entries.push((TARGET_GRAD_BINDING, sub_typed(slice, s, n, self.dtype)));
                 }
                 if let Some(buffer) = &self.loss_params {
                     entries.push((LOSS_PARAMS_BINDING, buffer.as_entire_buffer_binding()));
@@ -366,6 +391,19 @@ pub(crate) fn shader_variants(spec: &super::Spec, loss: &Loss) -> Vec<(&'static 
     for vector in [false, true] {
         let mut flags = ["STORE_LOSSES"].into_iter().chain(vector.then_some("VEC4"));
         variants.push((spec.shader, "main", with_params(&mut flags)));
+    }
+    if spec.target_differentiable() {
+        // The target gradient with every element type and the per-element upstream.
+        for dtype in DType::ALL {
+            for flags in [&[][..], &["REDUCTION_NONE", "UPSTREAM_ELEMENTWISE"]] {
+                for vector in [false, true] {
+                    let mut flags = flags.iter().copied().chain(dtype.define()).chain(vector.then_some("VEC4"));
+                    let mut defines = with_params(&mut flags);
+                    defines.extend(target_grad_defines(spec));
+                    variants.push((spec.shader, "main", defines));
+                }
+            }
+        }
     }
     variants.push(("finalize", "finalize", Defines::new()));
     variants.push(("column_sums", "column_sums", Defines::new()));

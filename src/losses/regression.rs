@@ -1,8 +1,10 @@
 //! Regression losses: `d = x − y` of a prediction `x` and a target `y`, element by
-//! element. Shaders `shaders/regression/*.wgsl`, twins `src/cpu/regression.rs`.
+//! element; the target's gradient is the input's negated (asked for with
+//! `Inputs::with_target_grad` / `Bindings::target_grad`, written in the same pass).
+//! Shaders `shaders/regression/*.wgsl`, twins `src/cpu/regression.rs`.
 
 use super::definition::{define_loss, Definition, PointwiseTwin, Twin};
-use super::{Loss, Spec};
+use super::{Loss, Spec, TargetGrad};
 
 define_loss! {
     /// `d²`, gradient `2d`. `torch.nn.MSELoss`.
@@ -11,7 +13,7 @@ define_loss! {
 
 impl Definition for Mse {
     fn spec(&self) -> Spec {
-        Spec::pointwise("mse", "torch.nn.MSELoss", "regression/mse")
+        Spec { target_grad: TargetGrad::Negated, ..Spec::pointwise("mse", "torch.nn.MSELoss", "regression/mse") }
     }
     fn twin(&self) -> Twin<Self> {
         PointwiseTwin::of()
@@ -25,7 +27,7 @@ define_loss! {
 
 impl Definition for L1 {
     fn spec(&self) -> Spec {
-        Spec::pointwise("l1", "torch.nn.L1Loss", "regression/l1")
+        Spec { target_grad: TargetGrad::Negated, ..Spec::pointwise("l1", "torch.nn.L1Loss", "regression/l1") }
     }
     fn twin(&self) -> Twin<Self> {
         PointwiseTwin::of()
@@ -46,7 +48,10 @@ define_loss! {
 
 impl Definition for Huber {
     fn spec(&self) -> Spec {
-        Spec::pointwise("huber", "torch.nn.HuberLoss(delta)", "regression/huber")
+        Spec {
+            target_grad: TargetGrad::Negated,
+            ..Spec::pointwise("huber", "torch.nn.HuberLoss(delta)", "regression/huber")
+        }
     }
     fn twin(&self) -> Twin<Self> {
         PointwiseTwin::of()
@@ -67,7 +72,10 @@ define_loss! {
 
 impl Definition for SmoothL1 {
     fn spec(&self) -> Spec {
-        Spec::pointwise("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1")
+        Spec {
+            target_grad: TargetGrad::Negated,
+            ..Spec::pointwise("smooth_l1", "torch.nn.SmoothL1Loss(beta)", "regression/smooth_l1")
+        }
     }
     fn twin(&self) -> Twin<Self> {
         PointwiseTwin::of()
@@ -86,7 +94,10 @@ define_loss! {
 
 impl Definition for LogCosh {
     fn spec(&self) -> Spec {
-        Spec::pointwise("log_cosh", "optax.log_cosh", "regression/log_cosh")
+        Spec {
+            target_grad: TargetGrad::Negated,
+            ..Spec::pointwise("log_cosh", "optax.log_cosh", "regression/log_cosh")
+        }
     }
     fn twin(&self) -> Twin<Self> {
         PointwiseTwin::of()

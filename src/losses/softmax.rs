@@ -418,6 +418,9 @@ impl SoftmaxPlan {
         if bindings.per_class.is_some() {
             return Err(unsupported(spec, "per_class (a breakdown of elementwise losses)"));
         }
+        if bindings.target_grad.is_some() {
+            return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
+        }
         check_per_element(gpu, spec, plan.reduction, &bindings.per_element, rows, false)?;
         if none {
             flag("REDUCTION_NONE");

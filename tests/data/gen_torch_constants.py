@@ -78,13 +78,20 @@ def apply_loss(loss, params, x, t, w, pw, reduction):
     raise ValueError(loss)
 
 
-def evaluate(loss, params, inp, tgt, w, pw, reduction):
+# Losses whose target is differentiable in the crate: their cases also store torch's
+# autograd with respect to the target ("grad_target").
+TARGET_DIFFERENTIABLE = {"mse", "l1", "huber", "smooth_l1", "log_cosh"}
+
+
+def evaluate(loss, params, inp, tgt, w, pw, reduction, target_grad=False):
     x = t64(inp).requires_grad_(True)
-    t = t64(tgt)
+    t = t64(tgt).requires_grad_(target_grad)
     wt = None if w is None else t64(w)
     pwt = None if pw is None else t64(pw)
     out = apply_loss(loss, params, x, t, wt, pwt, reduction)
     (out.sum() if reduction == "none" else out).backward()
+    if target_grad:
+        return out.detach(), x.grad.detach(), t.grad.detach()
     return out.detach(), x.grad.detach()
 
 
@@ -108,7 +115,13 @@ def add(name, loss, reduction, inp, tgt, params=None, weight=None, pos_weight=No
     if pos_weight is not None:
         pos_weight = f32(pos_weight)
         assert pos_weight.shape == (shape[-1],)
-    value, grad = evaluate(loss, params, inp, tgt, weight, pos_weight, reduction)
+    grad_target = None
+    if loss in TARGET_DIFFERENTIABLE:
+        value, grad, grad_target = evaluate(loss, params, inp, tgt, weight, pos_weight, reduction, True)
+        grad_target = grad_target.numpy()
+        assert np.all(np.isfinite(grad_target)), name
+    else:
+        value, grad = evaluate(loss, params, inp, tgt, weight, pos_weight, reduction)
     value = value.numpy()
     grad = grad.numpy()
     assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad)), name
@@ -125,6 +138,7 @@ def add(name, loss, reduction, inp, tgt, params=None, weight=None, pos_weight=No
         "pos_weight": None if pos_weight is None else flat(pos_weight),
         "value": flat(value) if reduction == "none" else float(value),
         "grad": flat(grad),
+        **({} if grad_target is None else {"grad_target": flat(grad_target)}),
     })
 
 

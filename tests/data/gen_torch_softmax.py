@@ -673,6 +673,16 @@ def add_jsd_teacher_gradient(name, beta, reduction, student, teacher):
     (out.sum() if reduction == "none" else out).backward()
     value, grad = out.detach().numpy(), y.grad.numpy()
     assert finite(value, grad), name
+    # Both gradients of one call (the crate's target gradient), ...
+    CASES.append({
+        "name": name.replace("teacher gradient", "both gradients"), "loss": "jsd", "params": {"beta": beta},
+        "reduction": reduction, "shape": shape, "generated": None, "has_weight": False,
+        "input": flat_input(student), "labels": None, "target": flat(teacher), "weight": None,
+        "value": flat(value) if reduction == "none" else float(value),
+        "grad": flat(x.grad.numpy()), "grad_samples": None,
+        "grad_sum_abs": float(np.abs(x.grad.numpy()).sum()), "grad_target": flat(grad),
+    })
+    # ... and the teacher's as the input gradient of the swapped call.
     CASES.append({
         "name": name, "loss": "jsd", "params": {"beta": 1.0 - beta}, "reduction": reduction,
         "shape": shape, "generated": None, "has_weight": False,
