@@ -21,7 +21,7 @@ enum Command {
     /// Time every loss on the GPU and the CPU reference (after checking they agree);
     /// print CPU ms, GPU ms, speed-up, effective GB/s and the adapter's copy GB/s.
     Bench {
-        /// `default` (about a minute on a software adapter) or `large` (real-GPU sizes).
+        /// `default` (a few minutes on a software adapter) or `large` (real-GPU sizes).
         #[arg(long, default_value = "default")]
         suite: String,
         /// Only losses whose name contains one of these (comma-separated).
