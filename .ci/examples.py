@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Runs every example and checks the outputs the README quotes.
 
+Usage: examples.py NAME... (the examples to run, which must be every file in examples/,
+so that a new example is named in .ci/run or CI fails).
+
 A quote is marked in README.md by a line `<!-- output: NAME -->`; the block after it
 (a fenced block, or the lines up to the next blank line, e.g. a table) must appear in
 the output of `cargo run --release --example NAME`, line by line (each quoted line is a
@@ -34,6 +37,8 @@ for i, line in enumerate(readme):
     quotes.setdefault(m.group(1), []).extend(l.strip() for l in block if l.strip())
 
 examples = sorted(p.stem for p in (root / "examples").glob("*.rs"))
+if sorted(sys.argv[1:]) != examples:
+    sys.exit(f"examples.py was given {sorted(sys.argv[1:])}, examples/ has {examples}")
 missing = sorted(set(quotes) - set(examples))
 if missing:
     sys.exit(f"README quotes the output of examples that do not exist: {missing}")
