@@ -328,7 +328,7 @@ impl From<&Loss> for Loss {
 /// builder per field, the constructor `Loss::$ctor()`, conversion into [`Loss`], and
 /// the parameters by name with their rules.
 ///
-/// ```ignore
+/// ```text
 /// define_loss! {
 ///     /// doc: formula, shapes, PyTorch equivalent
 ///     Huber, huber {
