@@ -67,7 +67,10 @@ fn main() -> Result<(), fused_loss::Error> {
     let plan = gpu.plan(Loss::huber().delta(0.5), Reduction::Mean, &Shape::elementwise(n))?;
     for step in 0..=100 {
         let mut encoder = device.create_command_encoder(&Default::default());
-        plan.encode(&mut encoder, &Bindings::new(pred.slice(..), target.slice(..), grad.slice(..), stats.slice(..)))?;
+        plan.encode(
+            &mut encoder,
+            &Bindings::new().input(pred.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..)),
+        )?;
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&sgd);

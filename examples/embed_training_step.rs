@@ -56,7 +56,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         |batch: &linear::Batch| gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[batch.rows, CLASSES]));
     let (train_plan, test_plan) = (plan_for(&train)?, plan_for(&test)?);
     fn bindings<'a>(batch: &'a linear::Batch, stats: &'a wgpu::Buffer) -> Bindings<'a> {
-        Bindings::new(batch.logits.slice(..), batch.labels.slice(..), batch.grad.slice(..), stats.slice(..)).accuracy()
+        Bindings::new()
+            .input(batch.logits.slice(..))
+            .labels(batch.labels.slice(..))
+            .grad(batch.grad.slice(..))
+            .stats(stats.slice(..))
+            .accuracy()
     }
 
     println!("step   train loss   train accuracy");

@@ -165,12 +165,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             queue.submit([encoder.finish()]);
             let bindings = || {
-                let b = Bindings::new(
-                    train_batch.logits.slice(..),
-                    train_batch.labels.slice(..),
-                    train_batch.grad.slice(..),
-                    stats.slice(..),
-                );
+                let b = Bindings::new()
+                    .input(train_batch.logits.slice(..))
+                    .labels(train_batch.labels.slice(..))
+                    .grad(train_batch.grad.slice(..))
+                    .stats(stats.slice(..));
                 if matches!(run.weights, Weights::None) {
                     b
                 } else {

@@ -389,8 +389,11 @@ impl GpuCall {
         let device = self.gpu.device();
         let mut encoder = device.create_command_encoder(&Default::default());
         for part in &self.parts {
-            let mut bindings =
-                Bindings::new(part.input.slice(..), part.target.slice(..), part.grad.slice(..), part.stats.slice(..));
+            let mut bindings = Bindings::new()
+                .input(part.input.slice(..))
+                .target(part.target.slice(..))
+                .grad(part.grad.slice(..))
+                .stats(part.stats.slice(..));
             bindings.upstream = part.upstream.as_ref().map(|u| u.slice(..));
             part.plan.encode(&mut encoder, &bindings).expect("validated when planned");
         }

@@ -185,8 +185,12 @@ impl Gpu {
         let target_grad = inputs.want_target_grad.then(|| output("target_grad", bytes));
 
         let mut bindings = match &grad {
-            Some(grad) => Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..)),
-            None => Bindings::in_place(input.slice(..), target.slice(..), stats.slice(..)),
+            Some(grad) => Bindings::new()
+                .input(input.slice(..))
+                .target(target.slice(..))
+                .grad(grad.slice(..))
+                .stats(stats.slice(..)),
+            None => Bindings::new().input(input.slice(..)).target(target.slice(..)).stats(stats.slice(..)).in_place(),
         };
         bindings.weight = weight.as_ref().map(|b| b.slice(..));
         bindings.pos_weight = pos_weight.as_ref().map(|b| b.slice(..));

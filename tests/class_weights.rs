@@ -120,7 +120,11 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
     let loss = gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, labels_b.slice(..), None, weights_b.slice(..)).unwrap();
-    let bindings = Bindings::new(logits_b.slice(..), labels_b.slice(..), grad_b.slice(..), stats_b.slice(..))
+    let bindings = Bindings::new()
+        .input(logits_b.slice(..))
+        .labels(labels_b.slice(..))
+        .grad(grad_b.slice(..))
+        .stats(stats_b.slice(..))
         .weight(weights_b.slice(..));
     loss.encode(&mut encoder, &bindings).unwrap();
     let stats = submit_and_read_stats(&gpu, encoder, &stats_b);
@@ -235,7 +239,11 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let loss = gpu.plan(Loss::bce_with_logits(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, targets_b.slice(..), None, weights_b.slice(..)).unwrap();
-    let bindings = Bindings::new(logits_b.slice(..), targets_b.slice(..), grad_b.slice(..), stats_b.slice(..))
+    let bindings = Bindings::new()
+        .input(logits_b.slice(..))
+        .target(targets_b.slice(..))
+        .grad(grad_b.slice(..))
+        .stats(stats_b.slice(..))
         .pos_weight(weights_b.slice(..));
     loss.encode(&mut encoder, &bindings).unwrap();
     let stats = submit_and_read_stats(&gpu, encoder, &stats_b);

@@ -144,12 +144,34 @@ fn buffer_errors_record_nothing() {
     let stats = || b.stats.slice(..LossStats::SIZE);
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
 
+    // Buffers are bound by name; a missing one, or a gradient sent to two places, is named.
+    let full = || Bindings::new().input(b.input.slice(..)).target(b.target.slice(..)).stats(stats());
+    let e = plan.encode(&mut encoder, &Bindings::new().target(b.target.slice(..)).grad(b.grad.slice(..))).unwrap_err();
+    assert!(matches!(e, Error::MissingArgument { argument: "input", .. }), "{e}");
+    let e = plan.encode(&mut encoder, &full()).unwrap_err();
+    assert!(matches!(e, Error::MissingArgument { argument: "grad", .. }), "{e}");
+    let e = plan.encode(&mut encoder, &full().grad(b.grad.slice(..)).in_place()).unwrap_err();
+    assert!(matches!(e, Error::UnsupportedArgument { .. }), "{e}");
+    let e =
+        plan.encode(&mut encoder, &Bindings::new().input(b.input.slice(..)).target(b.target.slice(..))).unwrap_err();
+    assert!(matches!(e, Error::MissingArgument { argument: "stats", .. }), "{e}");
+
     let e = plan
-        .encode(&mut encoder, &Bindings::new(b.plain.slice(..), b.target.slice(..), b.grad.slice(..), stats()))
+        .encode(
+            &mut encoder,
+            &Bindings::new().input(b.plain.slice(..)).target(b.target.slice(..)).grad(b.grad.slice(..)).stats(stats()),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::BufferUsage { argument: "input", .. }), "{e}");
     let e = plan
-        .encode(&mut encoder, &Bindings::new(b.input.slice(..), b.target.slice(..bytes - 4), b.grad.slice(..), stats()))
+        .encode(
+            &mut encoder,
+            &Bindings::new()
+                .input(b.input.slice(..))
+                .target(b.target.slice(..bytes - 4))
+                .grad(b.grad.slice(..))
+                .stats(stats()),
+        )
         .unwrap_err();
     assert!(
         matches!(e, Error::BufferTooSmall { argument: "target", required, actual } if required == bytes && actual == bytes - 4),
@@ -158,22 +180,37 @@ fn buffer_errors_record_nothing() {
     let e = plan
         .encode(
             &mut encoder,
-            &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), b.stats.slice(..16)),
+            &Bindings::new()
+                .input(b.input.slice(..))
+                .target(b.target.slice(..))
+                .grad(b.grad.slice(..))
+                .stats(b.stats.slice(..16)),
         )
         .unwrap_err();
     assert!(matches!(e, Error::BufferTooSmall { argument: "stats", required: 32, actual: 16 }), "{e}");
     let e = plan
-        .encode(&mut encoder, &Bindings::new(b.input.slice(4..), b.target.slice(..), b.grad.slice(..), stats()))
+        .encode(
+            &mut encoder,
+            &Bindings::new().input(b.input.slice(4..)).target(b.target.slice(..)).grad(b.grad.slice(..)).stats(stats()),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::MisalignedOffset { argument: "input", offset: 4, .. }), "{e}");
     let e = none_plan
-        .encode(&mut encoder, &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), stats()))
+        .encode(
+            &mut encoder,
+            &Bindings::new().input(b.input.slice(..)).target(b.target.slice(..)).grad(b.grad.slice(..)).stats(stats()),
+        )
         .unwrap_err();
     assert!(matches!(e, Error::MissingArgument { argument: "per_element", .. }), "{e}");
     let e = plan
         .encode(
             &mut encoder,
-            &Bindings::new(b.input.slice(..), b.target.slice(..), b.grad.slice(..), stats()).weight(b.input.slice(..)),
+            &Bindings::new()
+                .input(b.input.slice(..))
+                .target(b.target.slice(..))
+                .grad(b.grad.slice(..))
+                .stats(stats())
+                .weight(b.input.slice(..)),
         )
         .unwrap_err();
     assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
@@ -301,8 +338,11 @@ fn out_of_range_labels_write_no_gradient() {
     });
     let plan = gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
     let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    let bindings =
-        Bindings::new(b.input.slice(..), label_buffer.slice(..), b.grad.slice(..), b.stats.slice(..LossStats::SIZE));
+    let bindings = Bindings::new()
+        .input(b.input.slice(..))
+        .labels(label_buffer.slice(..))
+        .grad(b.grad.slice(..))
+        .stats(b.stats.slice(..LossStats::SIZE));
     plan.encode(&mut encoder, &bindings).unwrap();
     gpu.queue().submit([encoder.finish()]);
     let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &b.stats)[..8]));

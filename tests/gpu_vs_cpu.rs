@@ -92,13 +92,12 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     let upstream_scalar = init("upstream scalar", &[0.5]);
 
     for stats_offset in [0u64, 256] {
-        let bindings = Bindings::new(
-            input.slice(bytes(pad)..),
-            target.slice(bytes(pad)..),
-            grad.slice(bytes(pad)..),
-            stats.slice(stats_offset..stats_offset + LossStats::SIZE),
-        )
-        .upstream(upstream_scalar.slice(..));
+        let bindings = Bindings::new()
+            .input(input.slice(bytes(pad)..))
+            .target(target.slice(bytes(pad)..))
+            .grad(grad.slice(bytes(pad)..))
+            .stats(stats.slice(stats_offset..stats_offset + LossStats::SIZE))
+            .upstream(upstream_scalar.slice(..));
         plan.encode(&mut encoder, &bindings).unwrap();
     }
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
@@ -211,7 +210,8 @@ fn kept_and_correct(
     let stats = init(&[0u8; LossStats::SIZE as usize]);
     let shape = Shape::new(&[logits.len() / classes, classes]);
     let plan = gpu.plan(&loss, reduction, &shape).unwrap();
-    let mut bindings = Bindings::new(input.slice(..), target.slice(..), grad.slice(..), stats.slice(..));
+    let mut bindings =
+        Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
     if !labels.is_empty() {
         bindings = bindings.accuracy();
     }

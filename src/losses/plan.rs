@@ -52,22 +52,21 @@ impl LossStats {
     pub const SIZE: u64 = std::mem::size_of::<LossStats>() as u64;
 }
 
-/// The caller's buffers for one recorded call. Slices may start at any offset that is
-/// a multiple of the adapter's `min_storage_buffer_offset_alignment` (256 at most) and
-/// may be longer than needed; every buffer needs `STORAGE` usage.
-#[derive(Clone, Debug)]
+/// The caller's buffers for one recorded call, each set by name:
+/// `Bindings::new().input(x).target(y).grad(g).stats(s)` (`.labels(l)` names the target of
+/// a loss with integer labels), then the optional operands and outputs. Slices may start
+/// at any offset that is a multiple of the adapter's `min_storage_buffer_offset_alignment`
+/// (256 at most) and may be longer than needed; every buffer needs `STORAGE` usage.
+/// [`Plan::encode`] refuses a call that lacks `input`, `target`, `stats`, or the gradient
+/// (`grad`, or `in_place()`).
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Bindings<'a> {
-    /// The input, one element per input element in the plan's [`DType`].
-    pub input: wgpu::BufferSlice<'a>,
-    /// The target: one element per input element (in the plan's [`DType`]), or one
-    /// `i32` label per row for losses with labels.
-    pub target: wgpu::BufferSlice<'a>,
-    /// Receives d(loss)/d(input), one element per input element, in the plan's element
-    /// type. `None`: the gradient overwrites `input` (see [`Bindings::in_place`]).
-    pub grad: Option<wgpu::BufferSlice<'a>>,
-    /// Receives a [`LossStats`] (32 bytes).
-    pub stats: wgpu::BufferSlice<'a>,
+    input: Option<wgpu::BufferSlice<'a>>,
+    target: Option<wgpu::BufferSlice<'a>>,
+    grad: Option<wgpu::BufferSlice<'a>>,
+    in_place: bool,
+    stats: Option<wgpu::BufferSlice<'a>>,
     /// Optional weight: elementwise losses take exactly `last_dim` f32 (broadcast) or
     /// one per element; row-wise losses one per class.
     pub weight: Option<wgpu::BufferSlice<'a>>,
@@ -95,44 +94,50 @@ pub struct Bindings<'a> {
 }
 
 impl<'a> Bindings<'a> {
-    /// The four operands every call has.
-    pub fn new(
-        input: wgpu::BufferSlice<'a>,
-        target: wgpu::BufferSlice<'a>,
-        grad: wgpu::BufferSlice<'a>,
-        stats: wgpu::BufferSlice<'a>,
-    ) -> Self {
-        Self::with_gradient(input, target, Some(grad), stats)
+    /// No buffers yet; set them by name.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// In place: the gradient overwrites `input`, as Liger-Kernel does, saving one
-    /// input-sized buffer. The caller must not need the inputs afterwards (a backward
-    /// pass that reads them again, a second loss on the same logits). The input buffer
-    /// needs `STORAGE` usage with write access, as any gradient buffer.
-    pub fn in_place(input: wgpu::BufferSlice<'a>, target: wgpu::BufferSlice<'a>, stats: wgpu::BufferSlice<'a>) -> Self {
-        Self::with_gradient(input, target, None, stats)
+    /// The input, one element per input element in the plan's [`DType`].
+    pub fn input(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.input = Some(slice);
+        self
     }
 
-    fn with_gradient(
-        input: wgpu::BufferSlice<'a>,
-        target: wgpu::BufferSlice<'a>,
-        grad: Option<wgpu::BufferSlice<'a>>,
-        stats: wgpu::BufferSlice<'a>,
-    ) -> Self {
-        Bindings {
-            input,
-            target,
-            grad,
-            stats,
-            weight: None,
-            pos_weight: None,
-            upstream: None,
-            per_element: None,
-            lse: None,
-            accuracy: false,
-            per_class: None,
-            target_grad: None,
-        }
+    /// The target: one element per input element (in the plan's [`DType`]).
+    pub fn target(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.target = Some(slice);
+        self
+    }
+
+    /// The target of a loss with integer labels: one `i32` per row (multi-label margin:
+    /// C per row). The same slot as [`Bindings::target`], named for the reader.
+    pub fn labels(self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.target(slice)
+    }
+
+    /// Receives d(loss)/d(input), one element per input element, in the plan's element
+    /// type.
+    pub fn grad(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.grad = Some(slice);
+        self
+    }
+
+    /// Instead of [`Bindings::grad`]: the gradient overwrites `input`, as Liger-Kernel
+    /// does, saving one input-sized buffer. The caller must not need the inputs
+    /// afterwards (a backward pass that reads them again, a second loss on the same
+    /// logits). The input buffer needs `STORAGE` usage with write access, as any
+    /// gradient buffer.
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Receives a [`LossStats`] (32 bytes).
+    pub fn stats(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+        self.stats = Some(slice);
+        self
     }
 
     /// Sets `weight`.
@@ -182,6 +187,57 @@ impl<'a> Bindings<'a> {
         self.per_class = Some(slice);
         self
     }
+
+    /// The buffers with the required ones present, or the error naming the first missing.
+    fn bound(&self) -> Result<Bound<'a>> {
+        let missing = |argument, why| Error::MissingArgument { argument, why };
+        let input = self.input.ok_or(missing("input", "every call reads an input"))?;
+        let target = self.target.ok_or(missing("target", "every call reads a target (or labels)"))?;
+        let stats = self.stats.ok_or(missing("stats", "every call writes its LossStats"))?;
+        let grad = match (&self.grad, self.in_place) {
+            (Some(_), true) => {
+                return Err(Error::UnsupportedArgument {
+                    loss: "any",
+                    argument: "both grad and in_place (the gradient goes to one place)",
+                })
+            }
+            (None, false) => {
+                return Err(missing("grad", "every call writes a gradient (or set in_place() to overwrite the input)"))
+            }
+            (grad, _) => *grad,
+        };
+        Ok(Bound {
+            input,
+            target,
+            grad,
+            stats,
+            weight: self.weight,
+            pos_weight: self.pos_weight,
+            upstream: self.upstream,
+            per_element: self.per_element,
+            lse: self.lse,
+            accuracy: self.accuracy,
+            per_class: self.per_class,
+            target_grad: self.target_grad,
+        })
+    }
+}
+
+/// [`Bindings`] with the required buffers present: what the kernel shapes record from.
+/// `grad` is `None` for an in-place gradient.
+pub(crate) struct Bound<'a> {
+    pub input: wgpu::BufferSlice<'a>,
+    pub target: wgpu::BufferSlice<'a>,
+    pub grad: Option<wgpu::BufferSlice<'a>>,
+    pub stats: wgpu::BufferSlice<'a>,
+    pub weight: Option<wgpu::BufferSlice<'a>>,
+    pub pos_weight: Option<wgpu::BufferSlice<'a>>,
+    pub upstream: Option<wgpu::BufferSlice<'a>>,
+    pub per_element: Option<wgpu::BufferSlice<'a>>,
+    pub lse: Option<wgpu::BufferSlice<'a>>,
+    pub accuracy: bool,
+    pub per_class: Option<wgpu::BufferSlice<'a>>,
+    pub target_grad: Option<wgpu::BufferSlice<'a>>,
 }
 
 /// A validated loss call of a fixed shape, recorded as often as needed with
@@ -276,6 +332,7 @@ impl Plan {
     /// All checks happen before anything is recorded: on error the encoder is as it
     /// was.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
+        let bindings = &bindings.bound()?;
         match &self.inner {
             PlanKind::Pointwise(p) => p.encode(self, encoder, bindings),
             PlanKind::Softmax(p) => p.encode(self, encoder, bindings),

@@ -6,8 +6,8 @@
 
 use super::definition::Param;
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
-    Bindings, FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bound,
+    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Loss, Reduction, Shape, WeightLayout};
 use crate::context::Gpu;
@@ -179,7 +179,7 @@ impl PointwisePlan {
         self.chunks.len() + 1
     }
 
-    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
+    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bound) -> Result<()> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let len = plan.shape.len() as u64;

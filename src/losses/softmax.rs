@@ -11,8 +11,8 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
-    Bindings, FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bound,
+    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec};
 use crate::context::Gpu;
@@ -370,7 +370,7 @@ impl SoftmaxPlan {
         self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
 
-    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
+    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bound) -> Result<()> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let shape = &plan.shape;
