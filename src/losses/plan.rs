@@ -93,35 +93,55 @@ pub struct Bindings<'a> {
     pub target_grad: Option<wgpu::BufferSlice<'a>>,
 }
 
+/// Builder methods that set a `Bindings` slot to a slice, one per named slot.
+macro_rules! slice_setters {
+    ($($(#[$doc:meta])* $slot:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $slot(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
+                self.$slot = Some(slice);
+                self
+            }
+        )*
+    };
+}
+
 impl<'a> Bindings<'a> {
+    slice_setters! {
+        /// The input, one element per input element in the plan's [`DType`].
+        input;
+        /// The target: one element per input element (in the plan's [`DType`]).
+        target;
+        /// Receives d(loss)/d(input), one element per input element, in the plan's element
+        /// type.
+        grad;
+        /// Receives a [`LossStats`] (32 bytes).
+        stats;
+        /// Sets `weight`.
+        weight;
+        /// Sets `pos_weight`.
+        pos_weight;
+        /// Sets the upstream gradient.
+        upstream;
+        /// Sets the per-element (per-row) loss output of reduction `none`.
+        per_element;
+        /// Sets the per-row log-sum-exp output.
+        lse;
+        /// Sets the target-gradient output (losses whose [`Spec::target_differentiable`]).
+        target_grad;
+        /// Sets the per-class breakdown output (and needs [`Bindings::per_element`]).
+        per_class;
+    }
+
     /// No buffers yet; set them by name.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The input, one element per input element in the plan's [`DType`].
-    pub fn input(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.input = Some(slice);
-        self
-    }
-
-    /// The target: one element per input element (in the plan's [`DType`]).
-    pub fn target(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.target = Some(slice);
-        self
     }
 
     /// The target of a loss with integer labels: one `i32` per row (multi-label margin:
     /// C per row). The same slot as [`Bindings::target`], named for the reader.
     pub fn labels(self, slice: wgpu::BufferSlice<'a>) -> Self {
         self.target(slice)
-    }
-
-    /// Receives d(loss)/d(input), one element per input element, in the plan's element
-    /// type.
-    pub fn grad(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.grad = Some(slice);
-        self
     }
 
     /// Instead of [`Bindings::grad`]: the gradient overwrites `input`, as Liger-Kernel
@@ -134,110 +154,41 @@ impl<'a> Bindings<'a> {
         self
     }
 
-    /// Receives a [`LossStats`] (32 bytes).
-    pub fn stats(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.stats = Some(slice);
-        self
-    }
-
-    /// Sets `weight`.
-    pub fn weight(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.weight = Some(slice);
-        self
-    }
-
-    /// Sets `pos_weight`.
-    pub fn pos_weight(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.pos_weight = Some(slice);
-        self
-    }
-
-    /// Sets the upstream gradient.
-    pub fn upstream(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.upstream = Some(slice);
-        self
-    }
-
-    /// Sets the per-element (per-row) loss output of reduction `none`.
-    pub fn per_element(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.per_element = Some(slice);
-        self
-    }
-
-    /// Sets the per-row log-sum-exp output.
-    pub fn lse(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.lse = Some(slice);
-        self
-    }
-
     /// Counts correct predictions into [`LossStats::correct`].
     pub fn accuracy(mut self) -> Self {
         self.accuracy = true;
         self
     }
 
-    /// Sets the target-gradient output (losses whose [`Spec::target_differentiable`]).
-    pub fn target_grad(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.target_grad = Some(slice);
-        self
-    }
-
-    /// Sets the per-class breakdown output (and needs [`Bindings::per_element`]).
-    pub fn per_class(mut self, slice: wgpu::BufferSlice<'a>) -> Self {
-        self.per_class = Some(slice);
-        self
-    }
-
-    /// The buffers with the required ones present, or the error naming the first missing.
-    fn bound(&self) -> Result<Bound<'a>> {
+    /// The required buffers, or the error naming the first missing; also refuses a
+    /// gradient sent both to `grad` and over the input.
+    fn required(&self) -> Result<Required<'a>> {
         let missing = |argument, why| Error::MissingArgument { argument, why };
         let input = self.input.ok_or(missing("input", "every call reads an input"))?;
         let target = self.target.ok_or(missing("target", "every call reads a target (or labels)"))?;
         let stats = self.stats.ok_or(missing("stats", "every call writes its LossStats"))?;
-        let grad = match (&self.grad, self.in_place) {
-            (Some(_), true) => {
-                return Err(Error::UnsupportedArgument {
-                    loss: "any",
-                    argument: "both grad and in_place (the gradient goes to one place)",
-                })
-            }
+        match (&self.grad, self.in_place) {
+            (Some(_), true) => Err(Error::UnsupportedArgument {
+                loss: "any",
+                argument: "both grad and in_place (the gradient goes to one place)",
+            }),
             (None, false) => {
-                return Err(missing("grad", "every call writes a gradient (or set in_place() to overwrite the input)"))
+                Err(missing("grad", "every call writes a gradient (or set in_place() to overwrite the input)"))
             }
-            (grad, _) => *grad,
-        };
-        Ok(Bound {
-            input,
-            target,
-            grad,
-            stats,
-            weight: self.weight,
-            pos_weight: self.pos_weight,
-            upstream: self.upstream,
-            per_element: self.per_element,
-            lse: self.lse,
-            accuracy: self.accuracy,
-            per_class: self.per_class,
-            target_grad: self.target_grad,
-        })
+            (grad, _) => Ok(Required { input, target, grad: *grad, stats }),
+        }
     }
 }
 
-/// [`Bindings`] with the required buffers present: what the kernel shapes record from.
-/// `grad` is `None` for an in-place gradient.
-pub(crate) struct Bound<'a> {
+/// The buffers every call has (and where the gradient goes), taken out of checked
+/// [`Bindings`] for the kernel shapes, which read the optional ones from the `Bindings`
+/// themselves.
+pub(crate) struct Required<'a> {
     pub input: wgpu::BufferSlice<'a>,
     pub target: wgpu::BufferSlice<'a>,
+    /// `None`: the gradient overwrites the input.
     pub grad: Option<wgpu::BufferSlice<'a>>,
     pub stats: wgpu::BufferSlice<'a>,
-    pub weight: Option<wgpu::BufferSlice<'a>>,
-    pub pos_weight: Option<wgpu::BufferSlice<'a>>,
-    pub upstream: Option<wgpu::BufferSlice<'a>>,
-    pub per_element: Option<wgpu::BufferSlice<'a>>,
-    pub lse: Option<wgpu::BufferSlice<'a>>,
-    pub accuracy: bool,
-    pub per_class: Option<wgpu::BufferSlice<'a>>,
-    pub target_grad: Option<wgpu::BufferSlice<'a>>,
 }
 
 /// A validated loss call of a fixed shape, recorded as often as needed with
@@ -332,10 +283,10 @@ impl Plan {
     /// All checks happen before anything is recorded: on error the encoder is as it
     /// was.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
-        let bindings = &bindings.bound()?;
+        let required = &bindings.required()?;
         match &self.inner {
-            PlanKind::Pointwise(p) => p.encode(self, encoder, bindings),
-            PlanKind::Softmax(p) => p.encode(self, encoder, bindings),
+            PlanKind::Pointwise(p) => p.encode(self, encoder, bindings, required),
+            PlanKind::Softmax(p) => p.encode(self, encoder, bindings, required),
         }
     }
 

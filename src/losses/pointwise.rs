@@ -6,8 +6,8 @@
 
 use super::definition::Param;
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bound,
-    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
+    Bindings, FinalizeParams, Plan, Required, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Loss, Reduction, Shape, WeightLayout};
 use crate::context::Gpu;
@@ -179,25 +179,31 @@ impl PointwisePlan {
         self.chunks.len() + 1
     }
 
-    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bound) -> Result<()> {
+    pub(crate) fn encode(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        bindings: &Bindings,
+        required: &Required,
+    ) -> Result<()> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let len = plan.shape.len() as u64;
         let bytes = len * ELEM_BYTES;
         let typed_bytes = self.dtype.bytes(len);
         let last_dim = plan.shape.last_dim() as u64;
-        check_slice(gpu, "input", &bindings.input, typed_bytes)?;
-        check_slice(gpu, "target", &bindings.target, typed_bytes)?;
-        if let Some(grad) = &bindings.grad {
+        check_slice(gpu, "input", &required.input, typed_bytes)?;
+        check_slice(gpu, "target", &required.target, typed_bytes)?;
+        if let Some(grad) = &required.grad {
             check_slice(gpu, "grad", grad, typed_bytes)?;
         }
-        check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
+        check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
         if bindings.lse.is_some() || bindings.accuracy {
             return Err(unsupported(spec, "log-sum-exp or accuracy outputs"));
         }
         let mut defines = self.loss_defines.clone();
         defines.extend(self.dtype.define().map(|d| (d.to_string(), String::new())));
-        if bindings.grad.is_none() {
+        if required.grad.is_none() {
             defines.insert("IN_PLACE".into(), String::new());
         }
         if self.vector {
@@ -275,11 +281,11 @@ impl PointwisePlan {
                 let (s, n) = (chunk.start, chunk.len);
                 let mut entries = vec![
                     (0, chunk.params.as_entire_buffer_binding()),
-                    (1, sub_typed(&bindings.input, s, n, self.dtype)),
-                    (2, sub_typed(&bindings.target, s, n, self.dtype)),
+                    (1, sub_typed(&required.input, s, n, self.dtype)),
+                    (2, sub_typed(&required.target, s, n, self.dtype)),
                     (4, self.partials.as_entire_buffer_binding()),
                 ];
-                if let Some(grad) = &bindings.grad {
+                if let Some(grad) = &required.grad {
                     entries.push((3, sub_typed(grad, s, n, self.dtype)));
                 }
                 if let Some(slice) = &bindings.weight {
@@ -313,7 +319,7 @@ impl PointwisePlan {
             vec![
                 (0, self.finalize_params.as_entire_buffer_binding()),
                 (1, self.partials.as_entire_buffer_binding()),
-                (2, stats_binding(&bindings.stats)),
+                (2, stats_binding(&required.stats)),
             ],
         );
 

@@ -11,8 +11,8 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform, Bound,
-    FinalizeParams, Plan, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
+    Bindings, FinalizeParams, Plan, Required, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, Spec};
 use crate::context::Gpu;
@@ -370,7 +370,13 @@ impl SoftmaxPlan {
         self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
 
-    pub(crate) fn encode(&self, plan: &Plan, encoder: &mut wgpu::CommandEncoder, bindings: &Bound) -> Result<()> {
+    pub(crate) fn encode(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        bindings: &Bindings,
+        required: &Required,
+    ) -> Result<()> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let shape = &plan.shape;
@@ -381,24 +387,24 @@ impl SoftmaxPlan {
         let labels = self.variant.has_labels();
         let per_row = self.variant.labels_per_row(classes as usize) as u64;
         let dtype = self.dtype;
-        check_slice(gpu, "input", &bindings.input, dtype.bytes(len))?;
+        check_slice(gpu, "input", &required.input, dtype.bytes(len))?;
         if labels {
-            check_slice(gpu, "labels", &bindings.target, rows * per_row * ELEM_BYTES)?;
+            check_slice(gpu, "labels", &required.target, rows * per_row * ELEM_BYTES)?;
         } else {
-            check_slice(gpu, "target", &bindings.target, dtype.bytes(len))?;
+            check_slice(gpu, "target", &required.target, dtype.bytes(len))?;
         }
-        if let Some(grad) = &bindings.grad {
+        if let Some(grad) = &required.grad {
             check_slice(gpu, "grad", grad, dtype.bytes(len))?;
         } else if !self.variant.allows_in_place() {
             return Err(unsupported(spec, "an in-place gradient (it reads other classes' inputs while writing)"));
         }
-        check_slice(gpu, "stats", &bindings.stats, super::LossStats::SIZE)?;
+        check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
         let mut defines = Defines::new();
         let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
         for define in self.variant.defines().into_iter().chain(option_flags(spec)) {
             flag(define);
         }
-        for storage in storage_flags(dtype, bindings.grad.is_none()) {
+        for storage in storage_flags(dtype, required.grad.is_none()) {
             flag(storage);
         }
         if gpu.subgroups() {
@@ -457,7 +463,7 @@ impl SoftmaxPlan {
                 .map(|(first, count, params)| {
                     let mut entries = vec![
                         (0, params.as_entire_buffer_binding()),
-                        (1, sub(&bindings.target, *first, *count)),
+                        (1, sub(&required.target, *first, *count)),
                         (2, self.denoms.as_entire_buffer_binding()),
                     ];
                     if let Some(slice) = &bindings.weight {
@@ -479,17 +485,17 @@ impl SoftmaxPlan {
                 let (first_row, chunk_rows) = (chunk.first_item * inner, chunk.items * inner);
                 let mut entries = vec![
                     (0, chunk.params.as_entire_buffer_binding()),
-                    (1, sub_typed(&bindings.input, first, count, dtype)),
+                    (1, sub_typed(&required.input, first, count, dtype)),
                     (4, self.partials.as_entire_buffer_binding()),
                 ];
-                if let Some(grad) = &bindings.grad {
+                if let Some(grad) = &required.grad {
                     entries.push((3, sub_typed(grad, first, count, dtype)));
                 }
                 if labels {
-                    entries.push((2, sub(&bindings.target, first_row * per_row, chunk_rows * per_row)));
+                    entries.push((2, sub(&required.target, first_row * per_row, chunk_rows * per_row)));
                     entries.push((8, self.denoms.as_entire_buffer_binding()));
                 } else {
-                    entries.push((2, sub_typed(&bindings.target, first, count, dtype)));
+                    entries.push((2, sub_typed(&required.target, first, count, dtype)));
                 }
                 if let Some(slice) = &bindings.weight {
                     entries.push((5, sub(slice, 0, classes)));
@@ -509,7 +515,7 @@ impl SoftmaxPlan {
         let mut finalize_entries = vec![
             (0, self.finalize_params.as_entire_buffer_binding()),
             (1, self.partials.as_entire_buffer_binding()),
-            (2, stats_binding(&bindings.stats)),
+            (2, stats_binding(&required.stats)),
         ];
         if labels {
             finalize_entries.push((3, self.denoms.as_entire_buffer_binding()));
