@@ -14,7 +14,7 @@
 #[path = "common/linear.rs"]
 mod linear;
 
-use fused_loss::{Bindings, Gpu, Loss, LossStats, Reduction, Shape};
+use fused_loss::{Bindings, Gpu, Loss, LossStats, Options, Reduction, Shape};
 use wgpu::util::DeviceExt;
 
 const FEATURES: usize = 4;
@@ -52,9 +52,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Validated and prepared once; recorded every step.
-    let plan_for =
-        |batch: &linear::Batch| gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[batch.rows, CLASSES]));
-    let (train_plan, test_plan) = (plan_for(&train)?, plan_for(&test)?);
+    // Validated, and its pipelines compiled, once (with the accuracy count the bindings ask for).
+    let plan = |batch: &linear::Batch| {
+        let shape = Shape::new(&[batch.rows, CLASSES]);
+        gpu.plan_for(Loss::cross_entropy(), Reduction::Mean, &shape, &Options::new().accuracy())
+    };
+    let (train_plan, test_plan) = (plan(&train)?, plan(&test)?);
     fn bindings<'a>(batch: &'a linear::Batch, stats: &'a wgpu::Buffer) -> Bindings<'a> {
         Bindings::new()
             .input(batch.logits.slice(..))

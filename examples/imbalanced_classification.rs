@@ -21,7 +21,7 @@
 #[path = "common/linear.rs"]
 mod linear;
 
-use fused_loss::{Bindings, Gpu, Loss, LossStats, Reduction, Shape, WeightScheme};
+use fused_loss::{Bindings, Gpu, Loss, LossStats, Options, Reduction, Shape, WeightLayout, WeightScheme};
 use wgpu::util::DeviceExt;
 
 const FEATURES: usize = 11;
@@ -157,7 +157,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for run in runs {
             model.reset();
             let shape = Shape::new(&[train_batch.rows, CLASSES]);
-            let plan = gpu.plan(&run.loss, Reduction::Mean, &shape)?;
+            // The class weights are declared when planning, so the plan compiles that variant.
+            let options = match run.weights {
+                Weights::None => Options::new(),
+                _ => Options::new().weight(WeightLayout::PerClass),
+            };
+            let plan = gpu.plan_for(&run.loss, Reduction::Mean, &shape, &options)?;
             let mut encoder = device.create_command_encoder(&Default::default());
             if let Weights::FromLabels(scheme) = run.weights {
                 let weigh = gpu.class_weights(train_batch.rows, CLASSES, -100, scheme, None)?;

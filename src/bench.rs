@@ -346,7 +346,14 @@ impl GpuCall {
             let whole = items == batch;
             let reduction = if whole { Reduction::Mean } else { Reduction::Sum };
             parts.push(PartCall {
-                plan: gpu.plan_with(&loss, reduction, &Shape::new(&part_dims), dtype)?,
+                plan: gpu.plan_for(&loss, reduction, &Shape::new(&part_dims), &{
+                    let options = crate::Options::new().dtype(dtype);
+                    if whole {
+                        options
+                    } else {
+                        options.upstream()
+                    }
+                })?,
                 input: init(&dtype.encode(&data.input[elements.clone()])),
                 target: init(&target),
                 grad: device.create_buffer(&wgpu::BufferDescriptor {

@@ -88,6 +88,9 @@ pub struct ClassWeights {
     groups: u32,
     params: wgpu::Buffer,
     counts: wgpu::Buffer,
+    // Compiled when planned: the histogram and the weights passes.
+    count: wgpu::ComputePipeline,
+    weigh: wgpu::ComputePipeline,
 }
 
 impl Gpu {
@@ -174,6 +177,16 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let inputs = if multi_hot { rows * classes } else { rows };
+        let mut defines = Defines::new();
+        if multi_hot {
+            defines.insert("MULTI_HOT".into(), String::new());
+        }
+        if momentum.is_some() {
+            defines.insert("EMA".into(), String::new());
+        }
+        let shader = "classification/class_weights";
+        let count = self.pipeline(shader, "count_classes", &defines)?;
+        let weigh = self.pipeline(shader, "class_weights", &defines)?;
         Ok(ClassWeights {
             gpu: self.clone(),
             rows,
@@ -183,6 +196,8 @@ impl Gpu {
             groups: (inputs as u64).div_ceil(WG_SIZE as u64).clamp(1, MAX_GROUPS as u64) as u32,
             params: uniform(self, "fused-loss class-weight params", &params),
             counts,
+            count,
+            weigh,
         })
     }
 }
@@ -222,15 +237,10 @@ impl ClassWeights {
         let (argument, inputs) = self.inputs();
         check_slice(gpu, argument, &labels, inputs * ELEM_BYTES)?;
         check_slice(gpu, "weights", &weights, classes * ELEM_BYTES)?;
-        let mut defines = Defines::new();
-        if self.multi_hot {
-            defines.insert("MULTI_HOT".into(), String::new());
-        }
         let state = if self.multi_hot { 2 * classes } else { classes };
         match (&frequencies, self.momentum) {
             (Some(slice), Some(_)) => {
                 check_slice(gpu, "frequencies", slice, state * ELEM_BYTES)?;
-                defines.insert("EMA".into(), String::new());
             }
             (None, None) => {}
             (Some(_), None) => {
@@ -246,9 +256,7 @@ impl ClassWeights {
                 })
             }
         }
-        let shader = "classification/class_weights";
-        let count = gpu.pipeline(shader, "count_classes", &defines)?;
-        let weigh = gpu.pipeline(shader, "class_weights", &defines)?;
+        let (count, weigh) = (&self.count, &self.weigh);
         let counts = self.counts.as_entire_buffer_binding();
         let count_group = bind_group(
             gpu,

@@ -7,6 +7,15 @@ use crate::error::{Error, Result};
 use crate::losses::softmax::RowKernel;
 use crate::shader::{self, Defines};
 
+/// What identifies a compiled pipeline: the shader file, its entry point and the
+/// defines it was assembled with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: &'static str,
+    entry: &'static str,
+    defines: Defines,
+}
+
 /// A device and queue with the pipelines this crate compiled on them.
 ///
 /// Cheap to clone (the state is shared). Create one with [`Gpu::new`], or wrap the
@@ -22,7 +31,7 @@ struct Inner {
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     settings: Settings,
-    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
 }
 
 /// Choices a handle makes for every plan it creates.
@@ -251,8 +260,13 @@ impl Gpu {
 
     /// The compute pipeline for `shader` (path under `shaders/`, no extension) and
     /// `entry` under `defines`, compiled on first use and cached for the device's life.
-    pub(crate) fn pipeline(&self, shader: &str, entry: &str, defines: &Defines) -> Result<wgpu::ComputePipeline> {
-        let key = format!("{shader}:{entry}:{defines:?}");
+    pub(crate) fn pipeline(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        defines: &Defines,
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = PipelineKey { shader, entry, defines: defines.clone() };
         if let Some(found) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(found.clone());
         }
@@ -263,8 +277,9 @@ impl Gpu {
             label: Some(shader),
             source: wgpu::ShaderSource::Wgsl(code.into()),
         });
+        let label = format!("{shader}:{entry}:{defines:?}");
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(&key),
+            label: Some(&label),
             layout: None,
             module: &module,
             entry_point: Some(entry),
@@ -272,7 +287,7 @@ impl Gpu {
             cache: None,
         });
         if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(Error::Wgpu(format!("compiling {key}: {error}")));
+            return Err(Error::Wgpu(format!("compiling {label}: {error}")));
         }
         self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)

@@ -102,6 +102,18 @@ pub enum Error {
         /// Why it is needed.
         why: &'static str,
     },
+    /// The bindings of an `encode` differ from what the plan declared ([`crate::Options`]):
+    /// an optional operand bound but not declared, or declared but not bound.
+    #[error(
+        "`{operand}` {}: declare the same optional operands when planning (Gpu::plan_for with Options) as the call binds",
+        if *declared { "was declared when planning but is not bound" } else { "is bound but was not declared when planning" }
+    )]
+    NotPlanned {
+        /// The operand.
+        operand: &'static str,
+        /// True when the plan declared it (and the bindings lack it).
+        declared: bool,
+    },
     /// A caller's buffer lacks a usage the call needs.
     #[error("buffer for `{argument}` lacks usage {missing:?} (it has {has:?})")]
     BufferUsage {

@@ -48,7 +48,9 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use half;
 pub use losses::softmax::RowKernel;
-pub use losses::{registry, Bindings, Domain, Inputs, Loss, LossStats, Plan, Reduction, Shape, Spec, Target};
+pub use losses::{
+    registry, Bindings, Domain, Inputs, Loss, LossStats, Options, Plan, Reduction, Shape, Spec, Target, WeightLayout,
+};
 
 use wgpu::util::DeviceExt;
 
@@ -138,7 +140,25 @@ impl Gpu {
             });
         }
         let dtype = inputs.dtype;
-        let plan = self.plan_with(loss, reduction, &shape, dtype)?;
+        let mut options = Options::new().dtype(dtype);
+        options.weight = match inputs.weight {
+            Some(w)
+                if spec.is_row_wise()
+                    || losses::weight_layout("weight", w.len(), &shape)? == WeightLayout::PerClass =>
+            {
+                Some(WeightLayout::PerClass)
+            }
+            Some(_) => Some(WeightLayout::PerElement),
+            None => None,
+        };
+        options.pos_weight = inputs.pos_weight.is_some();
+        options.upstream = inputs.upstream.is_some();
+        options.per_class = inputs.want_per_class;
+        options.lse = inputs.want_lse;
+        options.accuracy = inputs.want_accuracy;
+        options.target_grad = inputs.want_target_grad;
+        options.in_place = inputs.in_place;
+        let plan = self.plan_for(loss, reduction, &shape, &options)?;
         let device = self.device();
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let upload = |label: &str, data: &[u8]| {

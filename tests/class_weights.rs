@@ -4,7 +4,9 @@
 
 mod common;
 
-use fused_loss::{cpu, Bindings, Error, Inputs, Loss, LossStats, Reduction, Shape, WeightScheme};
+use fused_loss::{
+    cpu, Bindings, Error, Inputs, Loss, LossStats, Options, Reduction, Shape, WeightLayout, WeightScheme,
+};
 use wgpu::util::DeviceExt;
 
 const SCHEMES: [WeightScheme; 4] = [
@@ -117,7 +119,8 @@ fn gpu_weights_feed_cross_entropy_without_a_round_trip() {
     let stats_b = buffer(&[0; LossStats::SIZE as usize]);
     let scheme = WeightScheme::InverseSqrt;
     let weigh = gpu.class_weights(rows, classes, -100, scheme, None).unwrap();
-    let loss = gpu.plan(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let options = Options::new().weight(WeightLayout::PerClass);
+    let loss = gpu.plan_for(Loss::cross_entropy(), Reduction::Mean, &Shape::new(&[rows, classes]), &options).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, labels_b.slice(..), None, weights_b.slice(..)).unwrap();
     let bindings = Bindings::new()
@@ -236,7 +239,8 @@ fn gpu_positive_weights_feed_bce_without_a_round_trip() {
     let stats_b = buffer(&[0; LossStats::SIZE as usize]);
     let scheme = WeightScheme::InverseFrequency;
     let weigh = gpu.positive_weights(rows, classes, scheme, None).unwrap();
-    let loss = gpu.plan(Loss::bce_with_logits(), Reduction::Mean, &Shape::new(&[rows, classes])).unwrap();
+    let options = Options::new().pos_weight();
+    let loss = gpu.plan_for(Loss::bce_with_logits(), Reduction::Mean, &Shape::new(&[rows, classes]), &options).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     weigh.encode(&mut encoder, targets_b.slice(..), None, weights_b.slice(..)).unwrap();
     let bindings = Bindings::new()

@@ -2,7 +2,7 @@
 
 mod common;
 
-use fused_loss::{cpu, Bindings, DType, Error, Gpu, Inputs, Loss, LossStats, Reduction, Shape};
+use fused_loss::{cpu, Bindings, DType, Error, Gpu, Inputs, Loss, LossStats, Options, Reduction, Shape, WeightLayout};
 use wgpu::util::DeviceExt;
 
 const X: [f32; 4] = [0.1, 0.2, 0.3, 0.4];
@@ -213,7 +213,14 @@ fn buffer_errors_record_nothing() {
                 .weight(b.input.slice(..)),
         )
         .unwrap_err();
+    assert!(matches!(e, Error::NotPlanned { operand: "weight", declared: false }), "{e}");
+    let weighted = Options::new().weight(WeightLayout::PerElement);
+    let e = gpu.plan_for(Loss::mse(), Reduction::Mean, &Shape::elementwise(n), &weighted).err().expect("planned");
     assert!(matches!(e, Error::UnsupportedArgument { loss: "mse", argument: "weight" }), "{e}");
+    // Declared when planning but not bound.
+    let weighted = gpu.plan_for(Loss::bce(), Reduction::Mean, &Shape::elementwise(n), &weighted).unwrap();
+    let e = weighted.encode(&mut encoder, &full().grad(b.grad.slice(..))).unwrap_err();
+    assert!(matches!(e, Error::NotPlanned { operand: "weight", declared: true }), "{e}");
     assert!(matches!(
         gpu.plan(Loss::huber().delta(-0.5), Reduction::Mean, &Shape::elementwise(n)),
         Err(Error::InvalidParameter { name: "delta", .. })

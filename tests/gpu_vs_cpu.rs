@@ -5,7 +5,7 @@
 mod common;
 
 use fused_loss::check::{self, Case};
-use fused_loss::{cpu, Bindings, DType, Inputs, Loss, LossStats, Reduction, RowKernel, Shape};
+use fused_loss::{cpu, Bindings, DType, Inputs, Loss, LossStats, Options, Reduction, RowKernel, Shape};
 
 #[test]
 fn small_bindings_make_chunked_plans() {
@@ -87,7 +87,7 @@ fn encode_records_into_the_callers_encoder_at_offsets() {
     let grad = init("grad", &vec![0.0; pad + n]);
     let stats = init("stats", &[0.0; 128]);
     let bytes = |elems: usize| (elems * 4) as u64;
-    let plan = gpu.plan(&case.loss, case.reduction, &Shape::elementwise(n)).unwrap();
+    let plan = gpu.plan_for(&case.loss, case.reduction, &Shape::elementwise(n), &Options::new().upstream()).unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     let upstream_scalar = init("upstream scalar", &[0.5]);
 
@@ -209,7 +209,8 @@ fn kept_and_correct(
     let grad = init(&vec![0u8; logits.len() * 4]);
     let stats = init(&[0u8; LossStats::SIZE as usize]);
     let shape = Shape::new(&[logits.len() / classes, classes]);
-    let plan = gpu.plan(&loss, reduction, &shape).unwrap();
+    let options = if labels.is_empty() { Options::new() } else { Options::new().accuracy() };
+    let plan = gpu.plan_for(&loss, reduction, &shape, &options).unwrap();
     let mut bindings =
         Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
     if !labels.is_empty() {

@@ -1,6 +1,8 @@
 // Margin losses over rows of C scores (input (N, C), PyTorch semantics), fused forward
-// + backward on the row driver (lib/rows). Variants (host defines), with w = weight:
-//   MULTI_MARGIN    torch.nn.MultiMarginLoss(p, margin = a, weight), label y, p = b ∈ {1, 2}:
+// + backward on the row driver (lib/rows). Each loss has a file of its own
+// (classification/<loss>.wgsl) that declares its `LossParams`, defines its variant and
+// imports this one. Variants, with w = weight:
+//   MULTI_MARGIN    torch.nn.MultiMarginLoss(p, margin = a, weight), label y, p ∈ {1, 2}:
 //                   h_c = a - x_y + x_c,  l = w_y / C Σ_{c≠y} [h_c > 0] h_c^p
 //                   dl/dx_c = w_y / C [h_c > 0] p h_c^(p-1) (c ≠ y), dl/dx_y = -Σ_{c≠y} dl/dx_c
 //   ML_SOFT_MARGIN  torch.nn.MultiLabelSoftMarginLoss(weight), targets t_c (TARGET_VALUES):
@@ -27,11 +29,11 @@ fn logit(row: Row, c: u32) -> f32 {
 #if MULTI_MARGIN
 // (h^p, d h^p / dh) of the hinge of class c, (0, 0) when it is inactive.
 fn hinge(row: Row, x: f32) -> vec2<f32> {
-    let h = params.fn_a - row.label_logit + x;
+    let h = loss_params.margin - row.label_logit + x;
     if (!(h > 0.0)) {
         return vec2(0.0, 0.0);
     }
-    return select(vec2(h, 1.0), vec2(h * h, 2.0 * h), params.fn_b == 2.0);
+    return select(vec2(h, 1.0), vec2(h * h, 2.0 * h), loss_params.p == 2u);
 }
 #endif
 

@@ -1,10 +1,13 @@
-// Driver shared by the row-wise losses (classification/cross_entropy, classification/
+// Driver shared by the row-wise families (classification/softmax_rows, classification/
 // margin): rows of C classes of an input (N, C, S), S = d1·…·dk (S = 1 for (N, C));
 // row r = (n, s) holds classes at n·C·S + c·S + s. One pass per chunk of rows: a sweep
 // that accumulates the row (RowAcc, lib/softmax), then a second sweep that writes each
 // gradient element once, then the row's loss into the workgroup's partial.
 //
-// The importing loss file defines the row's arithmetic:
+// The loss's own parameters are its file's `struct LossParams`, one field per parameter of
+// its definition by name and in order (a test checks them), read from `loss_params` (the
+// host sets LOSS_PARAMS when there are any). The family file that imports this defines
+// the row's arithmetic:
 //     fn logit(row: Row, c: u32) -> f32                 class c's input as the loss reads it
 //     fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc  first sweep, class c
 //     fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32   per-row factor handed to
@@ -17,7 +20,7 @@
 //                                                         sweep, in uniform control flow
 //                                                         (may use barriers)
 //
-// Targets (host defines): one i32 label per row (default; the label pre-pass,
+// Targets (the loss file's defines): one i32 label per row (default; the label pre-pass,
 // classification/labels, has written `denoms` and the invalid count), TARGET_VALUES (one
 // value per input element, in the element type) or LABEL_LISTS (C i32 per row).
 // Options: HAS_WEIGHT, UPSTREAM_SCALAR / UPSTREAM_ELEMENTWISE (per row, for none),
@@ -45,25 +48,18 @@ struct Params {
     // Class stride S.
     inner: u32,
     ignore_index: i32,
-    smoothing: f32,
     // Gradient scale known on the host: 1/rows for a mean over rows, 1 otherwise.
     host_scale: f32,
     // 1 when the scale is 1 / (weighted count of non-ignored rows), from the pre-pass.
     mean_from_denoms: u32,
-    // The loss's own parameters (see its file).
-    fn_a: f32,
-    fn_b: f32,
-    fn_c: f32,
-    // Cross-entropy's z-loss scale (Z_LOSS) and logit soft-cap (SOFTCAP).
-    z_loss: f32,
-    softcap: f32,
     // 1 when rows whose label is ignore_index are skipped (0: every label counts).
     has_ignore: u32,
-    _pad1: f32,
-    _pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
+#if LOSS_PARAMS
+@group(0) @binding(LOSS_PARAMS_BINDING) var<uniform> loss_params: LossParams;
+#endif
 #import lib/bindings
 #if TARGET_VALUES
 @group(0) @binding(2) var<storage, read> target_values: array<Elem>;

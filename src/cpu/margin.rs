@@ -6,14 +6,34 @@ use super::binary::{sigmoid, softplus};
 use super::{CpuOutput, Real};
 use crate::error::{Error, Result};
 use crate::losses::softmax::Variant;
-use crate::losses::{Inputs, Reduction, Spec, Target};
+use crate::losses::{Family, Inputs, Reduction, Spec, Target};
 
-pub(crate) fn run<F: Real>(
+/// A margin loss, as its twin sees it: the parameters its shader file reads.
+pub(crate) trait MarginLoss {
+    /// Multi-margin's margin and exponent p (1 or 2).
+    fn margin(&self) -> (f32, u32) {
+        (1.0, 1)
+    }
+}
+
+impl MarginLoss for crate::losses::MultiMargin {
+    fn margin(&self) -> (f32, u32) {
+        (self.margin, self.p)
+    }
+}
+
+impl MarginLoss for crate::losses::MultiLabelSoftMargin {}
+
+impl MarginLoss for crate::losses::MultiLabelMargin {}
+
+/// The margin-family twin of `loss`.
+pub(crate) fn run<L: MarginLoss, F: Real>(
+    loss: &L,
     spec: &Spec,
-    variant: Variant,
     reduction: Reduction,
     inputs: &Inputs,
 ) -> Result<CpuOutput<F>> {
+    let Family::Softmax(variant) = spec.family else { unreachable!("{} is not a row-wise loss", spec.name) };
     let shape = inputs.resolved_shape();
     let (rows, classes) = (shape.rows(), shape.classes());
     let of = |v: f64| F::from(v).unwrap();
@@ -21,7 +41,8 @@ pub(crate) fn run<F: Real>(
     let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
     let (zero, one) = (F::zero(), F::one());
     let per_class = one / of(classes as f64);
-    let (margin, power) = (of(spec.params[0] as f64), spec.params[2]);
+    let (margin, power) = loss.margin();
+    let (margin, power) = (of(margin as f64), power as f32);
 
     // Label pre-pass: every entry a class, or the list end −1 for multi-label margin.
     if let Target::Labels(labels) = inputs.target {

@@ -9,15 +9,18 @@
 
 mod binary;
 mod distribution;
-mod margin;
+pub(crate) mod margin;
 pub(crate) mod pointwise;
 mod regression;
-mod softmax;
+pub(crate) mod softmax;
+
+pub(crate) use margin::MarginLoss;
+pub(crate) use softmax::LabelFunction;
 
 use num_traits::Float;
 
 use crate::error::Result;
-use crate::losses::{Family, Inputs, Loss, Reduction, Target};
+use crate::losses::{Inputs, Loss, Reduction, Target};
 use crate::DType;
 
 /// The float types the CPU twins are instantiated for: f64 (the reference) and f32 (the
@@ -303,15 +306,7 @@ pub fn compute(loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs) -> 
     let loss = loss.into();
     let spec = crate::losses::check_inputs(&loss, reduction, inputs)?;
     let run = |reduction: Reduction, inputs: &Inputs| {
-        with_stored_values(inputs, |inputs| match spec.family {
-            Family::Pointwise => {
-                loss.definition().cpu_reference(&spec, reduction, inputs).expect("an elementwise twin")
-            }
-            Family::Softmax(variant) if variant.two_dimensional() => {
-                margin::run::<f64>(&spec, variant, reduction, inputs)
-            }
-            Family::Softmax(variant) => softmax::run::<f64>(&spec, variant, reduction, inputs),
-        })
+        with_stored_values(inputs, |inputs| loss.definition().cpu_reference(&spec, reduction, inputs))
     };
     let mut out = run(reduction, inputs)?;
     out.per_class = per_class(inputs, |plain| Ok(run(Reduction::None, plain)?.per_element))?;
@@ -346,13 +341,7 @@ pub fn compute_fast(loss: impl Into<Loss>, reduction: Reduction, inputs: &Inputs
     let loss = loss.into();
     let spec = crate::losses::check_inputs(&loss, reduction, inputs)?;
     let run = |reduction: Reduction, inputs: &Inputs| {
-        with_stored_values(inputs, |inputs| match spec.family {
-            Family::Pointwise => loss.definition().cpu_fast(&spec, reduction, inputs).expect("an elementwise twin"),
-            Family::Softmax(variant) if variant.two_dimensional() => {
-                margin::run::<f32>(&spec, variant, reduction, inputs)
-            }
-            Family::Softmax(variant) => softmax::run::<f32>(&spec, variant, reduction, inputs),
-        })
+        with_stored_values(inputs, |inputs| loss.definition().cpu_fast(&spec, reduction, inputs))
     };
     let out = run(reduction, inputs)?;
     let per_class = per_class(inputs, |plain| Ok(run(Reduction::None, plain)?.per_element))?;

@@ -55,7 +55,7 @@ impl<F: Float> Operands<F> for General<'_> {
         match self.weight {
             None => F::one(),
             Some((w, WeightLayout::PerElement)) => F::from(w[i]).unwrap(),
-            Some((w, WeightLayout::LastDim)) => F::from(w[i % self.last_dim]).unwrap(),
+            Some((w, WeightLayout::PerClass)) => F::from(w[i % self.last_dim]).unwrap(),
         }
     }
     #[inline(always)]

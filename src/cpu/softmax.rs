@@ -1,10 +1,12 @@
-//! Twin of `shaders/classification/cross_entropy.wgsl` and its label pre-pass, row by
+//! Twin of `shaders/classification/softmax_rows.wgsl` and its label pre-pass, row by
 //! row, generic over the float type (f64 reference, f32 fast path); sums over rows in f64.
+//! Each loss's own arithmetic (its shader file's `label_term` and options) is its
+//! [`LabelFunction`] impl below.
 
 use super::{with_best_isa, CpuOutput, Real};
 use crate::error::{Error, Result};
-use crate::losses::softmax::{LabelFn, Variant};
-use crate::losses::{Inputs, Reduction, Spec, Target};
+use crate::losses::softmax::Variant;
+use crate::losses::{Family, Inputs, Reduction, Spec, Target};
 
 /// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
 #[inline(always)]
@@ -70,60 +72,139 @@ fn write_row<F: Real>(out: &mut [F], stride: usize, exps: &[F], gradient: impl F
     }
 }
 
-/// The label function at `ln p`: (loss, G), the twin of `label_term` in the shader.
-#[inline(always)]
-fn label_term<F: Real>(label_fn: LabelFn, log_p: F, params: [F; 4]) -> (F, F) {
-    let (zero, one) = (F::zero(), F::one());
-    let p = log_p.exp();
-    let one_minus_p = -log_p.exp_m1();
-    match label_fn {
-        LabelFn::CrossEntropy => (-log_p, one),
-        LabelFn::Focal => {
-            let gamma = params[0];
-            if gamma == zero {
-                (-log_p, one)
-            } else if one_minus_p <= zero {
-                (zero, zero)
-            } else {
-                let focus = one_minus_p.powf(gamma);
-                (focus * -log_p, focus - gamma * one_minus_p.powf(gamma - one) * p * log_p)
-            }
-        }
-        LabelFn::Generalized => {
-            let q = params[0];
-            (-(q * log_p).exp_m1() / q, (q * log_p).exp())
-        }
-        LabelFn::Symmetric => {
-            let (alpha, beta, log_zero) = (params[0], params[2], params[3]);
-            (alpha * -log_p - beta * log_zero * one_minus_p, alpha - beta * log_zero * p)
-        }
-        LabelFn::Poly1 => {
-            let epsilon = params[0];
-            (-log_p + epsilon * one_minus_p, one + epsilon * p)
-        }
-        // The argmax's (entropy's) share is added by the caller.
-        LabelFn::HardBootstrap => (params[0] * -log_p, one),
-        LabelFn::SoftBootstrap => (params[0] * -log_p, params[0]),
+/// A loss of the softmax family, as its twin sees it: the twin of its shader file
+/// (`shaders/classification/<loss>.wgsl`), implemented on its parameter struct.
+pub(crate) trait LabelFunction {
+    /// The label function at `ln p_y`: (loss f, G = −p f'(p)), the shader's `label_term`
+    /// (cross-entropy's `(−ln p, 1)` by default).
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        (-log_p, F::one())
+    }
+    /// Label smoothing ε (the shader's `label_smoothing()`).
+    fn label_smoothing(&self) -> f32 {
+        0.0
+    }
+    /// Cross-entropy's z-loss scale and logit soft-cap (0: off).
+    fn z_loss(&self) -> f32 {
+        0.0
+    }
+    fn softcap(&self) -> f32 {
+        0.0
+    }
+    /// The share of the target moved to the row's argmax (`ARGMAX_SHARE`), if any.
+    fn argmax_share(&self) -> Option<f32> {
+        None
+    }
+    /// The weight of the row's entropy (`ROW_ENTROPY`), if any.
+    fn entropy_share(&self) -> Option<f32> {
+        None
     }
 }
 
-pub(crate) fn run<F: Real>(
+impl LabelFunction for crate::losses::CrossEntropy {
+    fn label_smoothing(&self) -> f32 {
+        self.label_smoothing
+    }
+    fn z_loss(&self) -> f32 {
+        self.z_loss
+    }
+    fn softcap(&self) -> f32 {
+        self.softcap
+    }
+}
+
+impl LabelFunction for crate::losses::CrossEntropySoft {
+    fn label_smoothing(&self) -> f32 {
+        self.label_smoothing
+    }
+}
+
+impl LabelFunction for crate::losses::Nll {}
+
+impl LabelFunction for crate::losses::Focal {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        let (zero, one) = (F::zero(), F::one());
+        let gamma = F::from(self.gamma).unwrap();
+        let one_minus_p = -log_p.exp_m1();
+        if gamma == zero {
+            (-log_p, one)
+        } else if one_minus_p <= zero {
+            (zero, zero)
+        } else {
+            let focus = one_minus_p.powf(gamma);
+            (focus * -log_p, focus - gamma * one_minus_p.powf(gamma - one) * log_p.exp() * log_p)
+        }
+    }
+}
+
+impl LabelFunction for crate::losses::GeneralizedCrossEntropy {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        let q = F::from(self.q).unwrap();
+        (-(q * log_p).exp_m1() / q, (q * log_p).exp())
+    }
+}
+
+impl LabelFunction for crate::losses::SymmetricCrossEntropy {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        let alpha = F::from(self.alpha).unwrap();
+        let beta_a = F::from(self.beta).unwrap() * F::from(self.log_zero).unwrap();
+        (alpha * -log_p + beta_a * log_p.exp_m1(), alpha - beta_a * log_p.exp())
+    }
+}
+
+impl LabelFunction for crate::losses::Poly1CrossEntropy {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        let epsilon = F::from(self.epsilon).unwrap();
+        (-log_p - epsilon * log_p.exp_m1(), F::one() + epsilon * log_p.exp())
+    }
+}
+
+impl LabelFunction for crate::losses::HardBootstrap {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        (F::from(self.beta).unwrap() * -log_p, F::one())
+    }
+    fn argmax_share(&self) -> Option<f32> {
+        Some(1.0 - self.beta)
+    }
+}
+
+impl LabelFunction for crate::losses::SoftBootstrap {
+    #[inline(always)]
+    fn label_term<F: Real>(&self, log_p: F) -> (F, F) {
+        let beta = F::from(self.beta).unwrap();
+        (beta * -log_p, beta)
+    }
+    fn entropy_share(&self) -> Option<f32> {
+        Some(1.0 - self.beta)
+    }
+}
+
+/// The softmax-family twin of `loss`.
+pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
+    loss: &L,
     spec: &Spec,
-    variant: Variant,
     reduction: Reduction,
     inputs: &Inputs,
 ) -> Result<CpuOutput<F>> {
+    let Family::Softmax(variant) = spec.family else { unreachable!("{} is not of the softmax family", spec.name) };
     let shape = inputs.resolved_shape();
     let (classes, inner, rows) = (shape.classes(), shape.inner(), shape.rows());
     let of = |v: f64| F::from(v).unwrap();
     // Cross-entropy's soft-cap applies to every logit the kernel reads.
-    let softcap = of(spec.params[5] as f64);
+    let softcap = of(loss.softcap() as f64);
     let cap = |v: F| if softcap > F::zero() { softcap * (v / softcap).tanh() } else { v };
-    let z_loss = of(spec.params[4] as f64);
-    let bootstrap = variant == Variant::HardLabels(LabelFn::HardBootstrap);
-    let soft_bootstrap = variant == Variant::HardLabels(LabelFn::SoftBootstrap);
-    // Bootstrapping's weight on the label (the argmax or the entropy gets the rest).
-    let boot_beta = of(spec.params[0] as f64);
+    let z_loss = of(loss.z_loss() as f64);
+    // Bootstrapping: the share of the target on the argmax, and the weight of the entropy.
+    let bootstrap = loss.argmax_share().is_some();
+    let argmax_share = of(loss.argmax_share().unwrap_or(0.0) as f64);
+    let soft_bootstrap = loss.entropy_share().is_some();
+    let entropy_share = of(loss.entropy_share().unwrap_or(0.0) as f64);
     let x = |i: usize| cap(F::from(inputs.input[i]).unwrap());
     let weight = |c: usize| inputs.weight.map_or(F::one(), |w| F::from(w[c]).unwrap());
     let (labels, soft) = match inputs.target {
@@ -131,8 +212,7 @@ pub(crate) fn run<F: Real>(
         Target::Values(t) => (None, Some(t)),
     };
     let ignore = spec.ignore_index;
-    let eps = of(spec.params[1] as f64);
-    let label_params = [0, 1, 2, 3].map(|i| of(spec.params[i] as f64));
+    let eps = of(loss.label_smoothing() as f64);
     let per_class = eps / of(classes as f64);
 
     // Label pre-pass.
@@ -258,7 +338,7 @@ pub(crate) fn run<F: Real>(
                     if variant == Variant::Nll {
                         nonfinite += u64::from(!ignored && !x_y.is_finite());
                     }
-                    let loss = if ignored {
+                    let row_loss = if ignored {
                         F::zero()
                     } else {
                         match variant {
@@ -267,13 +347,13 @@ pub(crate) fn run<F: Real>(
                             Variant::MultiMargin | Variant::MultiLabelSoftMargin | Variant::MultiLabelMargin => {
                                 unreachable!("margin losses have their own twin (cpu::margin)")
                             }
-                            Variant::HardLabels(label_fn) => {
-                                let (mut term, _) = label_term(label_fn, x_y - lse, label_params);
+                            Variant::HardLabels => {
+                                let (mut term, _) = loss.label_term(x_y - lse);
                                 if bootstrap {
-                                    term = term + (F::one() - boot_beta) * (lse - top_logit);
+                                    term = term + argmax_share * (lse - top_logit);
                                 }
                                 if soft_bootstrap {
-                                    term = term + (F::one() - boot_beta) * entropy;
+                                    term = term + entropy_share * entropy;
                                 }
                                 weighted_term(F::one() - eps, weight(y) * term)
                                     + weighted_term(per_class, class_weight_sum * lse - wx)
@@ -281,8 +361,8 @@ pub(crate) fn run<F: Real>(
                             }
                         }
                     };
-                    sum += wide(loss);
-                    per_row[local] = loss;
+                    sum += wide(row_loss);
+                    per_row[local] = row_loss;
                     lses[local] = lse;
                     // Second sweep: the gradient, written once per class. `grad` starts at zero, so
                     // ignored rows and NLL's other classes need no write.
@@ -302,26 +382,22 @@ pub(crate) fn run<F: Real>(
                                 row_scale * (e * inv_sum * wt - weight(c) * t)
                             });
                         }
-                        Variant::HardLabels(label_fn) => {
-                            let w_y = weight(y) * label_term(label_fn, x_y - lse, label_params).1;
+                        Variant::HardLabels => {
+                            let w_y = weight(y) * loss.label_term(x_y - lse).1;
                             let two = F::one() + F::one();
                             write_row(out, inner, &exps, |c, e| {
                                 let p = e * inv_sum;
                                 let mut hit = if c == y { F::one() } else { F::zero() };
                                 if bootstrap {
                                     let top = if c == top_class { F::one() } else { F::zero() };
-                                    hit = boot_beta * hit + (F::one() - boot_beta) * top;
+                                    hit = (F::one() - argmax_share) * hit + argmax_share * top;
                                 }
                                 let mut g = (F::one() - eps) * w_y * (p - hit)
                                     + per_class * (class_weight_sum * p - weight(c))
                                     + two * z_loss * lse * p;
                                 if soft_bootstrap {
                                     g = g
-                                        + (F::one() - eps)
-                                            * weight(y)
-                                            * (F::one() - boot_beta)
-                                            * -p
-                                            * (row[c] - lse + entropy);
+                                        + (F::one() - eps) * weight(y) * entropy_share * -p * (row[c] - lse + entropy);
                                 }
                                 // d(capped)/d(raw) = 1 - tanh² = 1 - (capped / cap)².
                                 let through_cap = if softcap > F::zero() {

@@ -2,7 +2,7 @@
 //! against targets in [0, 1] or ±1. Shaders `shaders/binary/*.wgsl`, twins
 //! `src/cpu/binary.rs`.
 
-use super::definition::{define_loss, Definition, PointwiseTwin, Twin};
+use super::definition::{define_loss, pointwise_twin, Definition, Twin};
 use super::{Domain, Loss, Spec};
 
 define_loss! {
@@ -24,7 +24,7 @@ impl Definition for Bce {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 
@@ -46,7 +46,7 @@ impl Definition for BceWithLogits {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 
@@ -63,7 +63,7 @@ impl Definition for SoftMargin {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 
@@ -84,7 +84,7 @@ impl Definition for HingeEmbedding {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn near_kink(&self, x: f64, _y: f64) -> bool {
         // The kink is at x = margin, whatever y.
@@ -115,7 +115,7 @@ impl Definition for SigmoidFocal {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         // No alpha weighting with a fractional gamma (m^(gamma-1) grows as m -> 0), and
@@ -136,7 +136,7 @@ impl Definition for Hinge {
         Spec { target_domain: Domain::Sign, ..Spec::pointwise("hinge", "optax.hinge_loss", "binary/hinge") }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn near_kink(&self, x: f64, y: f64) -> bool {
         (1.0 - x * y).abs() < 1e-3
@@ -158,7 +158,7 @@ impl Definition for SquaredHinge {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 

@@ -1,15 +1,16 @@
 //! Row-wise classification losses over a class dimension: the softmax family
-//! (cross-entropy, its label functions, NLL; `shaders/classification/cross_entropy.wgsl`)
+//! (cross-entropy, its label functions, NLL; `shaders/classification/softmax_rows.wgsl`)
 //! and the margin losses (`shaders/classification/margin.wgsl`), on the rows driver
 //! `shaders/lib/rows.wgsl`. Twins `src/cpu/softmax.rs`, `src/cpu/margin.rs`.
 //!
 //! Layouts: logits (N, C, d1…dk) with classes on dimension 1, integer labels (N, d1…dk)
-//! as `i32` (PyTorch's int64 converted; negative `ignore_index` as −100 fits). The rows
-//! kernels still take their parameters in the positional `Spec::params` block; naming
-//! them as the elementwise kernels do is the rows shape's next step.
+//! as `i32` (PyTorch's int64 converted; negative `ignore_index` as −100 fits). Each loss's
+//! shader file `shaders/classification/<loss>.wgsl` declares its parameters as a
+//! `LossParams` struct (the fields of its definition, by name and in order) and its
+//! arithmetic; its twin is its `LabelFunction` (`MarginLoss`) impl.
 
-use super::definition::{define_loss, Definition, Twin};
-use super::softmax::{LabelFn, Variant};
+use super::definition::{define_loss, margin_twin, softmax_twin, Definition, Twin};
+use super::softmax::Variant;
 use super::{Domain, Loss, Spec};
 
 const LABELS: Option<(&str, &str)> = Some(("labels", "[0, C) or ignore_index"));
@@ -40,15 +41,20 @@ define_loss! {
 
 impl Definition for CrossEntropy {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [0.0, self.label_smoothing, 0.0, 0.0, self.z_loss, self.softcap],
-            ignore_index: self.ignore_index,
-            invalid_means: LABELS,
-            ..Spec::softmax("cross_entropy", "torch.nn.CrossEntropyLoss", Variant::HardLabels(LabelFn::CrossEntropy))
-        }
+        Spec::labels("cross_entropy", "torch.nn.CrossEntropyLoss", "classification/cross_entropy", self.ignore_index)
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
+    }
+    fn defines(&self) -> Vec<&'static str> {
+        let mut flags = Vec::new();
+        if self.z_loss != 0.0 {
+            flags.push("Z_LOSS");
+        }
+        if self.softcap != 0.0 {
+            flags.push("SOFTCAP");
+        }
+        flags
     }
     fn variations(&self) -> Vec<Loss> {
         vec![
@@ -74,17 +80,15 @@ define_loss! {
 
 impl Definition for CrossEntropySoft {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [0.0, self.label_smoothing, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::softmax(
-                "cross_entropy_soft",
-                "torch.nn.CrossEntropyLoss (probability target)",
-                Variant::SoftTargets,
-            )
-        }
+        Spec::softmax(
+            "cross_entropy_soft",
+            "torch.nn.CrossEntropyLoss (probability target)",
+            "classification/cross_entropy_soft",
+            Variant::SoftTargets,
+        )
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         vec![self.label_smoothing(0.0).into(), self.into()]
@@ -107,18 +111,15 @@ define_loss! {
 
 impl Definition for Focal {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.gamma, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::labels(
-                "focal",
-                "Lin et al. 2017 (softmax, per-class alpha as weight)",
-                LabelFn::Focal,
-                self.ignore_index,
-            )
-        }
+        Spec::labels(
+            "focal",
+            "Lin et al. 2017 (softmax, per-class alpha as weight)",
+            "classification/focal",
+            self.ignore_index,
+        )
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class ignored.
@@ -143,13 +144,15 @@ define_loss! {
 
 impl Definition for GeneralizedCrossEntropy {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.q, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::labels("generalized_cross_entropy", "Zhang & Sabuncu 2018", LabelFn::Generalized, self.ignore_index)
-        }
+        Spec::labels(
+            "generalized_cross_entropy",
+            "Zhang & Sabuncu 2018",
+            "classification/generalized_cross_entropy",
+            self.ignore_index,
+        )
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         // q near the cross-entropy limit.
@@ -175,13 +178,15 @@ define_loss! {
 
 impl Definition for SymmetricCrossEntropy {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.alpha, 0.0, self.beta, self.log_zero, 0.0, 0.0],
-            ..Spec::labels("symmetric_cross_entropy", "Wang et al. 2019", LabelFn::Symmetric, self.ignore_index)
-        }
+        Spec::labels(
+            "symmetric_cross_entropy",
+            "Wang et al. 2019",
+            "classification/symmetric_cross_entropy",
+            self.ignore_index,
+        )
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn sensitivity(&self) -> f64 {
         (self.alpha + self.beta * self.log_zero.abs()).max(1.0) as f64
@@ -202,13 +207,15 @@ define_loss! {
 
 impl Definition for Poly1CrossEntropy {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.epsilon, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::labels("poly1_cross_entropy", "optax.poly_loss_cross_entropy", LabelFn::Poly1, self.ignore_index)
-        }
+        Spec::labels(
+            "poly1_cross_entropy",
+            "optax.poly_loss_cross_entropy",
+            "classification/poly1_cross_entropy",
+            self.ignore_index,
+        )
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         vec![self.into(), self.epsilon(-1.0).ignore_index(0).into()]
@@ -233,13 +240,10 @@ define_loss! {
 
 impl Definition for HardBootstrap {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.beta, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::labels("hard_bootstrap", "Reed et al. 2015 (hard)", LabelFn::HardBootstrap, self.ignore_index)
-        }
+        Spec::labels("hard_bootstrap", "Reed et al. 2015 (hard)", "classification/hard_bootstrap", self.ignore_index)
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
 }
 
@@ -257,13 +261,10 @@ define_loss! {
 
 impl Definition for SoftBootstrap {
     fn spec(&self) -> Spec {
-        Spec {
-            params: [self.beta, 0.0, 0.0, 0.0, 0.0, 0.0],
-            ..Spec::labels("soft_bootstrap", "Reed et al. 2015 (soft)", LabelFn::SoftBootstrap, self.ignore_index)
-        }
+        Spec::labels("soft_bootstrap", "Reed et al. 2015 (soft)", "classification/soft_bootstrap", self.ignore_index)
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
 }
 
@@ -281,11 +282,11 @@ impl Definition for Nll {
         Spec {
             ignore_index: self.ignore_index,
             invalid_means: LABELS,
-            ..Spec::softmax("nll", "torch.nn.NLLLoss", Variant::Nll)
+            ..Spec::softmax("nll", "torch.nn.NLLLoss", "classification/nll", Variant::Nll)
         }
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         vec![Loss::nll().into(), Loss::nll().ignore_index(0).into()]
@@ -309,19 +310,17 @@ define_loss! {
 impl Definition for MultiMargin {
     fn spec(&self) -> Spec {
         Spec {
-            // margin in [0] (fn_a), p in [2] (fn_b).
-            params: [self.margin, 0.0, self.p as f32, 0.0, 0.0, 0.0],
             invalid_means: Some(("labels", "[0, C)")),
             ..Spec::row_wise(
                 "multi_margin",
                 "torch.nn.MultiMarginLoss(p, margin, weight)",
-                "classification/margin",
+                "classification/multi_margin",
                 Variant::MultiMargin,
             )
         }
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        margin_twin()
     }
 }
 
@@ -339,13 +338,13 @@ impl Definition for MultiLabelSoftMargin {
             ..Spec::row_wise(
                 "multilabel_soft_margin",
                 "torch.nn.MultiLabelSoftMarginLoss(weight)",
-                "classification/margin",
+                "classification/multilabel_soft_margin",
                 Variant::MultiLabelSoftMargin,
             )
         }
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        margin_twin()
     }
 }
 
@@ -367,13 +366,13 @@ impl Definition for MultiLabelMargin {
             ..Spec::row_wise(
                 "multilabel_margin",
                 "torch.nn.MultiLabelMarginLoss",
-                "classification/margin",
+                "classification/multilabel_margin",
                 Variant::MultiLabelMargin,
             )
         }
     }
     fn twin(&self) -> Twin<Self> {
-        Twin::Rows
+        margin_twin()
     }
 }
 

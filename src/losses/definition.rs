@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use super::{Inputs, Reduction, Spec};
-use crate::cpu::{CpuOutput, Element, LossGrad, PointwiseLoss};
+use crate::cpu::{CpuOutput, Element, LabelFunction, LossGrad, MarginLoss, PointwiseLoss};
 use crate::error::{Error, Result};
 
 /// A parameter's value as the kernels read it: one 32-bit uniform field.
@@ -121,32 +121,34 @@ pub(crate) trait Params {
     fn set_param(&mut self, name: &str, value: f64) -> bool;
 }
 
-/// The CPU twin of a loss, as its definition names it.
-pub(crate) enum Twin<L> {
-    /// An elementwise loss: its per-element function, instantiated for `L`.
-    Pointwise(PointwiseTwin<L>),
-    /// A row-wise loss: the rows twin (`src/cpu/softmax.rs`, `src/cpu/margin.rs`),
-    /// selected by the spec's variant.
-    Rows,
-}
-
-/// The CPU functions of an elementwise loss `L`, monomorphised so that its element
-/// function inlines into the driver's loop.
-pub(crate) struct PointwiseTwin<L> {
-    pub element: fn(&L, f64, f64, &Element<f64>) -> LossGrad<f64>,
+/// The CPU twin of a loss, as its definition names it: the f64 reference and the f32
+/// fast path, monomorphised for the loss's parameter struct `L` so that its arithmetic
+/// inlines into the family's driver loop.
+pub(crate) struct Twin<L> {
+    /// One element of an elementwise loss (the finite-difference tests differentiate
+    /// it); none for other shapes.
+    pub element: Option<fn(&L, f64, f64, &Element<f64>) -> LossGrad<f64>>,
     pub reference: fn(&L, &Spec, Reduction, &Inputs) -> Result<CpuOutput<f64>>,
     pub fast: fn(&L, &Spec, Reduction, &Inputs) -> Result<CpuOutput<f32>>,
 }
 
-impl<L: PointwiseLoss + Sync> PointwiseTwin<L> {
-    /// The twin of `L`'s `PointwiseLoss` impl.
-    pub(crate) fn of() -> Twin<L> {
-        Twin::Pointwise(PointwiseTwin {
-            element: L::eval::<f64>,
-            reference: crate::cpu::pointwise::run::<L, f64>,
-            fast: crate::cpu::pointwise::run::<L, f32>,
-        })
+/// The twin of an elementwise loss: its `PointwiseLoss` impl on the pointwise driver.
+pub(crate) fn pointwise_twin<L: PointwiseLoss + Sync>() -> Twin<L> {
+    Twin {
+        element: Some(L::eval::<f64>),
+        reference: crate::cpu::pointwise::run::<L, f64>,
+        fast: crate::cpu::pointwise::run::<L, f32>,
     }
+}
+
+/// The twin of a softmax-family loss: its `LabelFunction` impl on the rows driver.
+pub(crate) fn softmax_twin<L: LabelFunction + Sync>() -> Twin<L> {
+    Twin { element: None, reference: crate::cpu::softmax::run::<L, f64>, fast: crate::cpu::softmax::run::<L, f32> }
+}
+
+/// The twin of a margin loss: its `MarginLoss` impl on the margin driver.
+pub(crate) fn margin_twin<L: MarginLoss>() -> Twin<L> {
+    Twin { element: None, reference: crate::cpu::margin::run::<L, f64>, fast: crate::cpu::margin::run::<L, f32> }
 }
 
 /// What one loss provides besides its parameters. Implemented once per loss, next to
@@ -156,6 +158,11 @@ pub(crate) trait Definition: Params + Clone + Default + Debug + PartialEq + Send
     fn spec(&self) -> Spec;
     /// The CPU twin.
     fn twin(&self) -> Twin<Self>;
+    /// The shader flags this setting of the parameters switches on (e.g. cross-entropy's
+    /// `Z_LOSS` when its scale is not 0), beside the flags the loss file defines itself.
+    fn defines(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
     /// The parameter settings tests and `check` run for this loss: this one and those
     /// whose arithmetic differs (by default just this one).
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
@@ -180,6 +187,7 @@ pub(crate) trait Definition: Params + Clone + Default + Debug + PartialEq + Send
 pub(crate) trait Erased: Debug + Send + Sync {
     fn spec(&self) -> Spec;
     fn params(&self) -> Vec<Param>;
+    fn defines(&self) -> Vec<&'static str>;
     fn with_param(&self, name: &str, value: f64) -> Option<Loss>;
     fn defaulted(&self) -> Loss;
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
@@ -189,8 +197,8 @@ pub(crate) trait Erased: Debug + Send + Sync {
     #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     fn near_kink(&self, x: f64, y: f64) -> bool;
     fn element(&self, x: f64, y: f64, element: &Element<f64>) -> Option<LossGrad<f64>>;
-    fn cpu_reference(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Option<Result<CpuOutput<f64>>>;
-    fn cpu_fast(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Option<Result<CpuOutput<f32>>>;
+    fn cpu_reference(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput<f64>>;
+    fn cpu_fast(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput<f32>>;
     fn as_any(&self) -> &dyn Any;
     fn equals(&self, other: &dyn Erased) -> bool;
 }
@@ -201,6 +209,9 @@ impl<L: Definition> Erased for L {
     }
     fn params(&self) -> Vec<Param> {
         Params::params(self)
+    }
+    fn defines(&self) -> Vec<&'static str> {
+        Definition::defines(self)
     }
     fn with_param(&self, name: &str, value: f64) -> Option<Loss> {
         let mut changed = self.clone();
@@ -219,22 +230,13 @@ impl<L: Definition> Erased for L {
         Definition::near_kink(self, x, y)
     }
     fn element(&self, x: f64, y: f64, element: &Element<f64>) -> Option<LossGrad<f64>> {
-        match self.twin() {
-            Twin::Pointwise(twin) => Some((twin.element)(self, x, y, element)),
-            Twin::Rows => None,
-        }
+        self.twin().element.map(|eval| eval(self, x, y, element))
     }
-    fn cpu_reference(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Option<Result<CpuOutput<f64>>> {
-        match self.twin() {
-            Twin::Pointwise(twin) => Some((twin.reference)(self, spec, reduction, inputs)),
-            Twin::Rows => None,
-        }
+    fn cpu_reference(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput<f64>> {
+        (self.twin().reference)(self, spec, reduction, inputs)
     }
-    fn cpu_fast(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Option<Result<CpuOutput<f32>>> {
-        match self.twin() {
-            Twin::Pointwise(twin) => Some((twin.fast)(self, spec, reduction, inputs)),
-            Twin::Rows => None,
-        }
+    fn cpu_fast(&self, spec: &Spec, reduction: Reduction, inputs: &Inputs) -> Result<CpuOutput<f32>> {
+        (self.twin().fast)(self, spec, reduction, inputs)
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -1,7 +1,7 @@
 //! Divergences between distributions given element by element (log-probabilities).
 //! Shaders `shaders/distribution/*.wgsl`, twins `src/cpu/distribution.rs`.
 
-use super::definition::{define_loss, Definition, PointwiseTwin, Twin};
+use super::definition::{define_loss, pointwise_twin, Definition, Twin};
 use super::{Domain, Loss, Spec, TargetGrad};
 
 define_loss! {
@@ -25,7 +25,7 @@ impl Definition for KlDiv {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         vec![self.log_target(false).into(), self.log_target(true).into()]
@@ -71,7 +71,7 @@ impl Definition for Jsd {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn variations(&self) -> Vec<Loss> {
         // Liger's two special cases (forward and reverse KL) and a skewed mixture.

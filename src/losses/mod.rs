@@ -23,12 +23,11 @@ pub use classification::{
 };
 pub use definition::Loss;
 pub use distribution::{Jsd, KlDiv};
-pub use plan::{Bindings, LossStats, Plan};
+pub use plan::{Bindings, LossStats, Options, Plan};
 pub use regression::{Huber, LogCosh, Mse, SmoothL1, L1};
 
 use crate::error::{Error, Result};
 use crate::DType;
-use softmax::LabelFn;
 
 /// How per-element losses are combined, as PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -85,7 +84,7 @@ pub enum Domain {
 pub(crate) enum Family {
     /// Element by element (`shaders/lib/pointwise.wgsl`).
     Pointwise,
-    /// Row by row over the class dimension (`shaders/classification/cross_entropy.wgsl`).
+    /// Row by row over the class dimension (`shaders/lib/rows.wgsl`).
     Softmax(softmax::Variant),
 }
 
@@ -123,23 +122,25 @@ pub struct Spec {
     /// What the GPU's invalid count means: (operand, valid domain in words).
     pub(crate) invalid_means: Option<(&'static str, &'static str)>,
     pub(crate) shader: &'static str,
-    // Row-wise losses only (elementwise ones pass their parameters by name, see
-    // `definition`): [1] label smoothing, [0], [2], [3] the label function's parameters
-    // (`fn_a`, `fn_b`, `fn_c` in `lib/rows.wgsl`), [4] cross-entropy's z-loss scale, [5]
-    // its logit soft-cap (0: off). Named fields for the rows shape are still to come.
-    pub(crate) params: [f32; 6],
     pub(crate) ignore_index: i32,
     pub(crate) target_grad: TargetGrad,
     pub(crate) family: Family,
+    /// The kernel shape that plans and records the loss on the GPU.
+    pub(crate) kernel: &'static dyn plan::KernelShape,
 }
 
 impl Spec {
     pub(crate) fn pointwise(name: &'static str, reference: &'static str, shader: &'static str) -> Self {
-        Self::family(name, reference, shader, Family::Pointwise)
+        Self::family(name, reference, shader, Family::Pointwise, &pointwise::POINTWISE)
     }
 
-    pub(crate) fn softmax(name: &'static str, reference: &'static str, variant: softmax::Variant) -> Self {
-        Self::row_wise(name, reference, "classification/cross_entropy", variant)
+    pub(crate) fn softmax(
+        name: &'static str,
+        reference: &'static str,
+        shader: &'static str,
+        variant: softmax::Variant,
+    ) -> Self {
+        Self::row_wise(name, reference, shader, variant)
     }
 
     pub(crate) fn row_wise(
@@ -152,20 +153,26 @@ impl Spec {
             input_domain: if variant == softmax::Variant::Nll { Domain::LogProbability } else { Domain::Real },
             target_domain: if variant == softmax::Variant::SoftTargets { Domain::Distribution } else { Domain::Label },
             takes_weight: true,
-            ..Self::family(name, reference, shader, Family::Softmax(variant))
+            ..Self::family(name, reference, shader, Family::Softmax(variant), &softmax::ROWS)
         }
     }
 
     /// A label function of the softmax family with integer labels and `ignore_index`.
-    pub(crate) fn labels(name: &'static str, reference: &'static str, label_fn: LabelFn, ignore_index: i32) -> Self {
+    pub(crate) fn labels(name: &'static str, reference: &'static str, shader: &'static str, ignore_index: i32) -> Self {
         Spec {
             ignore_index,
             invalid_means: Some(("labels", "[0, C) or ignore_index")),
-            ..Self::softmax(name, reference, softmax::Variant::HardLabels(label_fn))
+            ..Self::softmax(name, reference, shader, softmax::Variant::HardLabels)
         }
     }
 
-    fn family(name: &'static str, reference: &'static str, shader: &'static str, family: Family) -> Self {
+    fn family(
+        name: &'static str,
+        reference: &'static str,
+        shader: &'static str,
+        family: Family,
+        kernel: &'static dyn plan::KernelShape,
+    ) -> Self {
         Spec {
             name,
             reference,
@@ -176,16 +183,24 @@ impl Spec {
             takes_batchmean: false,
             invalid_means: None,
             shader,
-            params: [0.0; 6],
             ignore_index: -100,
             target_grad: TargetGrad::None,
             family,
+            kernel,
         }
     }
 
     /// The shader's path under `shaders/`, without extension.
     pub fn shader_name(&self) -> &'static str {
         self.shader
+    }
+
+    /// The row-wise kind of the loss, none for other shapes.
+    pub(crate) fn row_variant(&self) -> Option<softmax::Variant> {
+        match self.family {
+            Family::Softmax(variant) => Some(variant),
+            Family::Pointwise => None,
+        }
     }
 
     /// True for the softmax family (rows over a class dimension, integer or
@@ -465,11 +480,15 @@ impl<'a> Inputs<'a> {
     }
 }
 
-/// How a weight operand lines up with the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WeightLayout {
+/// How a `weight` operand lines up with the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// One weight per input element (elementwise losses).
     PerElement,
-    LastDim,
+    /// One weight per class: for elementwise losses along the last dimension (as PyTorch
+    /// broadcasts a 1-D weight against `(N, C)`), for row-wise losses along the class
+    /// dimension, as their `weight` always is.
+    PerClass,
 }
 
 /// Checks a loss, reduction and shape that every path shares.
@@ -500,7 +519,7 @@ pub(crate) fn weight_layout(argument: &'static str, weight_len: usize, shape: &S
     if weight_len == shape.len() {
         Ok(WeightLayout::PerElement)
     } else if weight_len == shape.last_dim() {
-        Ok(WeightLayout::LastDim)
+        Ok(WeightLayout::PerClass)
     } else {
         Err(Error::LengthMismatch {
             argument,

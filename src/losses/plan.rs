@@ -3,7 +3,7 @@
 
 use wgpu::util::DeviceExt;
 
-use super::{pointwise::PointwisePlan, softmax::SoftmaxPlan, Loss, Reduction, Shape, Spec};
+use super::{Loss, Reduction, Shape, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 #[cfg(test)]
@@ -19,6 +19,47 @@ pub(crate) const MAX_GROUPS: u32 = 1024;
 pub(crate) const ELEM_BYTES: u64 = 4;
 /// Bytes of one `Partial` (`shaders/lib/reduce.wgsl`).
 pub(crate) const PARTIAL_BYTES: u64 = 32;
+
+/// The binding of a loss's own parameters (`loss_params` in `shaders/lib/pointwise.wgsl`
+/// and `shaders/lib/rows.wgsl`, a `LossParams` struct the loss file declares), passed to
+/// the shader as the define `LOSS_PARAMS_BINDING`.
+pub(crate) const LOSS_PARAMS_BINDING: u32 = 10;
+
+/// The parameters a loss's kernel reads from its `LossParams`, in declaration order: all
+/// but `ignore_index`, which every label loss has and the host hands to the rows driver
+/// and the label pre-pass in their own uniforms.
+pub(crate) fn kernel_params(loss: &Loss) -> Vec<super::definition::Param> {
+    loss.definition().params().into_iter().filter(|p| p.name != "ignore_index").collect()
+}
+
+/// The defines that bind a loss's parameters, none for a loss without any, and the
+/// loss's own flags ([`super::definition::Definition::defines`]).
+pub(crate) fn loss_param_defines(loss: &Loss) -> crate::shader::Defines {
+    let mut defines: crate::shader::Defines =
+        loss.definition().defines().into_iter().map(|flag| (flag.to_string(), String::new())).collect();
+    if !kernel_params(loss).is_empty() {
+        defines.insert("LOSS_PARAMS".into(), String::new());
+        defines.insert("LOSS_PARAMS_BINDING".into(), LOSS_PARAMS_BINDING.to_string());
+    }
+    defines
+}
+
+/// The `LossParams` uniform of a loss, none for a loss without parameters: one 32-bit
+/// field per parameter, in declaration order, padded to 16 bytes (a uniform binding's
+/// granule).
+pub(crate) fn loss_params_buffer(gpu: &Gpu, loss: &Loss) -> Option<wgpu::Buffer> {
+    let params = kernel_params(loss);
+    if params.is_empty() {
+        return None;
+    }
+    let mut words: Vec<u32> = params.iter().map(|p| p.value.bits()).collect();
+    words.resize(words.len().div_ceil(4) * 4, 0);
+    Some(gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("fused-loss loss params"),
+        contents: bytemuck::cast_slice(&words),
+        usage: wgpu::BufferUsages::UNIFORM,
+    }))
+}
 
 /// The 32-byte statistics block that `finalize` writes into the caller's `stats`
 /// buffer.
@@ -180,6 +221,116 @@ impl<'a> Bindings<'a> {
     }
 }
 
+/// What a planned call will bind besides its required buffers, and its element type:
+/// declared when planning ([`Gpu::plan_for`]) so that `plan` compiles every pipeline the
+/// call needs and [`Plan::encode`] compiles nothing and blocks on nothing. `encode`
+/// refuses bindings that differ from the declaration ([`Error::NotPlanned`]).
+///
+/// `Options::new().weight(WeightLayout::PerClass).upstream()`; the default is f32 with
+/// no optional operand and the gradient in `grad`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Options {
+    /// Element type of input, target values and gradient (see [`Gpu::plan_with`]).
+    pub dtype: DType,
+    /// A `weight` operand and how it lines up with the input ([`Bindings::weight`]).
+    pub weight: Option<super::WeightLayout>,
+    /// A `pos_weight` operand ([`Bindings::pos_weight`]).
+    pub pos_weight: bool,
+    /// An upstream gradient ([`Bindings::upstream`]).
+    pub upstream: bool,
+    /// The per-class breakdown ([`Bindings::per_class`]).
+    pub per_class: bool,
+    /// The per-row log-sum-exp ([`Bindings::lse`]).
+    pub lse: bool,
+    /// The accuracy count ([`Bindings::accuracy`]).
+    pub accuracy: bool,
+    /// The target gradient ([`Bindings::target_grad`]).
+    pub target_grad: bool,
+    /// The gradient over the input ([`Bindings::in_place`]).
+    pub in_place: bool,
+}
+
+impl Options {
+    /// f32, no optional operand.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the element type.
+    pub fn dtype(mut self, dtype: DType) -> Self {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Declares a `weight` operand laid out as `layout`.
+    pub fn weight(mut self, layout: super::WeightLayout) -> Self {
+        self.weight = Some(layout);
+        self
+    }
+
+    /// Declares a `pos_weight` operand.
+    pub fn pos_weight(mut self) -> Self {
+        self.pos_weight = true;
+        self
+    }
+
+    /// Declares an upstream gradient.
+    pub fn upstream(mut self) -> Self {
+        self.upstream = true;
+        self
+    }
+
+    /// Declares the per-class breakdown output.
+    pub fn per_class(mut self) -> Self {
+        self.per_class = true;
+        self
+    }
+
+    /// Declares the per-row log-sum-exp output.
+    pub fn lse(mut self) -> Self {
+        self.lse = true;
+        self
+    }
+
+    /// Declares the accuracy count.
+    pub fn accuracy(mut self) -> Self {
+        self.accuracy = true;
+        self
+    }
+
+    /// Declares the target-gradient output.
+    pub fn target_grad(mut self) -> Self {
+        self.target_grad = true;
+        self
+    }
+
+    /// Declares that the gradient overwrites the input.
+    pub fn in_place(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Whether `bindings` bind what was declared, or the error naming the first
+    /// difference.
+    fn check(&self, bindings: &Bindings, required: &Required) -> Result<()> {
+        let pairs = [
+            ("weight", self.weight.is_some(), bindings.weight.is_some()),
+            ("pos_weight", self.pos_weight, bindings.pos_weight.is_some()),
+            ("upstream", self.upstream, bindings.upstream.is_some()),
+            ("per_class", self.per_class, bindings.per_class.is_some()),
+            ("lse", self.lse, bindings.lse.is_some()),
+            ("accuracy", self.accuracy, bindings.accuracy),
+            ("target_grad", self.target_grad, bindings.target_grad.is_some()),
+            ("in_place", self.in_place, required.grad.is_none()),
+        ];
+        match pairs.into_iter().find(|(_, declared, bound)| declared != bound) {
+            Some((operand, declared, _)) => Err(Error::NotPlanned { operand, declared }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The buffers every call has (and where the gradient goes), taken out of checked
 /// [`Bindings`] for the kernel shapes, which read the optional ones from the `Bindings`
 /// themselves.
@@ -203,27 +354,81 @@ pub struct Plan {
     pub(crate) reduction: Reduction,
     pub(crate) shape: Shape,
     pub(crate) dtype: DType,
-    inner: PlanKind,
+    pub(crate) options: Options,
+    inner: Box<dyn ShapePlan>,
 }
 
-enum PlanKind {
-    Pointwise(PointwisePlan),
-    Softmax(SoftmaxPlan),
+/// A kernel shape: how a family of losses walks memory on the GPU (element by element,
+/// rows over a class dimension). A new shape (a two-pass reduction, grouped rows, a
+/// matmul stage) is a module with one static implementing this, which its losses' specs
+/// name ([`Spec::kernel`]); `Plan` and the existing shapes do not change.
+pub(crate) trait KernelShape: Sync {
+    /// Its name, for debugging.
+    fn name(&self) -> &'static str;
+    /// Prepares a call on `shape`: chunking, uniforms, scratch, and the pipelines the
+    /// declared `options` need, compiled now. Refuses options the loss does not take.
+    fn plan(
+        &self,
+        gpu: &Gpu,
+        loss: &Loss,
+        spec: &Spec,
+        reduction: Reduction,
+        shape: &Shape,
+        options: &Options,
+    ) -> Result<Box<dyn ShapePlan>>;
+    /// Every shader variant a plan of `loss` can compile, for validation without a GPU.
+    #[cfg(test)]
+    fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)>;
+}
+
+impl std::fmt::Debug for dyn KernelShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A planned call of one kernel shape.
+pub(crate) trait ShapePlan: Send + Sync {
+    /// Dispatches one `encode` records.
+    fn dispatch_count(&self) -> usize;
+    /// Checks the caller's buffers and records the call; nothing is compiled here.
+    fn encode(
+        &self,
+        plan: &Plan,
+        encoder: &mut wgpu::CommandEncoder,
+        bindings: &Bindings,
+        required: &Required,
+    ) -> Result<()>;
 }
 
 impl Gpu {
     /// Validates `loss` for `reduction` on `shape` and prepares everything that does
-    /// not depend on the caller's buffers (chunking, uniforms, scratch). Pipelines are
-    /// compiled on the first `encode` of a variant and cached on the `Gpu`.
+    /// not depend on the caller's buffers: chunking, uniforms, scratch, and the compiled
+    /// pipelines (cached on the `Gpu`, so a second plan of the same variant compiles
+    /// nothing). For f32 operands and no optional operand; [`Gpu::plan_for`] declares
+    /// others.
     pub fn plan(&self, loss: impl Into<Loss>, reduction: Reduction, shape: &Shape) -> Result<Plan> {
-        self.plan_with(loss, reduction, shape, DType::F32)
+        self.plan_for(loss, reduction, shape, &Options::new())
     }
 
     /// [`Gpu::plan`] for operands of element type `dtype` (input, target values and
     /// gradient; everything else stays f32). f16 needs the device feature
     /// `SHADER_F16`; without it this is [`Error::MissingFeature`].
     pub fn plan_with(&self, loss: impl Into<Loss>, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Plan> {
+        self.plan_for(loss, reduction, shape, &Options::new().dtype(dtype))
+    }
+
+    /// [`Gpu::plan`] for a call that binds the optional operands `options` declares, in
+    /// its element type. An operand the loss does not take is refused here.
+    pub fn plan_for(
+        &self,
+        loss: impl Into<Loss>,
+        reduction: Reduction,
+        shape: &Shape,
+        options: &Options,
+    ) -> Result<Plan> {
         let loss = loss.into();
+        let dtype = options.dtype;
         let spec = super::check_problem(&loss, reduction, shape)?;
         if dtype == DType::F16 && !self.features().contains(wgpu::Features::SHADER_F16) {
             return Err(Error::MissingFeature {
@@ -232,13 +437,8 @@ impl Gpu {
                 adapter: self.adapter_info().name.clone(),
             });
         }
-        let inner = match spec.family {
-            super::Family::Pointwise => PlanKind::Pointwise(PointwisePlan::new(self, &loss, reduction, shape, dtype)?),
-            super::Family::Softmax(variant) => {
-                PlanKind::Softmax(SoftmaxPlan::new(self, &spec, variant, reduction, shape, dtype)?)
-            }
-        };
-        Ok(Plan { loss, spec, reduction, shape: shape.clone(), dtype, inner })
+        let inner = spec.kernel.plan(self, &loss, &spec, reduction, shape, options)?;
+        Ok(Plan { loss, spec, reduction, shape: shape.clone(), dtype, options: *options, inner })
     }
 }
 
@@ -268,12 +468,14 @@ impl Plan {
         self.reduction
     }
 
+    /// The optional operands the plan was made for.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
     /// Number of dispatches one `encode` records.
     pub fn dispatch_count(&self) -> usize {
-        match &self.inner {
-            PlanKind::Pointwise(p) => p.dispatch_count(),
-            PlanKind::Softmax(p) => p.dispatch_count(),
-        }
+        self.inner.dispatch_count()
     }
 
     /// Records the loss into `encoder`: reads the caller's operands, writes the
@@ -284,10 +486,8 @@ impl Plan {
     /// was.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
         let required = &bindings.required()?;
-        match &self.inner {
-            PlanKind::Pointwise(p) => p.encode(self, encoder, bindings, required),
-            PlanKind::Softmax(p) => p.encode(self, encoder, bindings, required),
-        }
+        self.options.check(bindings, required)?;
+        self.inner.encode(self, encoder, bindings, required)
     }
 
     /// Every variant of this plan's loss's shaders that `encode` can ask for, as
@@ -295,10 +495,7 @@ impl Plan {
     #[cfg(test)]
     pub(crate) fn shader_variants(loss: &Loss) -> Vec<(&'static str, &'static str, Defines)> {
         let spec = &loss.spec();
-        let variants = match spec.family {
-            super::Family::Pointwise => super::pointwise::shader_variants(spec, loss),
-            super::Family::Softmax(variant) => super::softmax::shader_variants(spec, variant),
-        };
+        let variants = spec.kernel.shader_variants(loss, spec);
         // Every loss kernel also with subgroup reductions (devices with SUBGROUP); the
         // single-workgroup passes (labels, finalize) always use the workgroup tree.
         let with_subgroups = variants.iter().filter(|(shader, _, _)| *shader == spec.shader).map(|(s, e, d)| {

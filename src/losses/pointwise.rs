@@ -4,17 +4,16 @@
 //! Per call: one dispatch per chunk of at most [`Gpu::max_binding_bytes`] bytes per
 //! operand, then one `finalize` dispatch.
 
-use super::definition::Param;
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
-    Bindings, FinalizeParams, Plan, Required, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
+    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, Required, ShapePlan,
+    ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
-use super::{unsupported, Loss, Reduction, Shape, WeightLayout};
+use super::{unsupported, Loss, Options, Reduction, Shape, Spec, WeightLayout};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
 use crate::DType;
-use wgpu::util::DeviceExt;
 
 /// Chunks start on multiples of this many elements, keeping bound offsets aligned (and
 /// bf16 words whole).
@@ -31,11 +30,6 @@ struct ChunkParams {
     _pad: [u32; 3],
 }
 
-/// The binding of the loss's own parameters (`loss_params` in `shaders/lib/pointwise.wgsl`,
-/// a `LossParams` struct the loss file declares), passed to the shader as the define
-/// `LOSS_PARAMS_BINDING`.
-const LOSS_PARAMS_BINDING: u32 = 10;
-
 /// The binding of the target gradient (`target_grad`, under TARGET_GRAD), passed as the
 /// define `TARGET_GRAD_BINDING`.
 const TARGET_GRAD_BINDING: u32 = 11;
@@ -49,24 +43,6 @@ fn target_grad_defines(spec: &super::Spec) -> Defines {
         defines.insert("TARGET_GRAD_NEGATED".into(), String::new());
     }
     defines
-}
-
-/// The defines that bind a loss's parameters: none for a loss without any.
-fn loss_param_defines(params: &[Param]) -> Defines {
-    let mut defines = Defines::new();
-    if !params.is_empty() {
-        defines.insert("LOSS_PARAMS".into(), String::new());
-        defines.insert("LOSS_PARAMS_BINDING".into(), LOSS_PARAMS_BINDING.to_string());
-    }
-    defines
-}
-
-/// The bytes of a `LossParams` uniform: one 32-bit field per parameter, in order,
-/// padded to 16 bytes (a uniform binding's granule).
-fn loss_param_bytes(params: &[Param]) -> Vec<u8> {
-    let mut words: Vec<u32> = params.iter().map(|p| p.value.bits()).collect();
-    words.resize(words.len().div_ceil(4).max(1) * 4, 0);
-    bytemuck::cast_slice(&words).to_vec()
 }
 
 /// Uniforms of `shaders/column_sums.wgsl`.
@@ -91,14 +67,16 @@ struct Chunk {
 pub(crate) struct PointwisePlan {
     gpu: Gpu,
     dtype: DType,
-    // vec4 words (the length is a multiple of their elements and the handle allows it).
-    vector: bool,
     chunks: Vec<Chunk>,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
-    // The loss's own parameters (none: the loss has none), and the defines binding them.
+    // The loss's own parameters (none: the loss has none).
     loss_params: Option<wgpu::Buffer>,
-    loss_defines: Defines,
+    // Compiled in `new` for the declared options: the loss pass, finalize, and the
+    // per-class breakdown's column sums when declared.
+    pipeline: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+    column_sums: Option<wgpu::ComputePipeline>,
 }
 
 /// 1 / the reduction's denominator (1 for `sum` and `none`), and that denominator.
@@ -111,14 +89,134 @@ fn mean_scale(reduction: Reduction, shape: &Shape) -> (f64, f64) {
     (1.0 / denominator, denominator)
 }
 
+/// Whether the plan reads and writes vec4 words (the length is a multiple of their
+/// elements and the handle allows it).
+fn vectorised(gpu: &Gpu, shape: &Shape, dtype: DType) -> bool {
+    gpu.vector_loads() && (shape.len() as u64).is_multiple_of(dtype.per_word(true))
+}
+
+/// The loss pass's defines for the declared options, refusing those the loss does not
+/// take.
+fn kernel_defines(
+    gpu: &Gpu,
+    loss: &Loss,
+    spec: &Spec,
+    reduction: Reduction,
+    shape: &Shape,
+    options: &Options,
+) -> Result<Defines> {
+    let len = shape.len() as u64;
+    let last_dim = shape.last_dim() as u64;
+    if options.lse || options.accuracy {
+        return Err(unsupported(spec, "log-sum-exp or accuracy outputs"));
+    }
+    let mut defines = loss_param_defines(loss);
+    let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
+    if let Some(d) = options.dtype.define() {
+        flag(d);
+    }
+    if options.in_place {
+        flag("IN_PLACE");
+    }
+    if vectorised(gpu, shape, options.dtype) {
+        flag("VEC4");
+    }
+    if gpu.subgroups() {
+        flag("SUBGROUPS");
+    }
+    match options.weight {
+        Some(_) if !spec.takes_weight => return Err(unsupported(spec, "weight")),
+        // A per-class weight of a 1-D input is one per element.
+        Some(WeightLayout::PerClass) if last_dim != len => flag("HAS_WEIGHT_BROADCAST"),
+        Some(_) => flag("HAS_WEIGHT"),
+        None => None,
+    };
+    if options.pos_weight {
+        if !spec.takes_pos_weight {
+            return Err(unsupported(spec, "pos_weight"));
+        }
+        flag("HAS_POS_WEIGHT");
+    }
+    let none = reduction == Reduction::None;
+    if options.upstream {
+        flag(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" });
+    }
+    if none {
+        flag("REDUCTION_NONE");
+    } else if options.per_class {
+        flag("STORE_LOSSES");
+    }
+    if options.target_grad {
+        if !spec.target_differentiable() {
+            return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
+        }
+        defines.extend(target_grad_defines(spec));
+    }
+    if options.per_class && (shape.dims().len() < 2 || last_dim * ELEM_BYTES > gpu.max_binding_bytes()) {
+        return Err(Error::InvalidShape {
+            shape: shape.dims().to_vec(),
+            why: "the per-class breakdown needs (..., C) with at least two dimensions and C within one binding \
+                  (for 1-D inputs, reduction `none` gives each element's loss)"
+                .into(),
+        });
+    }
+    let broadcasts = options.pos_weight || options.weight == Some(WeightLayout::PerClass);
+    if broadcasts && last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
+        return Err(Error::InvalidShape {
+            shape: shape.dims().to_vec(),
+            why: format!("a broadcast operand of {last_dim} elements (the last dimension) exceeds the binding limit"),
+        });
+    }
+    Ok(defines)
+}
+
+/// The elementwise kernel shape.
+pub(crate) struct Pointwise;
+
+/// What elementwise losses' specs name.
+pub(crate) static POINTWISE: Pointwise = Pointwise;
+
+impl KernelShape for Pointwise {
+    fn name(&self) -> &'static str {
+        "pointwise"
+    }
+    fn plan(
+        &self,
+        gpu: &Gpu,
+        loss: &Loss,
+        spec: &Spec,
+        reduction: Reduction,
+        shape: &Shape,
+        options: &Options,
+    ) -> Result<Box<dyn ShapePlan>> {
+        Ok(Box::new(PointwisePlan::new(gpu, loss, spec, reduction, shape, options)?))
+    }
+    #[cfg(test)]
+    fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
+        shader_variants(spec, loss)
+    }
+}
+
 impl PointwisePlan {
-    pub(crate) fn new(gpu: &Gpu, loss: &Loss, reduction: Reduction, shape: &Shape, dtype: DType) -> Result<Self> {
-        let params = loss.definition().params();
+    pub(crate) fn new(
+        gpu: &Gpu,
+        loss: &Loss,
+        spec: &Spec,
+        reduction: Reduction,
+        shape: &Shape,
+        options: &Options,
+    ) -> Result<Self> {
+        let dtype = options.dtype;
+        let defines = kernel_defines(gpu, loss, spec, reduction, shape, options)?;
+        let pipeline = gpu.pipeline(spec.shader, "main", &defines)?;
+        let finalize = gpu.pipeline("finalize", "finalize", &Defines::new())?;
+        let column_sums =
+            if options.per_class { Some(gpu.pipeline("column_sums", "column_sums", &Defines::new())?) } else { None };
         let len = shape.len() as u64;
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
         let (scale, denominator) = mean_scale(reduction, shape);
-        let vector = gpu.vector_loads() && len.is_multiple_of(dtype.per_word(true));
+        let vector = vectorised(gpu, shape, dtype);
         let per_word = dtype.per_word(vector);
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
@@ -148,7 +246,7 @@ impl PointwisePlan {
             partial_base += groups;
             start += chunk_len;
         }
-        let finalize = FinalizeParams {
+        let finalize_values = FinalizeParams {
             count: partial_base,
             scale: scale as f32,
             denominator: denominator as f32,
@@ -160,26 +258,23 @@ impl PointwisePlan {
         Ok(PointwisePlan {
             gpu: gpu.clone(),
             dtype,
-            vector,
             chunks,
             partials: partials_buffer(gpu, partial_base),
-            finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
-            loss_params: (!params.is_empty()).then(|| {
-                gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("fused-loss loss params"),
-                    contents: &loss_param_bytes(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                })
-            }),
-            loss_defines: loss_param_defines(&params),
+            finalize_params: uniform(gpu, "fused-loss finalize params", &finalize_values),
+            loss_params: loss_params_buffer(gpu, loss),
+            pipeline,
+            finalize,
+            column_sums,
         })
     }
+}
 
-    pub(crate) fn dispatch_count(&self) -> usize {
+impl ShapePlan for PointwisePlan {
+    fn dispatch_count(&self) -> usize {
         self.chunks.len() + 1
     }
 
-    pub(crate) fn encode(
+    fn encode(
         &self,
         plan: &Plan,
         encoder: &mut wgpu::CommandEncoder,
@@ -198,82 +293,27 @@ impl PointwisePlan {
             check_slice(gpu, "grad", grad, typed_bytes)?;
         }
         check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
-        if bindings.lse.is_some() || bindings.accuracy {
-            return Err(unsupported(spec, "log-sum-exp or accuracy outputs"));
+        let weight_layout = plan.options.weight;
+        // A per-class weight of a 1-D input is one per element.
+        let broadcast_weight = weight_layout == Some(WeightLayout::PerClass) && last_dim != len;
+        if let Some(slice) = &bindings.weight {
+            check_slice(gpu, "weight", slice, if broadcast_weight { last_dim } else { len } * ELEM_BYTES)?;
         }
-        let mut defines = self.loss_defines.clone();
-        defines.extend(self.dtype.define().map(|d| (d.to_string(), String::new())));
-        if required.grad.is_none() {
-            defines.insert("IN_PLACE".into(), String::new());
-        }
-        if self.vector {
-            defines.insert("VEC4".into(), String::new());
-        }
-        if gpu.subgroups() {
-            defines.insert("SUBGROUPS".into(), String::new());
-        }
-        let weight_layout = match &bindings.weight {
-            None => None,
-            Some(_) if !spec.takes_weight => return Err(unsupported(spec, "weight")),
-            Some(slice) => {
-                // Exactly `last_dim` elements means broadcast; anything else must cover N.
-                let broadcast = slice.size() == last_dim * ELEM_BYTES && last_dim != len;
-                check_slice(gpu, "weight", slice, if broadcast { last_dim * ELEM_BYTES } else { bytes })?;
-                let flag = if broadcast { "HAS_WEIGHT_BROADCAST" } else { "HAS_WEIGHT" };
-                defines.insert(flag.into(), String::new());
-                Some(if broadcast { WeightLayout::LastDim } else { WeightLayout::PerElement })
-            }
-        };
         if let Some(slice) = &bindings.pos_weight {
-            if !spec.takes_pos_weight {
-                return Err(unsupported(spec, "pos_weight"));
-            }
             check_slice(gpu, "pos_weight", slice, last_dim * ELEM_BYTES)?;
-            defines.insert("HAS_POS_WEIGHT".into(), String::new());
         }
         let none = plan.reduction == Reduction::None;
         if let Some(slice) = &bindings.upstream {
             check_slice(gpu, "upstream", slice, if none { bytes } else { ELEM_BYTES })?;
-            let flag = if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" };
-            defines.insert(flag.into(), String::new());
         }
-        let per_class = bindings.per_class.is_some();
-        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, len, per_class)?;
-        if none {
-            defines.insert("REDUCTION_NONE".into(), String::new());
-        } else if per_class {
-            defines.insert("STORE_LOSSES".into(), String::new());
-        }
+        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, len, plan.options.per_class)?;
         if let Some(slice) = &bindings.target_grad {
-            if !spec.target_differentiable() {
-                return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
-            }
             check_slice(gpu, "target_grad", slice, typed_bytes)?;
-            defines.extend(target_grad_defines(spec));
         }
         if let Some(slice) = &bindings.per_class {
             check_slice(gpu, "per_class", slice, last_dim * ELEM_BYTES)?;
-            if plan.shape.dims().len() < 2 || last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
-                return Err(Error::InvalidShape {
-                    shape: plan.shape.dims().to_vec(),
-                    why: "the per-class breakdown needs (..., C) with at least two dimensions and C within one \
-                          binding (for 1-D inputs, reduction `none` gives each element's loss)"
-                        .into(),
-                });
-            }
         }
-        let broadcasts = bindings.pos_weight.is_some() || weight_layout == Some(WeightLayout::LastDim);
-        if broadcasts && last_dim * ELEM_BYTES > gpu.max_binding_bytes() {
-            return Err(Error::InvalidShape {
-                shape: plan.shape.dims().to_vec(),
-                why: format!(
-                    "a broadcast operand of {last_dim} elements (the last dimension) exceeds the binding limit"
-                ),
-            });
-        }
-
-        let pipeline = gpu.pipeline(spec.shader, "main", &defines)?;
-        let finalize = gpu.pipeline("finalize", "finalize", &Defines::new())?;
+        let (pipeline, finalize) = (&self.pipeline, &self.finalize);
         let groups: Vec<wgpu::BindGroup> = self
             .chunks
             .iter()
@@ -289,10 +329,7 @@ impl PointwisePlan {
                     entries.push((3, sub_typed(grad, s, n, self.dtype)));
                 }
                 if let Some(slice) = &bindings.weight {
-                    entries.push(match weight_layout {
-                        Some(WeightLayout::PerElement) => (5, sub(slice, s, n)),
-                        _ => (5, sub(slice, 0, last_dim)),
-                    });
+                    entries.push(if broadcast_weight { (5, sub(slice, 0, last_dim)) } else { (5, sub(slice, s, n)) });
                 }
                 if let Some(slice) = &bindings.upstream {
                     entries.push(if none { (6, sub(slice, s, n)) } else { (6, sub(slice, 0, 1)) });
@@ -309,13 +346,13 @@ impl PointwisePlan {
                 if let Some(buffer) = &self.loss_params {
                     entries.push((LOSS_PARAMS_BINDING, buffer.as_entire_buffer_binding()));
                 }
-                bind_group(gpu, spec.name, &pipeline, entries)
+                bind_group(gpu, spec.name, pipeline, entries)
             })
             .collect();
         let finalize_group = bind_group(
             gpu,
             "fused-loss finalize",
-            &finalize,
+            finalize,
             vec![
                 (0, self.finalize_params.as_entire_buffer_binding()),
                 (1, self.partials.as_entire_buffer_binding()),
@@ -324,9 +361,8 @@ impl PointwisePlan {
         );
 
         // The breakdown: one column-sum dispatch per chunk, after the chunk's loss pass.
-        let columns = match (&bindings.per_class, &bindings.per_element) {
-            (Some(out), Some(losses)) => {
-                let pipeline = gpu.pipeline("column_sums", "column_sums", &Defines::new())?;
+        let columns = match (&bindings.per_class, &bindings.per_element, &self.column_sums) {
+            (Some(out), Some(losses), Some(pipeline)) => {
                 let groups: Vec<_> = self
                     .chunks
                     .iter()
@@ -336,7 +372,7 @@ impl PointwisePlan {
                             (1, sub(losses, chunk.start, chunk.len)),
                             (2, sub(out, 0, last_dim)),
                         ];
-                        bind_group(gpu, "fused-loss per-class breakdown", &pipeline, entries)
+                        bind_group(gpu, "fused-loss per-class breakdown", pipeline, entries)
                     })
                     .collect();
                 Some((pipeline, groups, last_dim.min(MAX_GROUPS as u64) as u32))
@@ -344,10 +380,10 @@ impl PointwisePlan {
             _ => None,
         };
         let mut dispatches: Vec<_> =
-            self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)).collect();
-        dispatches.push((&finalize, &finalize_group, 1));
+            self.chunks.iter().zip(&groups).map(|(chunk, group)| (pipeline, group, chunk.groups)).collect();
+        dispatches.push((finalize, &finalize_group, 1));
         if let Some((pipeline, groups, workgroups)) = &columns {
-            dispatches.extend(groups.iter().map(|group| (pipeline, group, *workgroups)));
+            dispatches.extend(groups.iter().map(|group| (*pipeline, group, *workgroups)));
         }
         record(encoder, spec.name, &dispatches);
         Ok(())
@@ -358,7 +394,7 @@ impl PointwisePlan {
 #[cfg(test)]
 pub(crate) fn shader_variants(spec: &super::Spec, loss: &Loss) -> Vec<(&'static str, &'static str, Defines)> {
     let with_params = |flags: &mut dyn Iterator<Item = &str>| -> Defines {
-        let mut defines = loss_param_defines(&loss.definition().params());
+        let mut defines = loss_param_defines(loss);
         defines.extend(flags.map(|f| (f.to_string(), String::new())));
         defines
     };
@@ -418,21 +454,24 @@ pub(crate) fn shader_variants(spec: &super::Spec, loss: &Loss) -> Vec<(&'static 
 
 #[cfg(test)]
 mod mirrors {
-    use super::{ChunkParams, ColumnParams, LOSS_PARAMS_BINDING};
+    use super::{ChunkParams, ColumnParams};
+    use crate::losses::plan::LOSS_PARAMS_BINDING;
     use crate::shader::{assert_mirrors, reflection};
 
     #[test]
     fn loss_files_declare_their_definitions_parameters() {
-        // Each elementwise loss's `LossParams` has its definition's parameters, by name,
-        // in order and of their types; a loss without parameters declares none.
+        // Each loss's `LossParams` has its definition's parameters (but ignore_index, see
+        // `kernel_params`), by name, in order and of their types; a loss without
+        // parameters declares none.
         for loss in crate::registry().into_iter().flat_map(|l| l.definition().variations()) {
             let spec = loss.spec();
-            if spec.is_row_wise() {
-                continue;
-            }
-            let params = loss.definition().params();
+            let params = crate::losses::plan::kernel_params(&loss);
             let binding = format!("LOSS_PARAMS_BINDING={LOSS_PARAMS_BINDING}");
-            let defines: &[&str] = if params.is_empty() { &[] } else { &["LOSS_PARAMS", &binding] };
+            let mut defines: Vec<&str> = loss.definition().defines();
+            if !params.is_empty() {
+                defines.extend(["LOSS_PARAMS", &binding]);
+            }
+            let defines = &defines[..];
             let declared = reflection::module(spec.shader, defines)
                 .types
                 .iter()

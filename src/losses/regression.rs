@@ -3,7 +3,7 @@
 //! `Inputs::with_target_grad` / `Bindings::target_grad`, written in the same pass).
 //! Shaders `shaders/regression/*.wgsl`, twins `src/cpu/regression.rs`.
 
-use super::definition::{define_loss, Definition, PointwiseTwin, Twin};
+use super::definition::{define_loss, pointwise_twin, Definition, Twin};
 use super::{Loss, Spec, TargetGrad};
 
 define_loss! {
@@ -16,7 +16,7 @@ impl Definition for Mse {
         Spec { target_grad: TargetGrad::Negated, ..Spec::pointwise("mse", "torch.nn.MSELoss", "regression/mse") }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 
@@ -30,7 +30,7 @@ impl Definition for L1 {
         Spec { target_grad: TargetGrad::Negated, ..Spec::pointwise("l1", "torch.nn.L1Loss", "regression/l1") }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn near_kink(&self, x: f64, y: f64) -> bool {
         (x - y).abs() < 1e-3
@@ -54,7 +54,7 @@ impl Definition for Huber {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn near_kink(&self, x: f64, y: f64) -> bool {
         ((x - y).abs() - self.delta as f64).abs() < 1e-3
@@ -78,7 +78,7 @@ impl Definition for SmoothL1 {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
     fn near_kink(&self, x: f64, y: f64) -> bool {
         let a = (x - y).abs();
@@ -100,7 +100,7 @@ impl Definition for LogCosh {
         }
     }
     fn twin(&self) -> Twin<Self> {
-        PointwiseTwin::of()
+        pointwise_twin()
     }
 }
 

@@ -1,6 +1,7 @@
 //! GPU side of the row-wise losses (`shaders/lib/rows.wgsl` and the files that import
-//! it): the softmax family (`classification/cross_entropy`: cross-entropy with labels or
-//! probabilities, its label functions, NLL) and the margin losses (`classification/margin`).
+//! it): the softmax family (`classification/softmax_rows`, imported by each loss's file:
+//! cross-entropy with labels or probabilities, its label functions, NLL) and the margin
+//! losses (`classification/margin`).
 //!
 //! Per call: a label pre-pass (one workgroup over the N·S labels, never the logits)
 //! that finds the mean's denominator and counts labels out of range; one dispatch per
@@ -11,10 +12,11 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, partials_buffer, record, stats_binding, sub, sub_typed, uniform,
-    Bindings, FinalizeParams, Plan, Required, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
+    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, Required, ShapePlan,
+    ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
-use super::{unsupported, Reduction, Shape, Spec};
+use super::{unsupported, Loss, Options, Reduction, Shape, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
@@ -26,12 +28,13 @@ const DENOMS_BYTES: u64 = 16;
 /// Rows with at most this many classes get one invocation each.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
 
-/// Which loss of the family; a preprocessor variant of the one shader.
+/// Which kind of row-wise loss: how the host binds its targets and reduces it (the
+/// loss file defines the matching shader variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Variant {
+pub(crate) enum Variant {
     /// A function of the label's probability (cross-entropy and its robust and focal
     /// relatives) against integer labels.
-    HardLabels(LabelFn),
+    HardLabels,
     /// Cross-entropy against probabilities.
     SoftTargets,
     /// NLL of log-probabilities against integer labels.
@@ -44,69 +47,7 @@ pub enum Variant {
     MultiLabelMargin,
 }
 
-/// The function of the label's probability `p` a [`Variant::HardLabels`] loss takes
-/// instead of `−ln p` (see `shaders/classification/cross_entropy.wgsl`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LabelFn {
-    /// `−ln p`.
-    CrossEntropy,
-    /// `(1 − p)^γ (−ln p)`.
-    Focal,
-    /// `(1 − p^q) / q`.
-    Generalized,
-    /// `α (−ln p) − β A (1 − p)`.
-    Symmetric,
-    /// `−ln p + ε (1 − p)`.
-    Poly1,
-    /// `β (−ln p) + (1 − β)(−ln p_argmax)`.
-    HardBootstrap,
-    /// `β (−ln p) + (1 − β) H(softmax)`.
-    SoftBootstrap,
-}
-
-impl LabelFn {
-    /// Its shader define (none for cross-entropy).
-    pub(crate) fn define(self) -> Option<&'static str> {
-        match self {
-            LabelFn::CrossEntropy => None,
-            LabelFn::Focal => Some("LABEL_FOCAL"),
-            LabelFn::Generalized => Some("LABEL_GCE"),
-            LabelFn::Symmetric => Some("LABEL_SCE"),
-            LabelFn::Poly1 => Some("LABEL_POLY1"),
-            LabelFn::HardBootstrap => Some("LABEL_BOOT_HARD"),
-            LabelFn::SoftBootstrap => Some("LABEL_BOOT_SOFT"),
-        }
-    }
-}
-
 impl Variant {
-    fn define(self) -> &'static str {
-        match self {
-            Variant::HardLabels(_) => "HARD_LABELS",
-            Variant::SoftTargets => "SOFT_TARGETS",
-            Variant::Nll => "NLL",
-            Variant::MultiMargin => "MULTI_MARGIN",
-            Variant::MultiLabelSoftMargin => "ML_SOFT_MARGIN",
-            Variant::MultiLabelMargin => "ML_MARGIN",
-        }
-    }
-
-    /// The shader defines of the variant (and of its label function and target kind).
-    fn defines(self) -> Vec<&'static str> {
-        let label_fn = match self {
-            Variant::HardLabels(f) => f.define(),
-            _ => None,
-        };
-        // Soft bootstrapping needs the row's entropy from the accumulator.
-        let entropy = (self == Variant::HardLabels(LabelFn::SoftBootstrap)).then_some("ROW_ENTROPY");
-        let targets = match self {
-            _ if !self.has_labels() => Some("TARGET_VALUES"),
-            Variant::MultiLabelMargin => Some("LABEL_LISTS"),
-            _ => None,
-        };
-        std::iter::once(self.define()).chain(label_fn).chain(entropy).chain(targets).collect()
-    }
-
     /// Integer targets (and the label pre-pass), rather than one value per element.
     pub(crate) fn has_labels(self) -> bool {
         !matches!(self, Variant::SoftTargets | Variant::MultiLabelSoftMargin)
@@ -124,17 +65,17 @@ impl Variant {
     /// `mean` divides by the summed class weight of the kept rows (PyTorch's weighted
     /// cross-entropy and NLL); otherwise by the number of rows.
     pub(crate) fn mean_over_label_weights(self) -> bool {
-        matches!(self, Variant::HardLabels(_) | Variant::Nll)
+        matches!(self, Variant::HardLabels | Variant::Nll)
     }
 
     /// Whether the variant has a per-row log-sum-exp to return.
     pub(crate) fn has_lse(self) -> bool {
-        matches!(self, Variant::HardLabels(_) | Variant::SoftTargets | Variant::Nll)
+        matches!(self, Variant::HardLabels | Variant::SoftTargets | Variant::Nll)
     }
 
     /// Whether rows have one label an argmax can be compared with.
     pub(crate) fn has_row_label(self) -> bool {
-        matches!(self, Variant::HardLabels(_) | Variant::Nll | Variant::MultiMargin)
+        matches!(self, Variant::HardLabels | Variant::Nll | Variant::MultiMargin)
     }
 
     /// PyTorch takes only (N, C) (or (C)) for the margin losses.
@@ -184,16 +125,9 @@ struct ChunkParams {
     classes: u32,
     inner: u32,
     ignore_index: i32,
-    smoothing: f32,
     host_scale: f32,
     mean_from_denoms: u32,
-    fn_a: f32,
-    fn_b: f32,
-    fn_c: f32,
-    z_loss: f32,
-    softcap: f32,
     has_ignore: u32,
-    _pad: [f32; 2],
 }
 
 #[repr(C)]
@@ -220,7 +154,6 @@ pub(crate) struct SoftmaxPlan {
     gpu: Gpu,
     dtype: DType,
     variant: Variant,
-    kernel: RowKernel,
     chunks: Vec<Chunk>,
     // (first label, labels, uniforms) of each label pre-pass: one, or one per chunk when
     // the labels exceed one binding (multi-label margin's lists of C per row).
@@ -228,6 +161,13 @@ pub(crate) struct SoftmaxPlan {
     denoms: wgpu::Buffer,
     partials: wgpu::Buffer,
     finalize_params: wgpu::Buffer,
+    // The loss's own parameters (none: the loss has none).
+    loss_params: Option<wgpu::Buffer>,
+    // Compiled in `new` for the declared options: the row kernel, finalize, and the
+    // label pre-pass of losses with labels.
+    pipeline: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+    count_labels: Option<wgpu::ComputePipeline>,
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -238,15 +178,47 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
+/// The row-wise kernel shape (both families on `lib/rows.wgsl`).
+pub(crate) struct Rows;
+
+/// What row-wise losses' specs name.
+pub(crate) static ROWS: Rows = Rows;
+
+impl KernelShape for Rows {
+    fn name(&self) -> &'static str {
+        "rows"
+    }
+    fn plan(
+        &self,
+        gpu: &Gpu,
+        loss: &Loss,
+        spec: &Spec,
+        reduction: Reduction,
+        shape: &Shape,
+        options: &Options,
+    ) -> Result<Box<dyn ShapePlan>> {
+        let variant = spec.row_variant().expect("a row-wise loss");
+        Ok(Box::new(SoftmaxPlan::new(gpu, loss, spec, variant, reduction, shape, options)?))
+    }
+    #[cfg(test)]
+    fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
+        shader_variants(loss, spec, spec.row_variant().expect("a row-wise loss"))
+    }
+}
+
 impl SoftmaxPlan {
     pub(crate) fn new(
         gpu: &Gpu,
+        loss: &Loss,
         spec: &Spec,
         variant: Variant,
         reduction: Reduction,
         shape: &Shape,
-        dtype: DType,
+        options: &Options,
     ) -> Result<Self> {
+        let dtype = options.dtype;
+        let kernel = gpu.row_kernel().unwrap_or(RowKernel::for_classes(shape.classes()));
+        let (pipeline, finalize, count_labels) = pipelines(gpu, loss, spec, variant, reduction, kernel, options)?;
         let (batch, classes, inner) = (shape.batch() as u64, shape.classes() as u64, shape.inner() as u64);
         let rows = batch * inner;
         let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
@@ -280,7 +252,6 @@ impl SoftmaxPlan {
                 classes * inner
             )));
         }
-        let kernel = gpu.row_kernel().unwrap_or(RowKernel::for_classes(classes as usize));
         let mean = reduction == Reduction::Mean;
         let from_denoms = mean && variant.mean_over_label_weights();
         let host_scale = if mean && !from_denoms { 1.0 / rows as f64 } else { 1.0 };
@@ -302,16 +273,9 @@ impl SoftmaxPlan {
                 classes: classes as u32,
                 inner: inner as u32,
                 ignore_index: ignore.unwrap_or(0),
-                smoothing: spec.params[1],
                 host_scale: host_scale as f32,
                 mean_from_denoms: from_denoms as u32,
-                fn_a: spec.params[0],
-                fn_b: spec.params[2],
-                fn_c: spec.params[3],
-                z_loss: spec.params[4],
-                softcap: spec.params[5],
                 has_ignore: ignore.is_some() as u32,
-                _pad: [0.0; 2],
             };
             chunks.push(Chunk { first_item, items, groups, params: uniform(gpu, "fused-loss row params", &params) });
             partial_base += groups;
@@ -338,7 +302,7 @@ impl SoftmaxPlan {
                 (first, count, uniform(gpu, "fused-loss label params", &params))
             })
             .collect();
-        let finalize = FinalizeParams {
+        let finalize_values = FinalizeParams {
             count: partial_base,
             scale: host_scale as f32,
             denominator: if mean && !from_denoms { rows as f32 } else { 1.0 },
@@ -357,20 +321,25 @@ impl SoftmaxPlan {
             gpu: gpu.clone(),
             dtype,
             variant,
-            kernel,
             chunks,
             label_passes,
             denoms,
             partials: partials_buffer(gpu, partial_base),
-            finalize_params: uniform(gpu, "fused-loss finalize params", &finalize),
+            finalize_params: uniform(gpu, "fused-loss finalize params", &finalize_values),
+            loss_params: loss_params_buffer(gpu, loss),
+            pipeline,
+            finalize,
+            count_labels,
         })
     }
+}
 
-    pub(crate) fn dispatch_count(&self) -> usize {
+impl ShapePlan for SoftmaxPlan {
+    fn dispatch_count(&self) -> usize {
         self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
 
-    pub(crate) fn encode(
+    fn encode(
         &self,
         plan: &Plan,
         encoder: &mut wgpu::CommandEncoder,
@@ -395,68 +364,20 @@ impl SoftmaxPlan {
         }
         if let Some(grad) = &required.grad {
             check_slice(gpu, "grad", grad, dtype.bytes(len))?;
-        } else if !self.variant.allows_in_place() {
-            return Err(unsupported(spec, "an in-place gradient (it reads other classes' inputs while writing)"));
         }
         check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
-        let mut defines = Defines::new();
-        let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
-        for define in self.variant.defines().into_iter().chain(option_flags(spec)) {
-            flag(define);
-        }
-        for storage in storage_flags(dtype, required.grad.is_none()) {
-            flag(storage);
-        }
-        if gpu.subgroups() {
-            flag("SUBGROUPS");
-        }
         if let Some(slice) = &bindings.weight {
             check_slice(gpu, "weight", slice, classes * ELEM_BYTES)?;
-            flag("HAS_WEIGHT");
-        }
-        if bindings.pos_weight.is_some() {
-            return Err(unsupported(spec, "pos_weight"));
         }
         if let Some(slice) = &bindings.upstream {
             check_slice(gpu, "upstream", slice, if none { rows } else { 1 } * ELEM_BYTES)?;
-            flag(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" });
-        }
-        if bindings.per_class.is_some() {
-            return Err(unsupported(spec, "per_class (a breakdown of elementwise losses)"));
-        }
-        if bindings.target_grad.is_some() {
-            return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
         }
         check_per_element(gpu, spec, plan.reduction, &bindings.per_element, rows, false)?;
-        if none {
-            flag("REDUCTION_NONE");
-        }
         if let Some(slice) = &bindings.lse {
-            if !self.variant.has_lse() {
-                return Err(unsupported(spec, "log-sum-exp (it has no softmax)"));
-            }
             check_slice(gpu, "lse", slice, rows * ELEM_BYTES)?;
-            flag("WRITE_LSE");
         }
-        if bindings.accuracy {
-            if !self.variant.has_row_label() {
-                return Err(unsupported(spec, "accuracy (it has no label per row)"));
-            }
-            flag("ACCURACY");
-        }
-        let mut label_defines = Defines::new();
-        let mut finalize_defines = Defines::new();
-        if bindings.weight.is_some() {
-            label_defines.insert("HAS_WEIGHT".into(), String::new());
-        }
-        if labels {
-            finalize_defines.insert("DENOMS".into(), String::new());
-        }
-
-        let pipeline = gpu.pipeline(spec.shader, self.kernel.entry(), &defines)?;
-        let finalize = gpu.pipeline("finalize", "finalize", &finalize_defines)?;
-        let count_labels = if labels {
-            let pipeline = gpu.pipeline("classification/labels", "count_labels", &label_defines)?;
+        let (pipeline, finalize) = (&self.pipeline, &self.finalize);
+        let count_labels = if let Some(pipeline) = &self.count_labels {
             let groups = self
                 .label_passes
                 .iter()
@@ -509,7 +430,10 @@ impl SoftmaxPlan {
                 if let Some(slice) = &bindings.lse {
                     entries.push((9, sub(slice, first_row, chunk_rows)));
                 }
-                bind_group(gpu, spec.name, &pipeline, entries)
+                if let Some(buffer) = &self.loss_params {
+                    entries.push((LOSS_PARAMS_BINDING, buffer.as_entire_buffer_binding()));
+                }
+                bind_group(gpu, spec.name, pipeline, entries)
             })
             .collect();
         let mut finalize_entries = vec![
@@ -520,29 +444,83 @@ impl SoftmaxPlan {
         if labels {
             finalize_entries.push((3, self.denoms.as_entire_buffer_binding()));
         }
-        let finalize_group = bind_group(gpu, "fused-loss finalize", &finalize, finalize_entries);
+        let finalize_group = bind_group(gpu, "fused-loss finalize", finalize, finalize_entries);
 
         let mut dispatches = Vec::new();
         if let Some((pipeline, groups)) = &count_labels {
-            dispatches.extend(groups.iter().map(|group| (pipeline, group, 1)));
+            dispatches.extend(groups.iter().map(|group| (*pipeline, group, 1)));
         }
-        dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (&pipeline, group, chunk.groups)));
-        dispatches.push((&finalize, &finalize_group, 1));
+        dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (pipeline, group, chunk.groups)));
+        dispatches.push((finalize, &finalize_group, 1));
         record(encoder, spec.name, &dispatches);
         Ok(())
     }
 }
 
-/// The flags of cross-entropy's options that are on (z-loss, soft-cap).
-fn option_flags(spec: &Spec) -> Vec<&'static str> {
-    let mut flags = Vec::new();
-    if spec.params[4] != 0.0 {
-        flags.push("Z_LOSS");
+/// The pipelines of a plan with `options`: the row kernel, finalize and (losses with
+/// labels) the label pre-pass; refuses the options the loss does not take.
+fn pipelines(
+    gpu: &Gpu,
+    loss: &Loss,
+    spec: &Spec,
+    variant: Variant,
+    reduction: Reduction,
+    kernel: RowKernel,
+    options: &Options,
+) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)> {
+    if options.in_place && !variant.allows_in_place() {
+        return Err(unsupported(spec, "an in-place gradient (it reads other classes' inputs while writing)"));
     }
-    if spec.params[5] != 0.0 {
-        flags.push("SOFTCAP");
+    if options.pos_weight {
+        return Err(unsupported(spec, "pos_weight"));
     }
-    flags
+    if options.per_class {
+        return Err(unsupported(spec, "per_class (a breakdown of elementwise losses)"));
+    }
+    if options.target_grad {
+        return Err(unsupported(spec, "target_grad (its target is not differentiable)"));
+    }
+    if options.lse && !variant.has_lse() {
+        return Err(unsupported(spec, "log-sum-exp (it has no softmax)"));
+    }
+    if options.accuracy && !variant.has_row_label() {
+        return Err(unsupported(spec, "accuracy (it has no label per row)"));
+    }
+    let mut defines = loss_param_defines(loss);
+    let mut flag = |name: &str| defines.insert(name.to_string(), String::new());
+    for storage in storage_flags(options.dtype, options.in_place) {
+        flag(storage);
+    }
+    if gpu.subgroups() {
+        flag("SUBGROUPS");
+    }
+    if options.weight.is_some() {
+        flag("HAS_WEIGHT");
+    }
+    let none = reduction == Reduction::None;
+    if options.upstream {
+        flag(if none { "UPSTREAM_ELEMENTWISE" } else { "UPSTREAM_SCALAR" });
+    }
+    if none {
+        flag("REDUCTION_NONE");
+    }
+    if options.lse {
+        flag("WRITE_LSE");
+    }
+    if options.accuracy {
+        flag("ACCURACY");
+    }
+    let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
+    let labels = variant.has_labels();
+    let pipeline = gpu.pipeline(spec.shader, kernel.entry(), &defines)?;
+    let finalize = gpu.pipeline("finalize", "finalize", &set(if labels { &["DENOMS"] } else { &[] }))?;
+    let count_labels = if labels {
+        let label_flags: &[&str] = if options.weight.is_some() { &["HAS_WEIGHT"] } else { &[] };
+        Some(gpu.pipeline("classification/labels", "count_labels", &set(label_flags))?)
+    } else {
+        None
+    };
+    Ok((pipeline, finalize, count_labels))
 }
 
 /// The shader flags of an element type and gradient placement.
@@ -560,20 +538,25 @@ fn storage_flags(dtype: DType, in_place: bool) -> Vec<&'static str> {
 
 /// Every variant of the family's shaders that `encode` can ask for.
 #[cfg(test)]
-pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static str, &'static str, Defines)> {
-    let options = option_flags(spec);
+pub(crate) fn shader_variants(
+    loss: &Loss,
+    spec: &Spec,
+    variant: Variant,
+) -> Vec<(&'static str, &'static str, Defines)> {
     let mut out = Vec::new();
     let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
+    let with_loss = |flags: &[&str]| -> Defines {
+        let mut defines = loss_param_defines(loss);
+        defines.extend(set(flags));
+        defines
+    };
     // Element types and in-place vary on their own, crossed with the plain call only.
     for entry in ["row_per_thread", "row_per_workgroup"] {
         for dtype in DType::ALL {
             for in_place in [false, true] {
                 let storage = storage_flags(dtype, in_place);
                 if !storage.is_empty() && (!in_place || variant.allows_in_place()) {
-                    let mut flags = variant.defines();
-                    flags.extend(&options);
-                    flags.extend(storage);
-                    out.push((spec.shader, entry, set(&flags)));
+                    out.push((spec.shader, entry, with_loss(&storage)));
                 }
             }
         }
@@ -588,8 +571,7 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
                         {
                             continue;
                         }
-                        let mut flags = variant.defines();
-                        flags.extend(&options);
+                        let mut flags = Vec::new();
                         if none {
                             flags.push("REDUCTION_NONE");
                         }
@@ -600,7 +582,7 @@ pub(crate) fn shader_variants(spec: &Spec, variant: Variant) -> Vec<(&'static st
                             flags.push("HAS_WEIGHT");
                         }
                         flags.extend_from_slice(extras);
-                        out.push((spec.shader, entry, set(&flags)));
+                        out.push((spec.shader, entry, with_loss(&flags)));
                     }
                 }
             }
@@ -624,10 +606,9 @@ mod mirrors {
 
     #[test]
     fn uniform_structs_mirror_the_shaders() {
-        assert_mirrors!(ChunkParams, "classification/cross_entropy" ["HARD_LABELS"], "Params" {
-            rows: u32, partial_base: u32, classes: u32, inner: u32, ignore_index: i32, smoothing: f32,
-            host_scale: f32, mean_from_denoms: u32, fn_a: f32, fn_b: f32, fn_c: f32, z_loss: f32, softcap: f32,
-            has_ignore: u32,
+        assert_mirrors!(ChunkParams, "classification/multilabel_soft_margin", "Params" {
+            rows: u32, partial_base: u32, classes: u32, inner: u32, ignore_index: i32, host_scale: f32,
+            mean_from_denoms: u32, has_ignore: u32,
         });
         assert_mirrors!(LabelParams, "classification/labels", "LabelParams" {
             rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32,

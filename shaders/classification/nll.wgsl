@@ -1,0 +1,4 @@
+// Negative log-likelihood of log-probabilities, torch.nn.NLLLoss.
+#define NLL
+
+#import classification/softmax_rows
