@@ -15,8 +15,10 @@ pub const REL_TOL: f64 = 1e-5;
 pub const HALF_REL_TOL: f64 = 1e-2;
 /// Absolute tolerance of a gradient element, in units of the gradient's scale
 /// (`1/N` for mean, times |upstream| and the largest weight): terms like
-/// `(p y + 1 - y) sigmoid(x) - p y` or `p_y - 1` cancel, and f32 rounding of the terms
-/// then leaves an absolute error of a few ulps of their magnitude.
+/// sums of several terms of both signs (smoothing's `W p_c - w_c`, soft targets'
+/// `p_c Σ w t' - w_c t'_c`, the focal slope) cancel, and f32 rounding of the terms then
+/// leaves an absolute error of a few ulps of their magnitude. (BCE's and cross-entropy's
+/// own `σ(x) - 1` and `p_y - 1` no longer cancel: `tests/numerics.rs`.)
 pub const GRAD_ABS_TOL: f64 = 1e-6;
 /// Absolute tolerance of a loss value, in units of the number of summed terms times
 /// the largest weight and the magnitude of the terms (for the same reason).

@@ -261,7 +261,7 @@ impl ClassWeights {
         let count_group = bind_group(
             gpu,
             "fused-loss class counts",
-            &count,
+            count,
             vec![(0, self.params.as_entire_buffer_binding()), (1, sub(&labels, 0, inputs.max(1))), (2, counts.clone())],
         );
         let mut entries =
@@ -269,9 +269,9 @@ impl ClassWeights {
         if let Some(slice) = &frequencies {
             entries.push((3, sub(slice, 0, state)));
         }
-        let weigh_group = bind_group(gpu, "fused-loss class weights", &weigh, entries);
+        let weigh_group = bind_group(gpu, "fused-loss class weights", weigh, entries);
         encoder.clear_buffer(&self.counts, 0, None);
-        record(encoder, "fused-loss class weights", &[(&count, &count_group, self.groups), (&weigh, &weigh_group, 1)]);
+        record(encoder, "fused-loss class weights", &[(count, &count_group, self.groups), (weigh, &weigh_group, 1)]);
         Ok(())
     }
 

@@ -1,7 +1,9 @@
 // Binary cross-entropy on logits with optional pos_weight p (broadcast over the last
 // dimension), torch.nn.BCEWithLogitsLoss:
 //   l = p y softplus(-x) + (1 - y) softplus(x)
-//   dl/dx = (p y + 1 - y) sigmoid(x) - p y
+//   dl/dx = (1 - y) sigmoid(x) - p y sigmoid(-x)
+// (PyTorch's (p y + 1 - y) sigmoid(x) - p y cancels as sigmoid(x) -> 1 with y = 1; this
+// form is a difference of two non-negative terms only for soft targets.)
 // A term whose coefficient is 0 is dropped rather than multiplied, so a logit of +-inf
 // with the matching hard label gives the limit 0 instead of 0 * inf = NaN.
 
@@ -17,7 +19,7 @@ fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
     let py = p * y;
     let positive = select(0.0, py * softplus(-x), py != 0.0);
     let negative = select(0.0, (1.0 - y) * softplus(x), y != 1.0);
-    let grad = (py + 1.0 - y) * sigmoid(x) - py;
+    let grad = (1.0 - y) * sigmoid(x) - py * sigmoid(-x);
     return LossGrad(positive + negative, grad, false);
 }
 #import lib/pointwise

@@ -5,6 +5,7 @@
 //                                       cancel as p_t -> 1)
 //   l  = a_t m^gamma ce,  a_t = alpha y + (1 - alpha)(1 - y)
 //   dl/dx = a_t (m^gamma (p - y) + gamma m^(gamma - 1) p q (1 - 2y) ce)
+// with p - y formed as p (1 - y) - q y, which does not cancel as p -> 1 with y = 1.
 // gamma = 0 is BCE with logits (times a_t). At m = 0 (a saturated correct logit) the
 // second term is 0: ce vanishes faster than m^(gamma - 1) grows.
 
@@ -28,6 +29,6 @@ fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
         slope = select(0.0, gamma * pow(m, gamma - 1.0) * p * q * (1.0 - 2.0 * y), m > 0.0);
     }
     let a_t = select(1.0, alpha * y + (1.0 - alpha) * (1.0 - y), alpha >= 0.0);
-    return LossGrad(a_t * modulating * ce, a_t * (modulating * (p - y) + slope * ce), false);
+    return LossGrad(a_t * modulating * ce, a_t * (modulating * (p * (1.0 - y) - q * y) + slope * ce), false);
 }
 #import lib/pointwise

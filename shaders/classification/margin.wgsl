@@ -7,7 +7,8 @@
 //                   dl/dx_c = w_y / C [h_c > 0] p h_c^(p-1) (c ≠ y), dl/dx_y = -Σ_{c≠y} dl/dx_c
 //   ML_SOFT_MARGIN  torch.nn.MultiLabelSoftMarginLoss(weight), targets t_c (TARGET_VALUES):
 //                   l = 1/C Σ_c w_c (t_c softplus(-x_c) + (1 - t_c) softplus(x_c))
-//                   dl/dx_c = w_c (σ(x_c) - t_c) / C
+//                   dl/dx_c = w_c (σ(x_c) (1 - t_c) - σ(-x_c) t_c) / C (σ(x) - t without
+//                   its cancellation as σ(x) -> 1 with t = 1)
 //   ML_MARGIN       torch.nn.MultiLabelMarginLoss (LABEL_LISTS): the row's C labels are
 //                   class indices read up to the first -1, the list y_1..y_k (a class listed
 //                   twice counts twice, as PyTorch), T its set:
@@ -143,7 +144,8 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
     return row.label_weight * per_class * slope * row.scale;
 #endif
 #if ML_SOFT_MARGIN
-    return weight_of(c) * (sigmoid(x) - target_value(row, c)) * per_class * row.scale;
+    let t = target_value(row, c);
+    return weight_of(c) * (sigmoid(x) * (1.0 - t) - sigmoid(-x) * t) * per_class * row.scale;
 #endif
 #if ML_MARGIN
     let k = row.listed;

@@ -5,13 +5,13 @@
 // Layout as PyTorch: input (N, C, S) with S = d1·…·dk (S = 1 for (N, C)); row r = (n, s)
 // holds classes at n·C·S + c·S + s. Variants (defined by the loss file):
 //   HARD_LABELS   integer labels, class weight w, ignore_index, label smoothing ε:
-//                 l = (1-ε) w_y f(p_y) + ε/C (W lse - Σ_c w_c x_c),  W = Σ_c w_c
+//                 l = (1-ε) w_y f(p_y) + ε/C Σ_c w_c (lse - x_c),  W = Σ_c w_c
 //                 dl/dx_c = (1-ε) w_y G (p_c - [c = y]) + ε/C (W p_c - w_c)
 //                 where the loss file's label function
 //                     fn label_term(log_p: f32) -> vec2<f32>    (f(p), G = -p f'(p)) at ln p
 //                 gives f (cross-entropy: f = -ln p, G = 1).
 //   SOFT_TARGETS  CrossEntropyLoss with probabilities t, t' = (1-ε) t + ε/C:
-//                 l = lse Σ_c w_c t'_c - Σ_c w_c t'_c x_c,  dl/dx_c = p_c Σ_k w_k t'_k - w_c t'_c
+//                 l = Σ_c w_c t'_c (lse - x_c),  dl/dx_c = p_c Σ_k w_k t'_k - w_c t'_c
 //   NLL           torch.nn.NLLLoss on log-probabilities: l = -w_y x_y, dl/dx_c = -w_y [c = y]
 // Optional parts a loss file switches on by defining them:
 //   LABEL_SMOOTHING  with `fn label_smoothing() -> f32` (ε; 0 otherwise);
@@ -20,8 +20,10 @@
 //                    s w_y (-ln p_k) to the loss and replacing [c = y] by
 //                    (1 - s)[c = y] + s [c = k] in the gradient (hard bootstrapping);
 //   ROW_ENTROPY      with `fn entropy_share() -> f32`: adds s w_y H, the row's softmax
-//                    entropy H = lse - Σ p_c x_c (the accumulator sums Σ e^(x - m) x),
-//                    dH/dx_c = -p_c (x_c - lse + H) (soft bootstrapping).
+//                    entropy H = ln s - Σ p_c (x_c - m) (the accumulator sums
+//                    Σ e^(x - m) (x - m)), dH/dx_c = -p_c (ln p_c + H) (soft bootstrapping).
+// lse - x_c is formed as ln s - (x_c - m) and ln p_c as (x_c - m) - ln s (lib/softmax), the
+// label's p_y - 1 as expm1(ln p_y), so nothing cancels as p_y -> 1 or for large logits.
 // Cross-entropy's LLM options (Liger-Kernel semantics, host flags when on): Z_LOSS adds
 // z lse² to every kept row (gradient 2 z lse p_c); SOFTCAP reads every logit as
 // cap · tanh(x / cap) and multiplies each gradient element by 1 - tanh² = 1 - (capped / cap)².
@@ -50,17 +52,22 @@ fn smoothed_target(row: Row, c: u32) -> f32 {
     return (1.0 - label_smoothing()) * target_value(row, c) + label_smoothing() / f32(params.classes);
 }
 
+// Accumulates Σ c (x - m) and Σ c with c = w_c t'_c (soft targets) or w_c (the
+// smoothing term of hard labels).
 fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
     let x = logit(row, c);
-    var r = row_acc_push_logit(a, x, c);
+    let r = row_acc_push_logit(a, x, c);
 #if SOFT_TARGETS
-    let wt = weight_of(c) * smoothed_target(row, c);
-    r.wt += wt;
-    r.wx += wt * x;
+    let coef = weight_of(c) * smoothed_target(row, c);
 #else
-    r.wx += weight_of(c) * x;
+    let coef = weight_of(c);
 #endif
-    return r;
+    return row_acc_push_linear(r, a.m, coef, x);
+}
+
+// ln p_y of the row's label, (x_y - m) - ln s, from the logit read before any gradient.
+fn label_log_prob(row: Row, acc: RowAcc) -> f32 {
+    return row_acc_log_prob(acc, row.label_logit);
 }
 
 fn class_weight_sum() -> f32 {
@@ -71,9 +78,9 @@ fn class_weight_sum() -> f32 {
 #endif
 }
 
-// The row's softmax entropy H = lse - Σ p_c x_c (ROW_ENTROPY).
-fn row_entropy(acc: RowAcc, lse: f32) -> f32 {
-    return lse - acc.px / acc.s;
+// The row's softmax entropy H = ln s - Σ p_c (x_c - m) (ROW_ENTROPY).
+fn row_entropy(acc: RowAcc) -> f32 {
+    return row_acc_log_sum(acc) - acc.px / row_acc_sum(acc);
 }
 
 // d(row loss)/d(x_c), times the row's scale. `lse` is unused by NLL; `label_g` is the
@@ -90,15 +97,22 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     return -row.label_weight * hit * row.scale;
 #else
     let x = logit(row, c);
-    let p = exp(x - lse);
+    let p = exp(x - acc.m) / row_acc_sum(acc);
 #if SOFT_TARGETS
     return (p * acc.wt - weight_of(c) * smoothed_target(row, c)) * row.scale;
 #else
     let eps = label_smoothing();
-    var g = (1.0 - eps) * row.label_weight * label_g * (p - hit)
+    var p_minus_hit = p - hit;
+#if !ARGMAX_SHARE
+    // The label's p_y - 1 as expm1(ln p_y): no cancellation as p_y -> 1.
+    if (c == row.label) {
+        p_minus_hit = expm1_(label_log_prob(row, acc));
+    }
+#endif
+    var g = (1.0 - eps) * row.label_weight * label_g * p_minus_hit
         + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
 #if ROW_ENTROPY
-    g += (1.0 - eps) * row.label_weight * entropy_share() * -p * (x - lse + row_entropy(acc, lse));
+    g += (1.0 - eps) * row.label_weight * entropy_share() * -p * (row_acc_log_prob(acc, x) + row_entropy(acc));
 #endif
 #if Z_LOSS
     g += 2.0 * loss_params.z_loss * lse * p;
@@ -115,7 +129,7 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
 // G of the label function at the row's label (1 without one), for class_grad.
 fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32 {
 #if HARD_LABELS
-    return label_term(row.label_logit - lse).y;
+    return label_term(label_log_prob(row, acc)).y;
 #else
     return 1.0;
 #endif
@@ -135,16 +149,16 @@ fn row_loss(row: Row, acc: RowAcc, lse: f32) -> f32 {
     return -row.label_weight * row.label_logit;
 #else
 #if SOFT_TARGETS
-    return lse * acc.wt - acc.wx;
+    return row_acc_log_sum(acc) * acc.wt - acc.wx;
 #else
     let eps = label_smoothing();
-    var loss = weighted_term(1.0 - eps, row.label_weight * label_term(row.label_logit - lse).x)
-        + weighted_term(eps / f32(params.classes), class_weight_sum() * lse - acc.wx);
+    var loss = weighted_term(1.0 - eps, row.label_weight * label_term(label_log_prob(row, acc)).x)
+        + weighted_term(eps / f32(params.classes), acc.wt * row_acc_log_sum(acc) - acc.wx);
 #if ARGMAX_SHARE
-    loss += weighted_term(1.0 - eps, row.label_weight * argmax_share() * (lse - acc.best));
+    loss += weighted_term(1.0 - eps, row.label_weight * argmax_share() * ((acc.m - acc.best) + row_acc_log_sum(acc)));
 #endif
 #if ROW_ENTROPY
-    loss += weighted_term(1.0 - eps, row.label_weight * entropy_share() * row_entropy(acc, lse));
+    loss += weighted_term(1.0 - eps, row.label_weight * entropy_share() * row_entropy(acc));
 #endif
 #if Z_LOSS
     loss += loss_params.z_loss * lse * lse;

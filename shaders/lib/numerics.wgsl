@@ -12,6 +12,11 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
+// True for NaN, by bits as is_finite.
+fn is_nan_(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // log(1 + u) for u > -1; rel. error ~1e-7 everywhere.
 fn log1p_(u: f32) -> f32 {
     if (abs(u) < 0.1) {

@@ -1,8 +1,17 @@
-// Online softmax over one row: a running max `m` and a sum `s` of exp(x - m), merged
+// Online softmax over one row: a running max `m` and the sum s of exp(x - m), merged
 // pairwise in a fixed tree, so a row of any length is read once for its log-sum-exp.
 // The row also carries the linear sums the losses need (`wx`, `wt`), its argmax, and
 // its count of non-finite logits.
+//
+// The log-sum-exp is kept as its two parts, m and ln s, never folded into one f32
+// (m + ln s rounds to half an ulp of the row maximum, which then cancels in p_y - 1 and
+// in lse - x_y as p_y -> 1, and loses everything for logits near 1e6): log-probabilities
+// are (x - m) - ln s, as PyTorch forms them, and the linear sums are taken about the
+// running max, Σ c (x - m), rescaled when the max moves. s is kept as s - 1 (`rest`, the
+// terms other than the max's own e^0), so that ln s = log1p(rest) keeps its relative
+// precision as p_y -> 1 (WGSL's log near 1 promises only an absolute 2^-21).
 
+#import lib/numerics
 #import lib/reduce
 
 // Start value of the running max: the most negative finite f32, so that exp(x - m) of
@@ -11,18 +20,28 @@ const LOWEST: f32 = -3.4028234663852886e38;
 
 struct RowAcc {
     m: f32,
-    s: f32,
+    // s - 1: Σ exp(x - m) less the max's own 1 (-1 when empty: s = 0).
+    rest: f32,
+    // Σ c (x - m) and Σ c over the classes pushed with coefficients c
+    // (row_acc_push_linear); the margin losses use both as plain sums (m stays LOWEST).
     wx: f32,
     wt: f32,
     best: f32,
     best_class: u32,
     nonfinite: u32,
-    // ROW_ENTROPY: Σ e^(x - m) x, rescaled with m like s, so Σ p x = px / s.
+    // ROW_ENTROPY: Σ e^(x - m) (x - m), rescaled with m like s, so Σ p (x - m) = px / s.
     px: f32,
 }
 
+// A sum Σ c (x - m_old) with Σ c = weight, about a new max m_new = m_old - delta. Skipped
+// when there is nothing to move (no weight yet, or the same max), so that an empty
+// accumulator's LOWEST never meets a large logit in a product.
+fn shifted(sum: f32, weight: f32, delta: f32) -> f32 {
+    return select(sum, sum + weight * delta, weight != 0.0 && delta != 0.0);
+}
+
 fn row_acc_empty() -> RowAcc {
-    return RowAcc(LOWEST, 0.0, 0.0, 0.0, LOWEST, 0xffffffffu, 0u, 0.0);
+    return RowAcc(LOWEST, -1.0, 0.0, 0.0, LOWEST, 0xffffffffu, 0u, 0.0);
 }
 
 // Adds logit x of class c to the running max and sum.
@@ -30,17 +49,19 @@ fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
     var r = a;
     if (x > r.m) {
         let rescale = exp(r.m - x);
-        r.s = r.s * rescale + 1.0;
 #if ROW_ENTROPY
-        r.px = r.px * rescale + x;
+        // The new logit's own term e^0 (x - x) is 0.
+        r.px = shifted(r.px, row_acc_sum(r), r.m - x) * rescale;
 #endif
+        // The old max's 1 becomes an ordinary term; the new max brings its own 1.
+        r.rest = (r.rest + 1.0) * rescale;
         r.m = x;
     } else {
         let e = exp(x - r.m);
-        r.s += e;
+        r.rest += e;
 #if ROW_ENTROPY
         // A -inf logit adds nothing (not 0 · -inf).
-        r.px += select(0.0, e * x, e > 0.0);
+        r.px += select(0.0, e * (x - r.m), e > 0.0);
 #endif
     }
     // First occurrence wins ties, as torch.argmax.
@@ -49,6 +70,15 @@ fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
         r.best_class = c;
     }
     r.nonfinite += select(1u, 0u, is_finite(x));
+    return r;
+}
+
+// Adds coefficient `coef` times logit x, about the running max, to the linear sums,
+// after row_acc_push_logit moved the max from m_before to a.m.
+fn row_acc_push_linear(a: RowAcc, m_before: f32, coef: f32, x: f32) -> RowAcc {
+    var r = a;
+    r.wx = shifted(r.wx, r.wt, m_before - r.m) + coef * (x - r.m);
+    r.wt += coef;
     return r;
 }
 
@@ -70,11 +100,19 @@ fn row_acc_merge(a: RowAcc, b: RowAcc) -> RowAcc {
     r.m = m;
     let ea = exp(a.m - m);
     let eb = exp(b.m - m);
-    r.s = a.s * ea + b.s * eb;
+    // s = s_a e_a + s_b e_b as s - 1: the side holding the max keeps its 1 out of the
+    // sum; equal maxima add symmetrically, so the merge stays commutative bit for bit.
+    if (a.m > b.m) {
+        r.rest = a.rest + (b.rest + 1.0) * eb;
+    } else if (b.m > a.m) {
+        r.rest = b.rest + (a.rest + 1.0) * ea;
+    } else {
+        r.rest = (a.rest + b.rest) + 1.0;
+    }
 #if ROW_ENTROPY
-    r.px = a.px * ea + b.px * eb;
+    r.px = shifted(a.px, row_acc_sum(a), a.m - m) * ea + shifted(b.px, row_acc_sum(b), b.m - m) * eb;
 #endif
-    r.wx = a.wx + b.wx;
+    r.wx = shifted(a.wx, a.wt, a.m - m) + shifted(b.wx, b.wt, b.m - m);
     r.wt = a.wt + b.wt;
     let b_wins = b.best > a.best || (b.best == a.best && b.best_class < a.best_class);
     r.best = select(a.best, b.best, b_wins);
@@ -83,8 +121,25 @@ fn row_acc_merge(a: RowAcc, b: RowAcc) -> RowAcc {
     return r;
 }
 
+// The log-sum-exp as one value, for what returns it (the lse output, z-loss); the losses
+// use its parts.
 fn row_acc_lse(a: RowAcc) -> f32 {
-    return a.m + log(a.s);
+    return a.m + row_acc_log_sum(a);
+}
+
+// s = Σ exp(x - m).
+fn row_acc_sum(a: RowAcc) -> f32 {
+    return 1.0 + a.rest;
+}
+
+// ln s, the log-sum-exp less the row max.
+fn row_acc_log_sum(a: RowAcc) -> f32 {
+    return log1p_(a.rest);
+}
+
+// ln softmax(x) at logit x: (x - m) - ln s.
+fn row_acc_log_prob(a: RowAcc, x: f32) -> f32 {
+    return (x - a.m) - row_acc_log_sum(a);
 }
 
 // Struct-of-arrays scratch (see `workgroup_reduce` in reduce.wgsl for why).
@@ -93,7 +148,7 @@ var<workgroup> wg_row_best: array<vec2<f32>, WG_SIZE>;
 var<workgroup> wg_row_counts: array<vec2<u32>, WG_SIZE>;
 
 fn row_store(i: u32, a: RowAcc) {
-    wg_row_sums[i] = vec4(a.m, a.s, a.wx, a.wt);
+    wg_row_sums[i] = vec4(a.m, a.rest, a.wx, a.wt);
     wg_row_best[i] = vec2(a.best, a.px);
     wg_row_counts[i] = vec2(a.best_class, a.nonfinite);
 }
@@ -108,7 +163,7 @@ fn row_load(i: u32) -> RowAcc {
 #if SUBGROUPS
 // The row's accumulator in lane `lane ^ offset` of this subgroup.
 fn row_acc_shuffle_xor(a: RowAcc, offset: u32) -> RowAcc {
-    let f = subgroupShuffleXor(vec4(a.m, a.s, a.wx, a.wt), offset);
+    let f = subgroupShuffleXor(vec4(a.m, a.rest, a.wx, a.wt), offset);
     let c = subgroupShuffleXor(vec2(a.best_class, a.nonfinite), offset);
     let b = subgroupShuffleXor(vec2(a.best, a.px), offset);
     return RowAcc(f.x, f.y, f.z, f.w, b.x, c.x, c.y, b.y);

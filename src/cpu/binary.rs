@@ -44,7 +44,8 @@ impl PointwiseLoss for BceWithLogits {
         let py = e.pos_weight * y;
         let positive = if py != F::zero() { py * softplus(-x) } else { F::zero() };
         let negative = if y != one { (one - y) * softplus(x) } else { F::zero() };
-        let grad = (py + one - y) * sigmoid(x) - py;
+        // Not PyTorch's (p y + 1 − y) σ(x) − p y, which cancels as σ(x) → 1.
+        let grad = (one - y) * sigmoid(x) - py * sigmoid(-x);
         LossGrad::valid(positive + negative, grad)
     }
 }
@@ -76,7 +77,8 @@ impl PointwiseLoss for SigmoidFocal {
             (true, true) => (m.powf(gamma), gamma * m.powf(gamma - one) * p * q * (one - y - y)),
         };
         let a_t = if alpha >= zero { alpha * y + (one - alpha) * (one - y) } else { one };
-        LossGrad::valid(a_t * modulating * ce, a_t * (modulating * (p - y) + slope * ce))
+        // p − y as p (1 − y) − q y: no cancellation as p → 1 with y = 1.
+        LossGrad::valid(a_t * modulating * ce, a_t * (modulating * (p * (one - y) - q * y) + slope * ce))
     }
 }
 
@@ -88,7 +90,10 @@ impl PointwiseLoss for HingeEmbedding {
         let (zero, one) = (F::zero(), F::one());
         let gap = F::from(self.margin).unwrap() - x;
         let (not_positive, not_negative) = (y != one, y != -one);
-        let value = (if not_positive { gap.max(zero) } else { zero }) + if not_negative { x } else { zero };
+        // A select, not `max` (which drops a NaN input); a NaN target makes the loss NaN.
+        let hinge = if gap <= zero { zero } else { gap };
+        let value = (if not_positive { hinge } else { zero }) + if not_negative { x } else { zero };
+        let value = if y.is_nan() { y } else { value };
         let slope = if gap > zero { -one } else { zero };
         let grad = (if not_positive { slope } else { zero }) + if not_negative { one } else { zero };
         LossGrad::valid(value, grad)

@@ -110,7 +110,7 @@ pub(crate) fn run<L: MarginLoss, F: Real>(
                         let positive = if t != zero { t * softplus(-xc) } else { zero };
                         let negative = if t != one { (one - t) * softplus(xc) } else { zero };
                         loss += wide(weight(c) * (positive + negative));
-                        out[c] = weight(c) * (sigmoid(xc) - t) * per_class * row_scale;
+                        out[c] = weight(c) * (sigmoid(xc) * (one - t) - sigmoid(-xc) * t) * per_class * row_scale;
                     }
                     of(loss / classes as f64)
                 }

@@ -280,9 +280,12 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                         _ => scale,
                     };
                     let x_y = x(base + y * inner);
-                    let (mut lse, mut inv_sum) = (F::zero(), F::zero());
+                    // The log-sum-exp as the shader keeps it: the max m and ln s apart (their
+                    // sum only for the lse output and the z-loss), so that ln p_c is
+                    // (x_c − m) − ln s and nothing cancels as p_y → 1 or for large logits.
+                    let (mut lse, mut inv_sum, mut m, mut log_sum) = (F::zero(), F::zero(), F::zero(), F::zero());
                     let (mut top_class, mut top_logit) = (usize::MAX, F::neg_infinity());
-                    // Soft bootstrapping: the row's entropy lse − Σ p_c x_c.
+                    // Soft bootstrapping: the row's entropy ln s − Σ p_c (x_c − m).
                     let mut entropy = F::zero();
                     let (mut wt, mut wtx, mut wx) = (F::zero(), F::zero(), F::zero());
                     if needs_sweep {
@@ -297,7 +300,7 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                 *slot = x(base + c * inner);
                             }
                         }
-                        let m = row_max(&row);
+                        m = row_max(&row);
                         // The first class holding the maximum, none when no logit is above the
                         // lowest finite value (the shader's row accumulator starts there).
                         let argmax = if (inputs.want_accuracy || bootstrap) && m > F::min_value() {
@@ -312,9 +315,9 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                             let px: f64 = exps
                                 .iter()
                                 .zip(&row)
-                                .map(|(&e, &xc)| if e > F::zero() { wide(e) * wide(xc) } else { 0.0 })
+                                .map(|(&e, &xc)| if e > F::zero() { wide(e) * (wide(xc) - wide(m)) } else { 0.0 })
                                 .sum();
-                            entropy = of(wide(m) + sum_exp.ln() - px / sum_exp);
+                            entropy = of(sum_exp.ln() - px / sum_exp);
                         }
                         let (mut s_wt, mut s_wtx, mut s_wx) = (0.0, 0.0, 0.0);
                         if let Some(t) = soft {
@@ -322,12 +325,13 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                 let w = wide(weight(c));
                                 let t = wide((F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class);
                                 s_wt += w * t;
-                                s_wtx += w * t * wide(xc);
+                                s_wtx += w * t * (wide(xc) - wide(m));
                             }
                         } else if eps != F::zero() {
-                            s_wx = row.iter().enumerate().map(|(c, &xc)| wide(weight(c)) * wide(xc)).sum();
+                            s_wx = row.iter().enumerate().map(|(c, &xc)| wide(weight(c)) * (wide(xc) - wide(m))).sum();
                         }
-                        lse = m + of(sum_exp.ln());
+                        log_sum = of(sum_exp.ln());
+                        lse = m + log_sum;
                         inv_sum = of(1.0 / sum_exp);
                         (wt, wtx, wx) = (of(s_wt), of(s_wtx), of(s_wx));
                         if variant != Variant::Nll {
@@ -343,20 +347,20 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                     } else {
                         match variant {
                             Variant::Nll => -weight(y) * x_y,
-                            Variant::SoftTargets => lse * wt - wtx,
+                            Variant::SoftTargets => log_sum * wt - wtx,
                             Variant::MultiMargin | Variant::MultiLabelSoftMargin | Variant::MultiLabelMargin => {
                                 unreachable!("margin losses have their own twin (cpu::margin)")
                             }
                             Variant::HardLabels => {
-                                let (mut term, _) = loss.label_term(x_y - lse);
+                                let (mut term, _) = loss.label_term((x_y - m) - log_sum);
                                 if bootstrap {
-                                    term = term + argmax_share * (lse - top_logit);
+                                    term = term + argmax_share * ((m - top_logit) + log_sum);
                                 }
                                 if soft_bootstrap {
                                     term = term + entropy_share * entropy;
                                 }
                                 weighted_term(F::one() - eps, weight(y) * term)
-                                    + weighted_term(per_class, class_weight_sum * lse - wx)
+                                    + weighted_term(per_class, class_weight_sum * log_sum - wx)
                                     + z_loss * lse * lse
                             }
                         }
@@ -383,7 +387,10 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                             });
                         }
                         Variant::HardLabels => {
-                            let w_y = weight(y) * loss.label_term(x_y - lse).1;
+                            let log_p_y = (x_y - m) - log_sum;
+                            let w_y = weight(y) * loss.label_term(log_p_y).1;
+                            // The label's p_y − 1 as expm1(ln p_y), as the shader.
+                            let label_p_minus_one = log_p_y.exp_m1();
                             let two = F::one() + F::one();
                             write_row(out, inner, &exps, |c, e| {
                                 let p = e * inv_sum;
@@ -392,12 +399,17 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                     let top = if c == top_class { F::one() } else { F::zero() };
                                     hit = (F::one() - argmax_share) * hit + argmax_share * top;
                                 }
-                                let mut g = (F::one() - eps) * w_y * (p - hit)
+                                let p_minus_hit = if c == y && !bootstrap { label_p_minus_one } else { p - hit };
+                                let mut g = (F::one() - eps) * w_y * p_minus_hit
                                     + per_class * (class_weight_sum * p - weight(c))
                                     + two * z_loss * lse * p;
                                 if soft_bootstrap {
                                     g = g
-                                        + (F::one() - eps) * weight(y) * entropy_share * -p * (row[c] - lse + entropy);
+                                        + (F::one() - eps)
+                                            * weight(y)
+                                            * entropy_share
+                                            * -p
+                                            * ((row[c] - m) - log_sum + entropy);
                                 }
                                 // d(capped)/d(raw) = 1 - tanh² = 1 - (capped / cap)².
                                 let through_cap = if softcap > F::zero() {

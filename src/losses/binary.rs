@@ -32,7 +32,9 @@ define_loss! {
     /// Binary cross-entropy on logits: `w (p y softplus(−x) + (1 − y) softplus(x))` with
     /// `pos_weight` `p` broadcast over the last dimension. Takes `weight` and
     /// `pos_weight`. Finite at logits of ±1e4; at ±inf with the matching hard label it
-    /// gives the limit 0 where PyTorch gives NaN. `torch.nn.BCEWithLogitsLoss`.
+    /// gives the limit 0 where PyTorch gives NaN. The gradient is formed as
+    /// `(1 − y) σ(x) − p y σ(−x)`, which does not cancel as σ(x) → 1 (PyTorch's
+    /// `(p y + 1 − y) σ(x) − p y` does). `torch.nn.BCEWithLogitsLoss`.
     BceWithLogits, bce_with_logits {}
 }
 

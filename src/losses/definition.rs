@@ -121,13 +121,16 @@ pub(crate) trait Params {
     fn set_param(&mut self, name: &str, value: f64) -> bool;
 }
 
+/// One element of an elementwise twin: loss and derivative at `(x, y)`.
+pub(crate) type ElementFn<L> = fn(&L, f64, f64, &Element<f64>) -> LossGrad<f64>;
+
 /// The CPU twin of a loss, as its definition names it: the f64 reference and the f32
 /// fast path, monomorphised for the loss's parameter struct `L` so that its arithmetic
 /// inlines into the family's driver loop.
 pub(crate) struct Twin<L> {
     /// One element of an elementwise loss (the finite-difference tests differentiate
     /// it); none for other shapes.
-    pub element: Option<fn(&L, f64, f64, &Element<f64>) -> LossGrad<f64>>,
+    pub element: Option<ElementFn<L>>,
     pub reference: fn(&L, &Spec, Reduction, &Inputs) -> Result<CpuOutput<f64>>,
     pub fast: fn(&L, &Spec, Reduction, &Inputs) -> Result<CpuOutput<f32>>,
 }

@@ -390,7 +390,7 @@ impl ShapePlan for SoftmaxPlan {
                     if let Some(slice) = &bindings.weight {
                         entries.push((5, sub(slice, 0, classes)));
                     }
-                    bind_group(gpu, "fused-loss labels", &pipeline, entries)
+                    bind_group(gpu, "fused-loss labels", pipeline, entries)
                 })
                 .collect::<Vec<_>>();
             Some((pipeline, groups))
