@@ -183,3 +183,62 @@ fn hinge_embedding_keeps_nan() {
         assert!(cpu::compute(&loss, Reduction::Sum, &inputs).unwrap().value.is_nan());
     }
 }
+
+#[test]
+fn a_nan_operand_reaches_the_loss() {
+    // Terms dropped with `select(0, term, c != 0)` hid a NaN on the GPU only (naga's
+    // comparisons are ordered); JSD's `p > 0` hid it on both paths.
+    let nan = f32::NAN;
+    // (loss, input, target, pos_weight)
+    type Case = (Loss, [f32; 2], [f32; 2], Option<[f32; 2]>);
+    let cases: Vec<Case> = vec![
+        (Loss::bce_with_logits().into(), [0.3, -0.2], [nan, 1.0], None),
+        (Loss::bce_with_logits().into(), [0.3, -0.2], [1.0, 0.0], Some([nan, 1.0])),
+        (Loss::sigmoid_focal().alpha(-1.0).into(), [0.3, -0.2], [nan, 1.0], None),
+        (Loss::jsd().beta(1.0).into(), [nan, -0.5], [-0.7, -0.5], None),
+        (Loss::jsd().beta(0.0).into(), [-0.7, -0.5], [nan, -0.5], None),
+        (Loss::jsd().beta(0.5).into(), [-0.7, -0.5], [nan, -0.5], None),
+    ];
+    for (loss, x, y, pos_weight) in &cases {
+        let mut inputs = Inputs::new(x, y);
+        if let Some(p) = pos_weight {
+            inputs = inputs.pos_weight(p);
+        }
+        for (path, out) in f32_paths("nan_reaches_loss", loss, Reduction::Sum, &inputs) {
+            assert!(
+                out.value.is_nan(),
+                "{} on {path}: x {x:?}, y {y:?}, pos_weight {pos_weight:?} gave {}",
+                loss.name(),
+                out.value
+            );
+        }
+        assert!(cpu::compute(loss, Reduction::Sum, &inputs).unwrap().value.is_nan(), "{} in f64", loss.name());
+    }
+    // Multi-label soft margin with a NaN target.
+    let (x, t) = ([0.3f32, -0.2], [nan, 1.0]);
+    let inputs = Inputs::new(&x, &t).shape(&[1, 2]);
+    let loss: Loss = Loss::multilabel_soft_margin().into();
+    for (path, out) in f32_paths("nan_reaches_loss", &loss, Reduction::Sum, &inputs) {
+        assert!(out.value.is_nan(), "multilabel_soft_margin on {path} gave {}", out.value);
+    }
+}
+
+#[test]
+fn an_unused_non_finite_class_weight_leaves_cross_entropy_finite() {
+    // Without smoothing, a class no label uses contributes nothing (PyTorch stays finite);
+    // eps/C · (W p − w_c) evaluated at eps = 0 made every gradient element NaN.
+    let logits = [0.5f32, -1.0, 2.0, 0.0, 1.0, -3.0];
+    let labels = [0i32, 1];
+    for bad in [f32::NAN, f32::INFINITY] {
+        let weight = [1.0f32, 2.0, bad];
+        let inputs = Inputs::labels(&logits, &labels).shape(&[2, 3]).weight(&weight);
+        let want = cpu::compute(Loss::cross_entropy(), Reduction::Sum, &inputs).unwrap();
+        assert!(want.value.is_finite() && want.grad.iter().all(|g| g.is_finite()), "f64 twin with weight {bad}");
+        for (path, out) in f32_paths("unused_bad_weight", &Loss::cross_entropy().into(), Reduction::Sum, &inputs) {
+            assert!(out.value.is_finite(), "{path}: loss {} with weight {bad}", out.value);
+            for (k, (&g, &w)) in out.grad.iter().zip(&want.grad).enumerate() {
+                assert!((g as f64 - w).abs() <= 1e-6, "{path}: gradient[{k}] {g} against {w} with weight {bad}");
+            }
+        }
+    }
+}

@@ -19,7 +19,8 @@ fn pointwise(x: f32, y: f32, index: u32) -> LossGrad {
     let gamma = loss_params.gamma;
     let p = sigmoid(x);
     let q = sigmoid(-x);
-    let ce = select(0.0, y * softplus(-x), y != 0.0) + select(0.0, (1.0 - y) * softplus(x), y != 1.0);
+    // Terms dropped on `== 0` / `== 1` (false for NaN), as BCE with logits.
+    let ce = select(y * softplus(-x), 0.0, y == 0.0) + select((1.0 - y) * softplus(x), 0.0, y == 1.0);
     let m = p * (1.0 - y) + q * y;
     var modulating = 1.0;
     var slope = 0.0;

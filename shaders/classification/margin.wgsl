@@ -106,8 +106,8 @@ fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
 #if ML_SOFT_MARGIN
     let t = target_value(row, c);
     // A term whose coefficient is 0 is dropped (limit 0 at ±inf), as BCE with logits.
-    let positive = select(0.0, t * softplus(-x), t != 0.0);
-    let negative = select(0.0, (1.0 - t) * softplus(x), t != 1.0);
+    let positive = select(t * softplus(-x), 0.0, t == 0.0);
+    let negative = select((1.0 - t) * softplus(x), 0.0, t == 1.0);
     r.wx += weight_of(c) * (positive + negative);
 #endif
 #if ML_MARGIN

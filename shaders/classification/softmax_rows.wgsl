@@ -110,7 +110,7 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     }
 #endif
     var g = (1.0 - eps) * row.label_weight * label_g * p_minus_hit
-        + eps / f32(params.classes) * (class_weight_sum() * p - weight_of(c));
+        + weighted_term(eps / f32(params.classes), class_weight_sum() * p - weight_of(c));
 #if ROW_ENTROPY
     g += (1.0 - eps) * row.label_weight * entropy_share() * -p * (row_acc_log_prob(acc, x) + row_entropy(acc));
 #endif

@@ -27,22 +27,23 @@ fn log_add_exp<F: Real>(a: F, b: F) -> F {
 }
 
 // Liger-Kernel's generalised JSD of student log-probabilities x and teacher y with
-// `beta` (0: forward KL, 1: reverse KL); see the shader.
+// `beta` (0: forward KL, 1: reverse KL); see the shader. Terms are dropped only where
+// their probability is exactly 0, so a NaN reaches the loss.
 impl PointwiseLoss for Jsd {
     #[inline(always)]
     fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let (zero, one, beta) = (F::zero(), F::one(), F::from(self.beta).unwrap());
         let (p, q) = (y.exp(), x.exp());
         if beta == zero {
-            return LossGrad::valid(if p > zero { p * (y - x) } else { zero }, -p);
+            return LossGrad::valid(if p == zero { zero } else { p * (y - x) }, -p);
         }
         if beta == one {
-            let value = if q > zero { q * (x - y) } else { zero };
+            let value = if q == zero { zero } else { q * (x - y) };
             return LossGrad::valid(value, value + q);
         }
         let log_m = log_add_exp(y + beta.ln(), x + (-beta).ln_1p());
-        let teacher = if p > zero { beta * p * (y - log_m) } else { zero };
-        let student = if q > zero { (one - beta) * q * (x - log_m) } else { zero };
+        let teacher = if p == zero { zero } else { beta * p * (y - log_m) };
+        let student = if q == zero { zero } else { (one - beta) * q * (x - log_m) };
         LossGrad::valid(teacher + student, student)
     }
 
@@ -53,16 +54,16 @@ impl PointwiseLoss for Jsd {
         let (zero, one, beta) = (F::zero(), F::one(), F::from(self.beta).unwrap());
         let (p, q) = (y.exp(), x.exp());
         if beta == zero {
-            return (if p > zero { p * (y - x) } else { zero }) + p;
+            return (if p == zero { zero } else { p * (y - x) }) + p;
         }
         if beta == one {
             return -q;
         }
         let log_m = log_add_exp(y + beta.ln(), x + (-beta).ln_1p());
-        if p > zero {
-            beta * p * (y - log_m)
-        } else {
+        if p == zero {
             zero
+        } else {
+            beta * p * (y - log_m)
         }
     }
 }

@@ -401,7 +401,7 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                 }
                                 let p_minus_hit = if c == y && !bootstrap { label_p_minus_one } else { p - hit };
                                 let mut g = (F::one() - eps) * w_y * p_minus_hit
-                                    + per_class * (class_weight_sum * p - weight(c))
+                                    + weighted_term(per_class, class_weight_sum * p - weight(c))
                                     + two * z_loss * lse * p;
                                 if soft_bootstrap {
                                     g = g
