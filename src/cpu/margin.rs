@@ -6,7 +6,7 @@ use super::binary::{sigmoid, softplus};
 use super::{CpuOutput, Real};
 use crate::error::{Error, Result};
 use crate::losses::softmax::Variant;
-use crate::losses::{Family, Inputs, Reduction, Spec, Target};
+use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// A margin loss, as its twin sees it: the parameters its shader file reads.
 pub(crate) trait MarginLoss {
@@ -33,7 +33,7 @@ pub(crate) fn run<L: MarginLoss, F: Real>(
     reduction: Reduction,
     inputs: &Inputs,
 ) -> Result<CpuOutput<F>> {
-    let Family::Softmax(variant) = spec.family else { unreachable!("{} is not a row-wise loss", spec.name) };
+    let variant = spec.row_variant().expect("a row-wise loss");
     let shape = inputs.resolved_shape();
     let (rows, classes) = (shape.rows(), shape.classes());
     let of = |v: f64| F::from(v).unwrap();

@@ -6,7 +6,7 @@
 use super::{with_best_isa, CpuOutput, Real};
 use crate::error::{Error, Result};
 use crate::losses::softmax::Variant;
-use crate::losses::{Family, Inputs, Reduction, Spec, Target};
+use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// `coefficient * term`, 0 when the coefficient is 0 (as the shader's `weighted_term`).
 #[inline(always)]
@@ -192,7 +192,7 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
     reduction: Reduction,
     inputs: &Inputs,
 ) -> Result<CpuOutput<F>> {
-    let Family::Softmax(variant) = spec.family else { unreachable!("{} is not of the softmax family", spec.name) };
+    let variant = spec.row_variant().expect("a row-wise loss");
     let shape = inputs.resolved_shape();
     let (classes, inner, rows) = (shape.classes(), shape.inner(), shape.rows());
     let of = |v: f64| F::from(v).unwrap();

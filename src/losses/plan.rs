@@ -358,6 +358,17 @@ pub struct Plan {
     inner: Box<dyn ShapePlan>,
 }
 
+/// What a kernel shape plans for: the call `Gpu::plan_for` validated.
+#[derive(Clone, Copy)]
+pub(crate) struct PlanRequest<'a> {
+    pub gpu: &'a Gpu,
+    pub loss: &'a Loss,
+    pub spec: &'a Spec,
+    pub reduction: Reduction,
+    pub shape: &'a Shape,
+    pub options: &'a Options,
+}
+
 /// A kernel shape: how a family of losses walks memory on the GPU (element by element,
 /// rows over a class dimension). A new shape (a two-pass reduction, grouped rows, a
 /// matmul stage) is a module with one static implementing this, which its losses' specs
@@ -367,15 +378,7 @@ pub(crate) trait KernelShape: Sync {
     fn name(&self) -> &'static str;
     /// Prepares a call on `shape`: chunking, uniforms, scratch, and the pipelines the
     /// declared `options` need, compiled now. Refuses options the loss does not take.
-    fn plan(
-        &self,
-        gpu: &Gpu,
-        loss: &Loss,
-        spec: &Spec,
-        reduction: Reduction,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<Box<dyn ShapePlan>>;
+    fn plan(&self, request: &PlanRequest) -> Result<Box<dyn ShapePlan>>;
     /// Every shader variant a plan of `loss` can compile, for validation without a GPU.
     #[cfg(test)]
     fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)>;
@@ -437,7 +440,8 @@ impl Gpu {
                 adapter: self.adapter_info().name.clone(),
             });
         }
-        let inner = spec.kernel.plan(self, &loss, &spec, reduction, shape, options)?;
+        let request = PlanRequest { gpu: self, loss: &loss, spec: &spec, reduction, shape, options };
+        let inner = spec.kernel.plan(&request)?;
         Ok(Plan { loss, spec, reduction, shape: shape.clone(), dtype, options: *options, inner })
     }
 }

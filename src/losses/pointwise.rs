@@ -6,10 +6,12 @@
 
 use super::plan::{
     bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
-    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, Required, ShapePlan,
-    ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, PlanRequest, Required,
+    ShapePlan, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
-use super::{unsupported, Loss, Options, Reduction, Shape, Spec, WeightLayout};
+use super::{unsupported, Reduction, Shape, WeightLayout};
+#[cfg(test)]
+use super::{Loss, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
@@ -97,14 +99,8 @@ fn vectorised(gpu: &Gpu, shape: &Shape, dtype: DType) -> bool {
 
 /// The loss pass's defines for the declared options, refusing those the loss does not
 /// take.
-fn kernel_defines(
-    gpu: &Gpu,
-    loss: &Loss,
-    spec: &Spec,
-    reduction: Reduction,
-    shape: &Shape,
-    options: &Options,
-) -> Result<Defines> {
+fn kernel_defines(request: &PlanRequest) -> Result<Defines> {
+    let PlanRequest { gpu, loss, spec, reduction, shape, options } = *request;
     let len = shape.len() as u64;
     let last_dim = shape.last_dim() as u64;
     if options.lse || options.accuracy {
@@ -180,16 +176,8 @@ impl KernelShape for Pointwise {
     fn name(&self) -> &'static str {
         "pointwise"
     }
-    fn plan(
-        &self,
-        gpu: &Gpu,
-        loss: &Loss,
-        spec: &Spec,
-        reduction: Reduction,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<Box<dyn ShapePlan>> {
-        Ok(Box::new(PointwisePlan::new(gpu, loss, spec, reduction, shape, options)?))
+    fn plan(&self, request: &PlanRequest) -> Result<Box<dyn ShapePlan>> {
+        Ok(Box::new(PointwisePlan::new(request)?))
     }
     #[cfg(test)]
     fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
@@ -198,16 +186,10 @@ impl KernelShape for Pointwise {
 }
 
 impl PointwisePlan {
-    pub(crate) fn new(
-        gpu: &Gpu,
-        loss: &Loss,
-        spec: &Spec,
-        reduction: Reduction,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<Self> {
+    pub(crate) fn new(request: &PlanRequest) -> Result<Self> {
+        let PlanRequest { gpu, loss, spec, reduction, shape, options } = *request;
         let dtype = options.dtype;
-        let defines = kernel_defines(gpu, loss, spec, reduction, shape, options)?;
+        let defines = kernel_defines(request)?;
         let pipeline = gpu.pipeline(spec.shader, "main", &defines)?;
         let finalize = gpu.pipeline("finalize", "finalize", &Defines::new())?;
         let column_sums =

@@ -13,10 +13,12 @@
 
 use super::plan::{
     bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
-    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, Required, ShapePlan,
-    ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, PlanRequest, Required,
+    ShapePlan, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
-use super::{unsupported, Loss, Options, Reduction, Shape, Spec};
+use super::{unsupported, Reduction};
+#[cfg(test)]
+use super::{Loss, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shader::Defines;
@@ -188,17 +190,8 @@ impl KernelShape for Rows {
     fn name(&self) -> &'static str {
         "rows"
     }
-    fn plan(
-        &self,
-        gpu: &Gpu,
-        loss: &Loss,
-        spec: &Spec,
-        reduction: Reduction,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<Box<dyn ShapePlan>> {
-        let variant = spec.row_variant().expect("a row-wise loss");
-        Ok(Box::new(SoftmaxPlan::new(gpu, loss, spec, variant, reduction, shape, options)?))
+    fn plan(&self, request: &PlanRequest) -> Result<Box<dyn ShapePlan>> {
+        Ok(Box::new(SoftmaxPlan::new(request)?))
     }
     #[cfg(test)]
     fn shader_variants(&self, loss: &Loss, spec: &Spec) -> Vec<(&'static str, &'static str, Defines)> {
@@ -207,18 +200,12 @@ impl KernelShape for Rows {
 }
 
 impl SoftmaxPlan {
-    pub(crate) fn new(
-        gpu: &Gpu,
-        loss: &Loss,
-        spec: &Spec,
-        variant: Variant,
-        reduction: Reduction,
-        shape: &Shape,
-        options: &Options,
-    ) -> Result<Self> {
+    pub(crate) fn new(request: &PlanRequest) -> Result<Self> {
+        let PlanRequest { gpu, loss, spec, reduction, shape, options } = *request;
+        let variant = spec.row_variant().expect("a row-wise loss");
         let dtype = options.dtype;
         let kernel = gpu.row_kernel().unwrap_or(RowKernel::for_classes(shape.classes()));
-        let (pipeline, finalize, count_labels) = pipelines(gpu, loss, spec, variant, reduction, kernel, options)?;
+        let (pipeline, finalize, count_labels) = pipelines(request, variant, kernel)?;
         let (batch, classes, inner) = (shape.batch() as u64, shape.classes() as u64, shape.inner() as u64);
         let rows = batch * inner;
         let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
@@ -460,14 +447,11 @@ impl ShapePlan for SoftmaxPlan {
 /// The pipelines of a plan with `options`: the row kernel, finalize and (losses with
 /// labels) the label pre-pass; refuses the options the loss does not take.
 fn pipelines(
-    gpu: &Gpu,
-    loss: &Loss,
-    spec: &Spec,
+    request: &PlanRequest,
     variant: Variant,
-    reduction: Reduction,
     kernel: RowKernel,
-    options: &Options,
 ) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)> {
+    let PlanRequest { gpu, loss, spec, reduction, options, .. } = *request;
     if options.in_place && !variant.allows_in_place() {
         return Err(unsupported(spec, "an in-place gradient (it reads other classes' inputs while writing)"));
     }
