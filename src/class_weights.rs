@@ -15,7 +15,9 @@ use wgpu::util::DeviceExt;
 
 use crate::context::Gpu;
 use crate::error::{Error, Result};
-use crate::losses::plan::{bind_group, check_slice, record, sub, uniform, ELEM_BYTES, MAX_GROUPS, WG_SIZE};
+use crate::losses::plan::{
+    bind_group, record, refused_buffer, sub, uniform, SliceChecks, ELEM_BYTES, MAX_GROUPS, WG_SIZE,
+};
 use crate::shader::Defines;
 
 /// How class counts become weights.
@@ -235,12 +237,13 @@ impl ClassWeights {
         let gpu = &self.gpu;
         let classes = self.classes as u64;
         let (argument, inputs) = self.inputs();
-        check_slice(gpu, argument, &labels, inputs * ELEM_BYTES)?;
-        check_slice(gpu, "weights", &weights, classes * ELEM_BYTES)?;
+        let mut checks = SliceChecks::new(gpu);
+        checks.read(argument, &labels, inputs * ELEM_BYTES)?;
+        checks.write("weights", &weights, classes * ELEM_BYTES)?;
         let state = if self.multi_hot { 2 * classes } else { classes };
         match (&frequencies, self.momentum) {
             (Some(slice), Some(_)) => {
-                check_slice(gpu, "frequencies", slice, state * ELEM_BYTES)?;
+                checks.write("frequencies", slice, state * ELEM_BYTES)?;
             }
             (None, None) => {}
             (Some(_), None) => {
@@ -256,8 +259,10 @@ impl ClassWeights {
                 })
             }
         }
+        checks.refuse_overlaps()?;
         let (count, weigh) = (&self.count, &self.weigh);
         let counts = self.counts.as_entire_buffer_binding();
+        let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
         let count_group = bind_group(
             gpu,
             "fused-loss class counts",
@@ -270,6 +275,9 @@ impl ClassWeights {
             entries.push((3, sub(slice, 0, state)));
         }
         let weigh_group = bind_group(gpu, "fused-loss class weights", weigh, entries);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(refused_buffer(gpu, &checks, &error));
+        }
         encoder.clear_buffer(&self.counts, 0, None);
         record(encoder, "fused-loss class weights", &[(count, &count_group, self.groups), (weigh, &weigh_group, 1)]);
         Ok(())

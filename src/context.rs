@@ -118,12 +118,25 @@ impl Gpu {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("fused-loss"),
-                required_features: adapter.features() & WANTED_FEATURES,
-                required_limits: adapter.limits(),
+                required_features: Self::wanted_features(&adapter),
+                required_limits: Self::wanted_limits(&adapter),
                 ..Default::default()
             })
             .await?;
         Ok(Self::from_device(device, queue))
+    }
+
+    /// The limits to request when creating a device for this crate from `adapter`
+    /// (what [`Gpu::new`] requests): the adapter's own, so that large operands bind in
+    /// few chunks and calls with many optional operands fit (a call can bind up to 9
+    /// storage buffers; `wgpu::Limits::default()` allows 8).
+    pub fn wanted_limits(adapter: &wgpu::Adapter) -> wgpu::Limits {
+        adapter.limits()
+    }
+
+    /// The features to request from `adapter` ([`WANTED_FEATURES`] that it has).
+    pub fn wanted_features(adapter: &wgpu::Adapter) -> wgpu::Features {
+        adapter.features() & WANTED_FEATURES
     }
 
     /// Wraps a device and queue the caller already has. Kernels use only the features
@@ -271,6 +284,8 @@ impl Gpu {
             return Ok(found.clone());
         }
         let code = shader::assemble(shader, defines)?;
+        let storage = shader::storage_bindings(&code);
+        let available = self.inner.limits.max_storage_buffers_per_shader_stage as u64;
         let device = &self.inner.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -287,6 +302,17 @@ impl Gpu {
             cache: None,
         });
         if let Some(error) = pollster::block_on(scope.pop()) {
+            // The declarations bound what the entry point uses (equal for files with one
+            // entry point), so a failure with more declared than allowed is that limit.
+            if storage > available {
+                let flags: Vec<&str> = defines.keys().map(String::as_str).collect();
+                return Err(Error::DeviceLimit {
+                    what: format!("{shader} with {}", flags.join(", ")),
+                    limit: "max_storage_buffers_per_shader_stage",
+                    needed: storage,
+                    available,
+                });
+            }
             return Err(Error::Wgpu(format!("compiling {label}: {error}")));
         }
         self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());

@@ -155,6 +155,42 @@ pub enum Error {
         /// The valid domain, in words.
         domain: &'static str,
     },
+    /// The call needs more of a device limit than the device was created with (e.g. a
+    /// call binding many optional operands on a device with `Limits::default()`'s 8
+    /// storage buffers per stage). [`crate::Gpu::wanted_limits`] gives the limits to
+    /// request from the adapter.
+    #[error("{what} needs {needed} of the device limit `{limit}`, which this device has at {available}; request the adapter's limits when creating the device (Gpu::wanted_limits(&adapter))")]
+    DeviceLimit {
+        /// What was asked for.
+        what: String,
+        /// The limit's field name in `wgpu::Limits`.
+        limit: &'static str,
+        /// What the call needs.
+        needed: u64,
+        /// What the device has.
+        available: u64,
+    },
+    /// Two bindings of one call clash: two outputs overlap, or an output overlaps an
+    /// input (other than the gradient over the input that [`crate::Bindings::in_place`]
+    /// asks for), or an input the call only reads shares a buffer with an output (wgpu
+    /// refuses one buffer bound read-only and read-write in one dispatch).
+    #[error("`{first}` and `{second}` are in one buffer and {why}")]
+    Aliased {
+        /// One operand.
+        first: &'static str,
+        /// The other operand.
+        second: &'static str,
+        /// How they clash, in words.
+        why: String,
+    },
+    /// A caller's buffer cannot be bound now: mapped, or destroyed, or of another device.
+    #[error("buffer for `{argument}` cannot be bound: {why}")]
+    BufferState {
+        /// Which operand.
+        argument: &'static str,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A shader failed to assemble (preprocessor error).
     #[error("shader {name}: {message}")]
     Shader {

@@ -26,6 +26,13 @@ pub(crate) fn sources() -> &'static [(&'static str, &'static str)] {
 /// Variant flags and values passed to [`assemble`].
 pub(crate) type Defines = BTreeMap<String, String>;
 
+/// The storage buffers an assembled shader declares: its `var<storage` lines. In a file
+/// with one entry point every one the preprocessor keeps is used by it (the validation
+/// tests check that against naga's analysis); otherwise an upper bound.
+pub(crate) fn storage_bindings(code: &str) -> u64 {
+    code.lines().filter(|line| line.contains("var<storage")).count() as u64
+}
+
 /// Assembles `shaders/<entry>.wgsl` with its imports under the given defines.
 pub(crate) fn assemble(entry: &str, defines: &Defines) -> Result<String> {
     assemble_from(SOURCES, entry, defines)
@@ -313,12 +320,31 @@ mod naga_validation {
         let capabilities = naga::valid::Capabilities::default()
             | naga::valid::Capabilities::SHADER_FLOAT16
             | naga::valid::Capabilities::SUBGROUP;
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
             .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
             .subgroup_operations(naga::valid::SubgroupOperationSet::SHUFFLE)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name} {defines:?} does not validate:\n{}", e.emit_to_string(&code)));
-        assert!(module.entry_points.iter().any(|e| e.name == entry), "{name} {defines:?} has no entry point {entry}");
+        let index = module.entry_points.iter().position(|e| e.name == entry);
+        let index = index.unwrap_or_else(|| panic!("{name} {defines:?} has no entry point {entry}"));
+        // The device-limit check counts declarations; the layout counts what the entry uses.
+        let used = info.get_entry_point(index);
+        let storage_used = module
+            .global_variables
+            .iter()
+            .filter(|(handle, var)| {
+                matches!(var.space, naga::AddressSpace::Storage { .. }) && !used[*handle].is_empty()
+            })
+            .count() as u64;
+        let declared = super::storage_bindings(&code);
+        if module.entry_points.len() == 1 {
+            assert_eq!(
+                declared, storage_used,
+                "{name} {defines:?}: storage buffers declared and used by {entry} differ"
+            );
+        } else {
+            assert!(declared >= storage_used, "{name} {defines:?}: {entry} uses undeclared storage buffers");
+        }
     }
 
     #[test]

@@ -331,8 +331,8 @@ fn all_rows_ignored_is_nan_mean_and_zero_gradient() {
 }
 
 #[test]
-fn out_of_range_labels_write_no_gradient() {
-    let Some(gpu) = common::gpu("out_of_range_labels_write_no_gradient") else { return };
+fn out_of_range_labels_write_a_zero_gradient() {
+    let Some(gpu) = common::gpu("out_of_range_labels_write_a_zero_gradient") else { return };
     let (rows, classes) = (300, 40);
     let b = buffers(&gpu, rows * classes);
     let mut labels: Vec<i32> = (0..rows as i32).map(|r| r % classes as i32).collect();
@@ -354,7 +354,9 @@ fn out_of_range_labels_write_no_gradient() {
     gpu.queue().submit([encoder.finish()]);
     let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &b.stats)[..8]));
     assert_eq!(stats.invalid, 2);
-    assert!(read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "gradient written despite invalid labels");
+    let grad = read(&gpu, &b.grad);
+    assert!(grad[..rows * classes].iter().all(|&g| g == 0.0), "gradient not zeroed despite invalid labels");
+    assert!(grad[rows * classes..].iter().all(|&g| g == SENTINEL), "written past the gradient");
 }
 
 #[test]

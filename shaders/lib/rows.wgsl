@@ -178,8 +178,9 @@ fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Parti
     return t;
 }
 
-// Whether the label pre-pass found labels out of range: then nothing is written, so a
-// caller's gradient is never half-written garbage presented as a result.
+// Whether the label pre-pass found labels out of range: then the kernel writes zeros
+// instead of the gradient and the per-row outputs (`write_zeros`), so that an update a
+// caller recorded next, without reading the stats, changes nothing.
 fn aborted(lid: u32) -> bool {
     if (lid == 0u) {
 #if TARGET_VALUES
@@ -189,6 +190,22 @@ fn aborted(lid: u32) -> bool {
 #endif
     }
     return workgroupUniformLoad(&wg_abort) != 0u;
+}
+
+// Zeros of an aborted call: invocation `thread` of `threads` writes its share of the
+// chunk's gradient and per-row outputs.
+fn write_zeros(thread: u32, threads: u32) {
+    for (var i = thread; i < params.rows * params.classes; i += threads) {
+        grad_store(i, 0.0);
+    }
+    for (var r = thread; r < params.rows; r += threads) {
+#if REDUCTION_NONE
+        losses[r] = 0.0;
+#endif
+#if WRITE_LSE
+        lse_out[r] = 0.0;
+#endif
+    }
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -218,6 +235,8 @@ fn row_per_thread(
             write_row_gradient(row, acc, lse, 0u, 1u);
             totals = row_finish(r, row, acc, lse, totals);
         }
+    } else {
+        write_zeros(gid.x, groups.x * WG_SIZE);
     }
     store_workgroup_partial(lid.x, wid.x, totals);
 }
@@ -257,6 +276,8 @@ fn row_per_workgroup(
                 totals = row_finish(r, row, acc, lse, totals);
             }
         }
+    } else {
+        write_zeros(wid.x * WG_SIZE + lid.x, groups.x * WG_SIZE);
     }
     store_workgroup_partial(lid.x, wid.x, totals);
 }

@@ -195,6 +195,14 @@ impl Spec {
         self.shader
     }
 
+    /// The operand whose values the GPU checks against a domain and that domain in
+    /// words (BCE's probabilities, labels in range), none when every value is valid.
+    /// A call that finds values outside it counts them ([`LossStats::invalid`]) and
+    /// writes zeros instead of its gradient and per-element outputs.
+    pub fn checked_domain(&self) -> Option<(&'static str, &'static str)> {
+        self.invalid_means
+    }
+
     /// The row-wise kind of the loss, none for other shapes.
     pub(crate) fn row_variant(&self) -> Option<softmax::Variant> {
         match self.family {
@@ -288,9 +296,15 @@ impl Shape {
         &self.dims
     }
 
-    /// Number of elements.
+    /// Number of elements; `usize::MAX` when the product overflows (every call refuses
+    /// such a shape: [`Shape::checked_len`] tells it apart).
     pub fn len(&self) -> usize {
-        self.dims.iter().product()
+        self.checked_len().unwrap_or(usize::MAX)
+    }
+
+    /// Number of elements, or `None` when the product of the dimensions overflows.
+    pub fn checked_len(&self) -> Option<usize> {
+        product(&self.dims)
     }
 
     /// True when there are no elements.
@@ -313,15 +327,25 @@ impl Shape {
         self.dims.get(1).copied().unwrap_or(1)
     }
 
-    /// Class stride S = d1·…·dk of a row-wise layout.
+    /// Class stride S = d1·…·dk of a row-wise layout (`usize::MAX` on overflow).
     pub fn inner(&self) -> usize {
-        self.dims.iter().skip(2).product()
+        product(self.dims.get(2..).unwrap_or(&[])).unwrap_or(usize::MAX)
     }
 
-    /// Rows N·S of a row-wise layout: one label, loss and log-sum-exp each.
+    /// Rows N·S of a row-wise layout: one label, loss and log-sum-exp each
+    /// (`usize::MAX` on overflow).
     pub fn rows(&self) -> usize {
-        self.batch() * self.inner()
+        self.batch().saturating_mul(self.inner())
     }
+}
+
+/// The product of `dims`, or `None` when it overflows. A zero anywhere makes it 0 even
+/// when the others alone would overflow (the tensor is empty either way).
+fn product(dims: &[usize]) -> Option<usize> {
+    if dims.contains(&0) {
+        return Some(0);
+    }
+    dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
 /// The target of a loss on host memory.
@@ -494,11 +518,20 @@ pub enum WeightLayout {
 /// Checks a loss, reduction and shape that every path shares.
 pub(crate) fn check_problem(loss: &Loss, reduction: Reduction, shape: &Shape) -> Result<Spec> {
     let spec = loss.validate()?;
-    let len = shape.len();
+    let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
+    // The kernels index elements, rows, classes and inner positions in u32.
+    if let Some(&dim) = shape.dims().iter().find(|&&d| d > u32::MAX as usize) {
+        return Err(invalid_shape(format!("dimension {dim} exceeds the kernels' u32 indexing")));
+    }
+    let Some(len) = shape.checked_len() else {
+        return Err(invalid_shape("the number of elements overflows usize".into()));
+    };
+    if spec.is_row_wise() && shape.inner().checked_mul(shape.classes()).is_none() {
+        return Err(invalid_shape("the elements of one batch item overflow usize".into()));
+    }
     if reduction == Reduction::BatchMean && !spec.takes_batchmean {
         return Err(Error::UnsupportedReduction { loss: spec.name, reduction: reduction.name() });
     }
-    let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
     if spec.is_row_wise() && (shape.dims().len() < 2 || shape.classes() == 0) {
         return Err(invalid_shape(format!("{} needs (N, C) or (N, C, d1, ...) with C >= 1", spec.name)));
     }
@@ -536,12 +569,20 @@ pub(crate) fn unsupported(spec: &Spec, argument: &'static str) -> Error {
 /// Checks host operands against the loss; the CPU and convenience paths both call it.
 pub(crate) fn check_inputs(loss: &Loss, reduction: Reduction, inputs: &Inputs) -> Result<Spec> {
     let shape = inputs.resolved_shape();
+    let spec = check_problem(loss, reduction, &shape)?;
+    if reduction == Reduction::BatchMean && inputs.shape.is_none() {
+        // Without a shape the input is 1-D and its batch is every element: `batchmean`
+        // would silently be `mean`.
+        return Err(Error::MissingArgument {
+            argument: "shape",
+            why: "reduction `batchmean` divides by the first dimension; give the shape (Inputs::shape)",
+        });
+    }
     let len = shape.len();
     let mismatch = |argument, actual: usize, expected: String| Error::LengthMismatch { argument, expected, actual };
     if inputs.input.len() != len {
         return Err(mismatch("input", inputs.input.len(), format!("{len} (shape {:?})", shape.dims())));
     }
-    let spec = check_problem(loss, reduction, &shape)?;
     let wants_labels = matches!(spec.family, Family::Softmax(v) if v.has_labels());
     let (target_name, target_len) = match (inputs.target, wants_labels) {
         (Target::Labels(_), true) => ("labels", shape.rows() * spec.labels_per_row(shape.classes())),

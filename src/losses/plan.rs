@@ -72,8 +72,9 @@ pub struct LossStats {
     /// Elements whose input or target was NaN or infinite (row-wise losses: logits).
     pub nonfinite: u32,
     /// Elements outside the loss's domain (labels out of range, BCE probabilities
-    /// outside [0, 1]). When non-zero the result is not meaningful; row-wise losses
-    /// then write no gradient, per-row loss or log-sum-exp at all.
+    /// outside [0, 1]). When non-zero the loss value is not meaningful, and the call
+    /// has written zeros instead of its gradient, target gradient, per-element (per-row)
+    /// losses and log-sum-exp, so that an update recorded after it is a no-op.
     pub invalid: u32,
     /// The denominator of `mean` (N, or the summed weight of non-ignored rows), 1 for
     /// `sum`/`none`.
@@ -390,18 +391,25 @@ impl std::fmt::Debug for dyn KernelShape {
     }
 }
 
+/// One dispatch of a recorded call: pipeline, bind group, workgroups.
+pub(crate) type Dispatch = (wgpu::ComputePipeline, wgpu::BindGroup, u32);
+
 /// A planned call of one kernel shape.
 pub(crate) trait ShapePlan: Send + Sync {
+    /// The device it was planned on.
+    fn gpu(&self) -> &Gpu;
     /// Dispatches one `encode` records.
     fn dispatch_count(&self) -> usize;
-    /// Checks the caller's buffers and records the call; nothing is compiled here.
-    fn encode(
+    /// Checks the caller's buffers through `checks` (ending with
+    /// [`SliceChecks::refuse_overlaps`]) and makes the bind groups of the call's
+    /// dispatches, in order; `Plan::encode` records them. Nothing is compiled here.
+    fn bind<'a>(
         &self,
         plan: &Plan,
-        encoder: &mut wgpu::CommandEncoder,
-        bindings: &Bindings,
-        required: &Required,
-    ) -> Result<()>;
+        bindings: &Bindings<'a>,
+        required: &Required<'a>,
+        checks: &mut SliceChecks<'a>,
+    ) -> Result<Vec<Dispatch>>;
 }
 
 impl Gpu {
@@ -491,7 +499,21 @@ impl Plan {
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder, bindings: &Bindings) -> Result<()> {
         let required = &bindings.required()?;
         self.options.check(bindings, required)?;
-        self.inner.encode(self, encoder, bindings, required)
+        let gpu = self.inner.gpu();
+        let mut checks = SliceChecks::new(gpu);
+        // Bind groups are made first, in an error scope: a buffer wgpu refuses
+        // (destroyed, another device's) is an error here, not a panic at the caller's
+        // submit, and nothing has been recorded.
+        let scope = gpu.device().push_error_scope(wgpu::ErrorFilter::Validation);
+        let dispatches = self.inner.bind(self, bindings, required, &mut checks);
+        let refused = pollster::block_on(scope.pop());
+        let dispatches = dispatches?;
+        if let Some(error) = refused {
+            return Err(refused_buffer(gpu, &checks, &error));
+        }
+        let dispatches: Vec<_> = dispatches.iter().map(|(p, g, n)| (p, g, *n)).collect();
+        record(encoder, self.spec.name, &dispatches);
+        Ok(())
     }
 
     /// Every variant of this plan's loss's shaders that `encode` can ask for, as
@@ -512,8 +534,122 @@ impl Plan {
     }
 }
 
-/// Checks one operand's buffer: usage, alignment, size. Errors name the operand.
+/// The caller's buffers of one call as they are checked, each with the byte range the
+/// call binds of it, so that overlaps can be refused once all are known.
+pub(crate) struct SliceChecks<'a> {
+    gpu: &'a Gpu,
+    used: Vec<Used<'a>>,
+}
+
+struct Used<'a> {
+    argument: &'static str,
+    buffer: &'a wgpu::Buffer,
+    range: std::ops::Range<u64>,
+    written: bool,
+}
+
+impl<'a> SliceChecks<'a> {
+    pub(crate) fn new(gpu: &'a Gpu) -> Self {
+        SliceChecks { gpu, used: Vec::new() }
+    }
+
+    /// Checks an operand the call only reads (`required` bytes of it).
+    pub(crate) fn read(&mut self, argument: &'static str, slice: &wgpu::BufferSlice<'a>, required: u64) -> Result<()> {
+        self.add(argument, slice, required, false)
+    }
+
+    /// Checks an operand the call writes (`required` bytes of it).
+    pub(crate) fn write(&mut self, argument: &'static str, slice: &wgpu::BufferSlice<'a>, required: u64) -> Result<()> {
+        self.add(argument, slice, required, true)
+    }
+
+    fn add(
+        &mut self,
+        argument: &'static str,
+        slice: &wgpu::BufferSlice<'a>,
+        required: u64,
+        written: bool,
+    ) -> Result<()> {
+        check_slice(self.gpu, argument, slice, required)?;
+        let start = slice.offset();
+        self.used.push(Used { argument, buffer: slice.buffer(), range: start..start + required, written });
+        Ok(())
+    }
+
+    /// Refuses bindings that clash: two outputs that overlap would overwrite each other;
+    /// an output over an input would change what later workgroups read; and an input
+    /// only read in the same buffer as an output, even apart, is a usage wgpu refuses
+    /// only when the encoder is finished, by panicking in the caller's code. Inputs may
+    /// share and overlap, and outputs may share a buffer where they do not overlap.
+    pub(crate) fn refuse_overlaps(&self) -> Result<()> {
+        for (i, a) in self.used.iter().enumerate() {
+            for b in &self.used[i + 1..] {
+                if a.buffer != b.buffer || !(a.written || b.written) {
+                    continue;
+                }
+                let (start, end) = (a.range.start.max(b.range.start), a.range.end.min(b.range.end));
+                let why = if start < end {
+                    format!("overlap (bytes {start}..{end}); an output may not overlap another operand")
+                } else if a.written != b.written {
+                    "one is only read while the other is written: wgpu refuses one buffer bound read-only and \
+                     read-write in one dispatch; use separate buffers"
+                        .to_string()
+                } else {
+                    continue;
+                };
+                return Err(Error::Aliased { first: a.argument, second: b.argument, why });
+            }
+        }
+        Ok(())
+    }
+
+    /// The checked buffers, for finding which one wgpu refuses.
+    pub(crate) fn buffers(&self) -> impl Iterator<Item = (&'static str, &'a wgpu::Buffer)> + '_ {
+        self.used.iter().map(|u| (u.argument, u.buffer))
+    }
+}
+
+/// Which of `checks`' buffers wgpu refuses to bind on `gpu`'s device (destroyed, or
+/// created on another device), as the error naming it. Run only after binding failed:
+/// it binds each buffer alone.
+pub(crate) fn refused_buffer(gpu: &Gpu, checks: &SliceChecks, error: &wgpu::Error) -> Error {
+    let device = gpu.device();
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("fused-loss buffer probe"),
+        entries: &[wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: true },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }],
+    });
+    for (argument, buffer) in checks.buffers() {
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let _probe = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("fused-loss buffer probe"),
+            layout: &layout,
+            entries: &[wgpu::BindGroupEntry { binding: 0, resource: buffer.as_entire_binding() }],
+        });
+        if let Some(refused) = pollster::block_on(scope.pop()) {
+            return Error::BufferState { argument, why: format!("wgpu refuses it on this device: {refused}") };
+        }
+    }
+    Error::Wgpu(error.to_string())
+}
+
+/// Checks one operand's buffer: usage, alignment, size, not mapped. Errors name the
+/// operand.
 pub(crate) fn check_slice(gpu: &Gpu, argument: &'static str, slice: &wgpu::BufferSlice, required: u64) -> Result<()> {
+    // A mapped buffer makes the caller's submit fail (wgpu has no map-state query; a
+    // mapped range can be viewed only while mapped).
+    let buffer = slice.buffer();
+    if buffer.size() >= 4 && buffer.slice(0..4).get_mapped_range().is_ok() {
+        return Err(Error::BufferState { argument, why: "it is mapped (unmap it before recording)".into() });
+    }
     let has = slice.buffer().usage();
     if !has.contains(wgpu::BufferUsages::STORAGE) {
         return Err(Error::BufferUsage { argument, missing: wgpu::BufferUsages::STORAGE, has });
@@ -625,16 +761,16 @@ pub(crate) fn stats_binding<'a>(stats: &wgpu::BufferSlice<'a>) -> wgpu::BufferBi
 
 /// Checks the outputs for reduction `none`: `per_element` of `count` elements is
 /// required then (and with a per-class breakdown) and refused otherwise.
-pub(crate) fn check_per_element(
-    gpu: &Gpu,
+pub(crate) fn check_per_element<'a>(
+    checks: &mut SliceChecks<'a>,
     spec: &Spec,
     reduction: Reduction,
-    slice: &Option<wgpu::BufferSlice>,
+    slice: &Option<wgpu::BufferSlice<'a>>,
     count: u64,
     per_class: bool,
 ) -> Result<()> {
     match (slice, reduction == Reduction::None || per_class) {
-        (Some(slice), true) => check_slice(gpu, "per_element", slice, count * ELEM_BYTES),
+        (Some(slice), true) => checks.write("per_element", slice, count * ELEM_BYTES),
         (None, true) => Err(Error::MissingArgument {
             argument: "per_element",
             why: "reduction `none` and the per-class breakdown write one loss per element (row-wise losses: per row)",

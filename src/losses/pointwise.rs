@@ -5,9 +5,9 @@
 //! operand, then one `finalize` dispatch.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
-    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, PlanRequest, Required,
-    ShapePlan, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, loss_param_defines, loss_params_buffer, partials_buffer, stats_binding, sub,
+    sub_typed, uniform, Bindings, Dispatch, FinalizeParams, KernelShape, Plan, PlanRequest, Required, ShapePlan,
+    SliceChecks, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction, Shape, WeightLayout};
 #[cfg(test)]
@@ -57,6 +57,20 @@ struct ColumnParams {
     accumulate: u32,
 }
 
+/// Uniforms of `shaders/zero_on_invalid.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ZeroParams {
+    words: u32,
+    half_word: u32,
+    losses: u32,
+    _pad: u32,
+}
+
+/// Workgroups of the zeroing pass: it only reads one word unless the call was invalid,
+/// when a grid-stride loop zeros the chunk (speed does not matter then).
+const ZERO_GROUPS: u32 = 64;
+
 struct Chunk {
     start: u64,
     len: u64,
@@ -64,6 +78,8 @@ struct Chunk {
     params: wgpu::Buffer,
     // The chunk's per-class breakdown pass (shaders/column_sums).
     column_params: wgpu::Buffer,
+    // The chunk's zeroing pass (shaders/zero_on_invalid), for losses with a domain.
+    zero_params: wgpu::Buffer,
 }
 
 pub(crate) struct PointwisePlan {
@@ -79,6 +95,9 @@ pub(crate) struct PointwisePlan {
     pipeline: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     column_sums: Option<wgpu::ComputePipeline>,
+    // Losses whose inputs have a domain: zeros the outputs of a call that found
+    // invalid elements.
+    zero_on_invalid: Option<wgpu::ComputePipeline>,
 }
 
 /// 1 / the reduction's denominator (1 for `sum` and `none`), and that denominator.
@@ -194,6 +213,19 @@ impl PointwisePlan {
         let finalize = gpu.pipeline("finalize", "finalize", &Defines::new())?;
         let column_sums =
             if options.per_class { Some(gpu.pipeline("column_sums", "column_sums", &Defines::new())?) } else { None };
+        let zero_on_invalid = match spec.invalid_means {
+            Some(_) => {
+                let mut defines = Defines::new();
+                if reduction == Reduction::None || options.per_class {
+                    defines.insert("LOSSES".into(), String::new());
+                }
+                if options.target_grad {
+                    defines.insert("TARGET_GRAD".into(), String::new());
+                }
+                Some(gpu.pipeline("zero_on_invalid", "zero_on_invalid", &defines)?)
+            }
+            None => None,
+        };
         let len = shape.len() as u64;
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
@@ -224,7 +256,15 @@ impl PointwisePlan {
                 accumulate: (start > 0) as u32,
             };
             let column_params = uniform(gpu, "fused-loss column params", &column_params);
-            chunks.push(Chunk { start, len: chunk_len, groups, params, column_params });
+            let typed_bytes = chunk_len * dtype.size();
+            let zero = ZeroParams {
+                words: (typed_bytes / 4) as u32,
+                half_word: !typed_bytes.is_multiple_of(4) as u32,
+                losses: chunk_len as u32,
+                _pad: 0,
+            };
+            let zero_params = uniform(gpu, "fused-loss zero params", &zero);
+            chunks.push(Chunk { start, len: chunk_len, groups, params, column_params, zero_params });
             partial_base += groups;
             start += chunk_len;
         }
@@ -247,54 +287,65 @@ impl PointwisePlan {
             pipeline,
             finalize,
             column_sums,
+            zero_on_invalid,
         })
     }
 }
 
 impl ShapePlan for PointwisePlan {
     fn dispatch_count(&self) -> usize {
-        self.chunks.len() + 1
+        let per_chunk = 1 + self.zero_on_invalid.is_some() as usize + self.column_sums.is_some() as usize;
+        self.chunks.len() * per_chunk + 1
     }
 
-    fn encode(
+    fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn bind<'a>(
         &self,
         plan: &Plan,
-        encoder: &mut wgpu::CommandEncoder,
-        bindings: &Bindings,
-        required: &Required,
-    ) -> Result<()> {
+        bindings: &Bindings<'a>,
+        required: &Required<'a>,
+        checks: &mut SliceChecks<'a>,
+    ) -> Result<Vec<Dispatch>> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let len = plan.shape.len() as u64;
         let bytes = len * ELEM_BYTES;
         let typed_bytes = self.dtype.bytes(len);
         let last_dim = plan.shape.last_dim() as u64;
-        check_slice(gpu, "input", &required.input, typed_bytes)?;
-        check_slice(gpu, "target", &required.target, typed_bytes)?;
-        if let Some(grad) = &required.grad {
-            check_slice(gpu, "grad", grad, typed_bytes)?;
+        if required.grad.is_some() {
+            checks.read("input", &required.input, typed_bytes)?;
+        } else {
+            checks.write("input", &required.input, typed_bytes)?;
         }
-        check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
+        checks.read("target", &required.target, typed_bytes)?;
+        if let Some(grad) = &required.grad {
+            checks.write("grad", grad, typed_bytes)?;
+        }
+        checks.write("stats", &required.stats, super::LossStats::SIZE)?;
         let weight_layout = plan.options.weight;
         // A per-class weight of a 1-D input is one per element.
         let broadcast_weight = weight_layout == Some(WeightLayout::PerClass) && last_dim != len;
         if let Some(slice) = &bindings.weight {
-            check_slice(gpu, "weight", slice, if broadcast_weight { last_dim } else { len } * ELEM_BYTES)?;
+            checks.read("weight", slice, if broadcast_weight { last_dim } else { len } * ELEM_BYTES)?;
         }
         if let Some(slice) = &bindings.pos_weight {
-            check_slice(gpu, "pos_weight", slice, last_dim * ELEM_BYTES)?;
+            checks.read("pos_weight", slice, last_dim * ELEM_BYTES)?;
         }
         let none = plan.reduction == Reduction::None;
         if let Some(slice) = &bindings.upstream {
-            check_slice(gpu, "upstream", slice, if none { bytes } else { ELEM_BYTES })?;
+            checks.read("upstream", slice, if none { bytes } else { ELEM_BYTES })?;
         }
-        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, len, plan.options.per_class)?;
+        check_per_element(checks, spec, plan.reduction, &bindings.per_element, len, plan.options.per_class)?;
         if let Some(slice) = &bindings.target_grad {
-            check_slice(gpu, "target_grad", slice, typed_bytes)?;
+            checks.write("target_grad", slice, typed_bytes)?;
         }
         if let Some(slice) = &bindings.per_class {
-            check_slice(gpu, "per_class", slice, last_dim * ELEM_BYTES)?;
+            checks.write("per_class", slice, last_dim * ELEM_BYTES)?;
         }
+        checks.refuse_overlaps()?;
         let (pipeline, finalize) = (&self.pipeline, &self.finalize);
         let groups: Vec<wgpu::BindGroup> = self
             .chunks
@@ -361,14 +412,32 @@ impl ShapePlan for PointwisePlan {
             }
             _ => None,
         };
-        let mut dispatches: Vec<_> =
-            self.chunks.iter().zip(&groups).map(|(chunk, group)| (pipeline, group, chunk.groups)).collect();
-        dispatches.push((finalize, &finalize_group, 1));
-        if let Some((pipeline, groups, workgroups)) = &columns {
-            dispatches.extend(groups.iter().map(|group| (*pipeline, group, *workgroups)));
+        let mut dispatches: Vec<Dispatch> =
+            self.chunks.iter().zip(groups).map(|(chunk, group)| (pipeline.clone(), group, chunk.groups)).collect();
+        dispatches.push((finalize.clone(), finalize_group, 1));
+        if let Some(zero) = &self.zero_on_invalid {
+            let grad = required.grad.as_ref().unwrap_or(&required.input);
+            for chunk in &self.chunks {
+                let (s, n) = (chunk.start, chunk.len);
+                let mut entries = vec![
+                    (0, chunk.zero_params.as_entire_buffer_binding()),
+                    (1, stats_binding(&required.stats)),
+                    (2, sub_typed(grad, s, n, self.dtype)),
+                ];
+                if let Some(slice) = &bindings.per_element {
+                    entries.push((3, sub(slice, s, n)));
+                }
+                if let Some(slice) = &bindings.target_grad {
+                    entries.push((4, sub_typed(slice, s, n, self.dtype)));
+                }
+                let group = bind_group(gpu, "fused-loss zero on invalid", zero, entries);
+                dispatches.push((zero.clone(), group, ZERO_GROUPS));
+            }
         }
-        record(encoder, spec.name, &dispatches);
-        Ok(())
+        if let Some((pipeline, groups, workgroups)) = columns {
+            dispatches.extend(groups.into_iter().map(|group| (pipeline.clone(), group, workgroups)));
+        }
+        Ok(dispatches)
     }
 }
 
@@ -431,12 +500,18 @@ pub(crate) fn shader_variants(spec: &super::Spec, loss: &Loss) -> Vec<(&'static 
     }
     variants.push(("finalize", "finalize", Defines::new()));
     variants.push(("column_sums", "column_sums", Defines::new()));
+    if spec.invalid_means.is_some() {
+        for flags in [&[][..], &["LOSSES"], &["TARGET_GRAD"], &["LOSSES", "TARGET_GRAD"]] {
+            let defines = flags.iter().map(|f| (f.to_string(), String::new())).collect();
+            variants.push(("zero_on_invalid", "zero_on_invalid", defines));
+        }
+    }
     variants
 }
 
 #[cfg(test)]
 mod mirrors {
-    use super::{ChunkParams, ColumnParams};
+    use super::{ChunkParams, ColumnParams, ZeroParams};
     use crate::losses::plan::LOSS_PARAMS_BINDING;
     use crate::shader::{assert_mirrors, reflection};
 
@@ -481,5 +556,9 @@ mod mirrors {
         assert_mirrors!(ColumnParams, "column_sums", "ColumnParams" {
             len: u32, columns: u32, first_class: u32, accumulate: u32,
         });
+        assert_mirrors!(ZeroParams, "zero_on_invalid", "ZeroParams" {
+            words: u32, half_word: u32, losses: u32,
+        });
+        assert_eq!(reflection::const_u32("zero_on_invalid", "WG_SIZE"), crate::losses::plan::WG_SIZE);
     }
 }

@@ -12,9 +12,9 @@
 //! over the row and a second sweep, from cache, that writes the gradient once.
 
 use super::plan::{
-    bind_group, check_per_element, check_slice, loss_param_defines, loss_params_buffer, partials_buffer, record,
-    stats_binding, sub, sub_typed, uniform, Bindings, FinalizeParams, KernelShape, Plan, PlanRequest, Required,
-    ShapePlan, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    bind_group, check_per_element, loss_param_defines, loss_params_buffer, partials_buffer, stats_binding, sub,
+    sub_typed, uniform, Bindings, Dispatch, FinalizeParams, KernelShape, Plan, PlanRequest, Required, ShapePlan,
+    SliceChecks, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction};
 #[cfg(test)]
@@ -232,7 +232,13 @@ impl SoftmaxPlan {
             let c = step_for(item_bytes);
             step = step / gcd(step, c) * c;
         }
-        let items_per_chunk = max_binding.checked_div(item_bytes).map_or(batch.max(1), |n| n / step * step);
+        // Only chunks after the first need aligned starts: a batch that fits one binding
+        // is one chunk of any size.
+        let items_per_chunk = match max_binding.checked_div(item_bytes) {
+            None => batch.max(1),
+            Some(fit) if fit >= batch => batch.max(1),
+            Some(fit) => fit / step * step,
+        };
         if items_per_chunk == 0 {
             return Err(invalid_shape(format!(
                 "{step} batch item(s) of {} elements each exceed the binding limit of {max_binding} bytes",
@@ -326,13 +332,17 @@ impl ShapePlan for SoftmaxPlan {
         self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
 
-    fn encode(
+    fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    fn bind<'a>(
         &self,
         plan: &Plan,
-        encoder: &mut wgpu::CommandEncoder,
-        bindings: &Bindings,
-        required: &Required,
-    ) -> Result<()> {
+        bindings: &Bindings<'a>,
+        required: &Required<'a>,
+        checks: &mut SliceChecks<'a>,
+    ) -> Result<Vec<Dispatch>> {
         let gpu = &self.gpu;
         let spec = &plan.spec;
         let shape = &plan.shape;
@@ -343,26 +353,31 @@ impl ShapePlan for SoftmaxPlan {
         let labels = self.variant.has_labels();
         let per_row = self.variant.labels_per_row(classes as usize) as u64;
         let dtype = self.dtype;
-        check_slice(gpu, "input", &required.input, dtype.bytes(len))?;
-        if labels {
-            check_slice(gpu, "labels", &required.target, rows * per_row * ELEM_BYTES)?;
+        if required.grad.is_some() {
+            checks.read("input", &required.input, dtype.bytes(len))?;
         } else {
-            check_slice(gpu, "target", &required.target, dtype.bytes(len))?;
+            checks.write("input", &required.input, dtype.bytes(len))?;
+        }
+        if labels {
+            checks.read("labels", &required.target, rows * per_row * ELEM_BYTES)?;
+        } else {
+            checks.read("target", &required.target, dtype.bytes(len))?;
         }
         if let Some(grad) = &required.grad {
-            check_slice(gpu, "grad", grad, dtype.bytes(len))?;
+            checks.write("grad", grad, dtype.bytes(len))?;
         }
-        check_slice(gpu, "stats", &required.stats, super::LossStats::SIZE)?;
+        checks.write("stats", &required.stats, super::LossStats::SIZE)?;
         if let Some(slice) = &bindings.weight {
-            check_slice(gpu, "weight", slice, classes * ELEM_BYTES)?;
+            checks.read("weight", slice, classes * ELEM_BYTES)?;
         }
         if let Some(slice) = &bindings.upstream {
-            check_slice(gpu, "upstream", slice, if none { rows } else { 1 } * ELEM_BYTES)?;
+            checks.read("upstream", slice, if none { rows } else { 1 } * ELEM_BYTES)?;
         }
-        check_per_element(gpu, spec, plan.reduction, &bindings.per_element, rows, false)?;
+        check_per_element(checks, spec, plan.reduction, &bindings.per_element, rows, false)?;
         if let Some(slice) = &bindings.lse {
-            check_slice(gpu, "lse", slice, rows * ELEM_BYTES)?;
+            checks.write("lse", slice, rows * ELEM_BYTES)?;
         }
+        checks.refuse_overlaps()?;
         let (pipeline, finalize) = (&self.pipeline, &self.finalize);
         let count_labels = if let Some(pipeline) = &self.count_labels {
             let groups = self
@@ -433,14 +448,13 @@ impl ShapePlan for SoftmaxPlan {
         }
         let finalize_group = bind_group(gpu, "fused-loss finalize", finalize, finalize_entries);
 
-        let mut dispatches = Vec::new();
-        if let Some((pipeline, groups)) = &count_labels {
-            dispatches.extend(groups.iter().map(|group| (*pipeline, group, 1)));
+        let mut dispatches: Vec<Dispatch> = Vec::new();
+        if let Some((pipeline, groups)) = count_labels {
+            dispatches.extend(groups.into_iter().map(|group| (pipeline.clone(), group, 1)));
         }
-        dispatches.extend(self.chunks.iter().zip(&groups).map(|(chunk, group)| (pipeline, group, chunk.groups)));
-        dispatches.push((finalize, &finalize_group, 1));
-        record(encoder, spec.name, &dispatches);
-        Ok(())
+        dispatches.extend(self.chunks.iter().zip(groups).map(|(chunk, group)| (pipeline.clone(), group, chunk.groups)));
+        dispatches.push((finalize.clone(), finalize_group, 1));
+        Ok(dispatches)
     }
 }
 
@@ -549,6 +563,9 @@ pub(crate) fn shader_variants(
         for none in [false, true] {
             for upstream in [false, true] {
                 for weight in [false, true] {
+                    if weight && !spec.takes_weight {
+                        continue;
+                    }
                     for extras in [&[][..], &["WRITE_LSE"], &["ACCURACY", "WRITE_LSE"], &["ACCURACY"]] {
                         if (!variant.has_row_label() && extras.contains(&"ACCURACY"))
                             || (!variant.has_lse() && extras.contains(&"WRITE_LSE"))

@@ -23,3 +23,31 @@ pub fn gpu(test: &str) -> Option<Gpu> {
         }
     }
 }
+
+/// The test adapter itself, for tests that open devices of their own (another device on
+/// the same adapter, a device with `wgpu::Limits::default()`).
+pub fn adapter(test: &str) -> Option<wgpu::Adapter> {
+    let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    let instance = wgpu::Instance::new(desc);
+    match pollster::block_on(instance.request_adapter(&Default::default())) {
+        Ok(adapter) => Some(adapter),
+        Err(e) if std::env::var("FUSED_LOSS_REQUIRE_GPU").as_deref() == Ok("1") => {
+            panic!("[{test}] FUSED_LOSS_REQUIRE_GPU=1 but no adapter: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n*** SKIP [{test}]: no GPU adapter ({e}). ***\n");
+            None
+        }
+    }
+}
+
+/// A device on `adapter` with the given limits and the crate's wanted features.
+pub fn device(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> (wgpu::Device, wgpu::Queue) {
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("test device"),
+        required_features: Gpu::wanted_features(adapter),
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .expect("device")
+}

@@ -1,0 +1,388 @@
+//! Hostile input through the public API: every call returns `Err` with the specific
+//! error instead of panicking, touches no caller buffer when it refuses, and (on the
+//! embedding path) leaves a zero gradient when it finds invalid data on the GPU.
+
+mod common;
+
+use fused_loss::wgpu::util::DeviceExt;
+use fused_loss::{cpu, registry, Bindings, Error, Gpu, Inputs, Loss, Options, Reduction, Shape};
+
+const SENTINEL: f32 = 12345.0;
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC);
+
+fn filled(gpu: &Gpu, n: usize, value: f32) -> wgpu::Buffer {
+    gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&vec![value; n]),
+        usage: STORAGE,
+    })
+}
+
+fn read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<f32> {
+    let d = gpu.device();
+    let staging = d.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = d.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    gpu.queue().submit([encoder.finish()]);
+    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
+    v
+}
+
+/// Encodes `bindings` for `plan`, then finishes and submits the encoder whatever
+/// happened: an `Err` must leave an encoder that finishes (nothing recorded), and an
+/// `Ok` one that wgpu accepts.
+fn encode_and_submit(gpu: &Gpu, plan: &fused_loss::Plan, bindings: &Bindings) -> fused_loss::Result<()> {
+    let mut encoder = gpu.device().create_command_encoder(&Default::default());
+    let result = plan.encode(&mut encoder, bindings);
+    gpu.queue().submit([encoder.finish()]);
+    gpu.device().poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    result
+}
+
+#[test]
+fn aliased_outputs_are_refused_by_name() {
+    let Some(gpu) = common::gpu("aliased_outputs_are_refused_by_name") else { return };
+    let n = 256;
+    let align = gpu.limits().min_storage_buffer_offset_alignment as u64;
+    let plan = gpu.plan(Loss::mse(), Reduction::Sum, &Shape::elementwise(n)).unwrap();
+    let none = gpu.plan(Loss::mse(), Reduction::None, &Shape::elementwise(n)).unwrap();
+    let rows = Shape::new(&[8, 32]);
+    let ce = gpu.plan_for(Loss::cross_entropy(), Reduction::None, &rows, &Options::new().lse()).unwrap();
+    let input = filled(&gpu, n, 0.25);
+    let target = filled(&gpu, n, 0.5);
+    let grad = filled(&gpu, n, SENTINEL);
+    let stats = filled(&gpu, n, SENTINEL);
+    let labels = gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: None,
+        contents: bytemuck::cast_slice(&[1i32; 8]),
+        usage: STORAGE,
+    });
+    let big = filled(&gpu, 4 * n, SENTINEL);
+    let aliased = |result: fused_loss::Result<()>, first: &str, second: &str| match result {
+        Err(Error::Aliased { first: a, second: b, .. }) => {
+            assert!((a, b) == (first, second) || (a, b) == (second, first), "named {a} and {b}")
+        }
+        other => panic!("{first}/{second}: expected Error::Aliased, got {other:?}"),
+    };
+    // The gradient over the input without in_place().
+    let b =
+        Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(input.slice(..)).stats(stats.slice(..));
+    aliased(encode_and_submit(&gpu, &plan, &b), "input", "grad");
+    // stats inside grad, and inside the input.
+    let b = Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(grad.slice(..));
+    aliased(encode_and_submit(&gpu, &plan, &b), "grad", "stats");
+    let b = Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(input.slice(..));
+    aliased(encode_and_submit(&gpu, &plan, &b), "input", "stats");
+    // grad and per_element on the same range.
+    let b = Bindings::new()
+        .input(input.slice(..))
+        .target(target.slice(..))
+        .grad(big.slice(..))
+        .stats(stats.slice(..))
+        .per_element(big.slice(..));
+    aliased(encode_and_submit(&gpu, &none, &b), "grad", "per_element");
+    // lse overlapping per_element (row-wise), one aligned offset apart.
+    let b = Bindings::new()
+        .input(big.slice(..))
+        .labels(labels.slice(..))
+        .grad(grad.slice(..))
+        .stats(stats.slice(..))
+        .per_element(input.slice(..))
+        .lse(input.slice(align.min(16)..));
+    let result = encode_and_submit(&gpu, &ce, &b);
+    if align <= 16 {
+        aliased(result, "per_element", "lse");
+    }
+    // The same check, with disjoint ranges of one buffer, passes: outputs may share a
+    // buffer where they do not overlap.
+    let shared = filled(&gpu, 4 * n + 2 * align as usize, SENTINEL);
+    let grad_end = (n as u64 * 4).div_ceil(align) * align;
+    let b = Bindings::new()
+        .input(input.slice(..))
+        .target(target.slice(..))
+        .grad(shared.slice(..grad_end))
+        .stats(shared.slice(grad_end..));
+    encode_and_submit(&gpu, &plan, &b).unwrap();
+    let out = read(&gpu, &shared);
+    assert!(out[..n].iter().all(|&g| g == -0.5), "gradient of sum (0.25 - 0.5)^2 is -0.5");
+    // Input and target may be the same range: both are only read.
+    let b = Bindings::new().input(input.slice(..)).target(input.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
+    encode_and_submit(&gpu, &plan, &b).unwrap();
+}
+
+#[test]
+fn buffers_wgpu_would_refuse_are_errors_not_panics() {
+    let Some(adapter) = common::adapter("buffers_wgpu_would_refuse_are_errors_not_panics") else { return };
+    let (device, queue) = common::device(&adapter, Gpu::wanted_limits(&adapter));
+    let gpu = Gpu::from_device(device, queue);
+    let (other, _other_queue) = common::device(&adapter, Gpu::wanted_limits(&adapter));
+    let n = 64;
+    let plan = gpu.plan(Loss::mse(), Reduction::Sum, &Shape::elementwise(n)).unwrap();
+    let input = filled(&gpu, n, 0.25);
+    let target = filled(&gpu, n, 0.5);
+    let grad = filled(&gpu, n, SENTINEL);
+    let stats = filled(&gpu, 8, SENTINEL);
+    let state = |result: fused_loss::Result<()>, argument: &str| match result {
+        Err(Error::BufferState { argument: a, .. }) => assert_eq!(a, argument),
+        other => panic!("{argument}: expected Error::BufferState, got {other:?}"),
+    };
+    // A destroyed target.
+    let destroyed = filled(&gpu, n, 0.5);
+    destroyed.destroy();
+    let b =
+        Bindings::new().input(input.slice(..)).target(destroyed.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
+    state(encode_and_submit(&gpu, &plan, &b), "target");
+    // A gradient buffer of another device on the same adapter.
+    let foreign = other.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("other device's grad"),
+        size: n as u64 * 4,
+        usage: STORAGE,
+        mapped_at_creation: false,
+    });
+    let b =
+        Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(foreign.slice(..)).stats(stats.slice(..));
+    state(encode_and_submit(&gpu, &plan, &b), "grad");
+    // An input still mapped from creation.
+    let mapped = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("mapped input"),
+        size: n as u64 * 4,
+        usage: STORAGE,
+        mapped_at_creation: true,
+    });
+    let b =
+        Bindings::new().input(mapped.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
+    state(encode_and_submit(&gpu, &plan, &b), "input");
+    mapped.unmap();
+    // The refusals wrote nothing.
+    assert!(read(&gpu, &grad).iter().all(|&g| g == SENTINEL));
+    assert!(read(&gpu, &stats).iter().all(|&g| g == SENTINEL));
+    // And the same call with good buffers works on the same encoder path.
+    let b = Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
+    encode_and_submit(&gpu, &plan, &b).unwrap();
+    assert!(read(&gpu, &grad).iter().all(|&g| g == -0.5));
+}
+
+/// Operands of a loss on `shape`, valid, as host vectors: input, f32 target or labels.
+fn valid_operands(loss: &Loss, shape: &Shape) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
+    let spec = loss.spec();
+    let len = shape.len();
+    let value = |domain: fused_loss::Domain, i: usize| match domain {
+        fused_loss::Domain::Probability => 0.1 + 0.8 * ((i * 7919) % 101) as f32 / 100.0,
+        fused_loss::Domain::Sign => [1.0, -1.0][i % 2],
+        fused_loss::Domain::LogProbability => -0.5 - (i % 5) as f32,
+        fused_loss::Domain::Distribution => 1.0 / shape.classes() as f32,
+        _ => ((i * 7919) % 101) as f32 / 25.0 - 2.0,
+    };
+    let input = (0..len).map(|i| value(spec.input_domain, i)).collect();
+    let classes = shape.classes();
+    let per_row = spec.labels_per_row(classes);
+    if per_row > 0 {
+        let labels = (0..shape.rows() * per_row)
+            .map(|i| {
+                if per_row == 1 {
+                    (i % classes) as i32
+                } else if i % per_row == 0 {
+                    1
+                } else {
+                    -1
+                }
+            })
+            .collect();
+        (input, Vec::new(), labels)
+    } else {
+        (input, (0..len).map(|i| value(spec.target_domain, i + 3)).collect(), Vec::new())
+    }
+}
+
+#[test]
+fn invalid_input_leaves_zero_gradient_and_outputs() {
+    let Some(gpu) = common::gpu("invalid_input_leaves_zero_gradient_and_outputs") else { return };
+    let mut checked = 0;
+    for loss in registry() {
+        let spec = loss.spec();
+        let Some((argument, _)) = spec.checked_domain() else { continue };
+        // Odd sizes: a bf16 gradient ends in half a word.
+        for (dims, dtype) in [(&[5usize, 7][..], fused_loss::DType::F32), (&[3, 5][..], fused_loss::DType::BF16)] {
+            let shape = Shape::new(dims);
+            for reduction in Reduction::ALL {
+                let (mut input, mut target, mut labels) = valid_operands(&loss, &shape);
+                match argument {
+                    "input" => input[4] = 1.5,
+                    "target" => target[4] = -0.5,
+                    "labels" => labels[0] = shape.classes() as i32 + 3,
+                    other => panic!("{}: no invalid value for {other}", spec.name),
+                }
+                let mut options = Options::new().dtype(dtype);
+                if spec.target_differentiable() {
+                    options = options.target_grad();
+                }
+                let plan = gpu.plan_for(loss.clone(), reduction, &shape, &options).unwrap();
+                let typed = |v: &[f32]| -> Vec<u8> {
+                    match dtype {
+                        fused_loss::DType::BF16 => {
+                            let mut bytes: Vec<u8> =
+                                v.iter().flat_map(|&x| fused_loss::half::bf16::from_f32(x).to_le_bytes()).collect();
+                            bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+                            bytes
+                        }
+                        _ => bytemuck::cast_slice(v).to_vec(),
+                    }
+                };
+                let upload = |bytes: &[u8]| {
+                    gpu.device().create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: bytes,
+                        usage: STORAGE,
+                    })
+                };
+                let input_buffer = upload(&typed(&input));
+                let target_buffer =
+                    if labels.is_empty() { upload(&typed(&target)) } else { upload(bytemuck::cast_slice(&labels)) };
+                let outputs = if spec.is_row_wise() { shape.rows() } else { shape.len() };
+                let grad = filled(&gpu, shape.len(), SENTINEL);
+                let target_grad = filled(&gpu, shape.len(), SENTINEL);
+                let per_element = filled(&gpu, outputs, SENTINEL);
+                let stats = filled(&gpu, 8, SENTINEL);
+                let mut b = Bindings::new()
+                    .input(input_buffer.slice(..))
+                    .target(target_buffer.slice(..))
+                    .grad(grad.slice(..))
+                    .stats(stats.slice(..));
+                if reduction == Reduction::None {
+                    b = b.per_element(per_element.slice(..));
+                }
+                if spec.target_differentiable() {
+                    b = b.target_grad(target_grad.slice(..));
+                }
+                encode_and_submit(&gpu, &plan, &b).unwrap();
+                let what = format!("{} {} {:?} {dtype:?}", spec.name, reduction.name(), shape.dims());
+                let stats: fused_loss::LossStats =
+                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &stats)));
+                assert!(stats.invalid >= 1, "{what}: invalid count {}", stats.invalid);
+                let typed_words = (shape.len() * dtype.size() as usize) / 4;
+                let zero_words = |buffer: &wgpu::Buffer, name: &str| {
+                    let words: Vec<u32> = bytemuck::cast_slice(&read(&gpu, buffer)).to_vec();
+                    assert!(words[..typed_words].iter().all(|&w| w == 0), "{what}: {name} not zeroed: {words:x?}");
+                    if !(shape.len() * dtype.size() as usize).is_multiple_of(4) {
+                        assert_eq!(words[typed_words] & 0xffff, 0, "{what}: {name}'s last half word");
+                    }
+                };
+                zero_words(&grad, "grad");
+                if spec.target_differentiable() {
+                    zero_words(&target_grad, "target_grad");
+                }
+                if reduction == Reduction::None {
+                    assert!(read(&gpu, &per_element)[..outputs].iter().all(|&l| l == 0.0), "{what}: per_element");
+                }
+                // The CPU path refuses the same call by name.
+                let inputs =
+                    if labels.is_empty() { Inputs::new(&input, &target) } else { Inputs::labels(&input, &labels) }
+                        .shape(dims);
+                assert!(
+                    matches!(cpu::compute(loss.clone(), reduction, &inputs), Err(Error::OutOfDomain { argument: a, .. }) if a == argument),
+                    "{what}: the CPU path accepts it"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5 * 3 * 2, "only {checked} calls with invalid input checked");
+}
+
+#[test]
+fn overflowing_and_oversized_shapes_are_errors() {
+    let gpu = common::gpu("overflowing_and_oversized_shapes_are_errors");
+    let invalid = |result: fused_loss::Result<()>, what: &str| match result {
+        Err(Error::InvalidShape { .. }) => {}
+        other => panic!("{what}: expected Error::InvalidShape, got {other:?}"),
+    };
+    let huge = [1usize << 32, 1 << 32];
+    let wide = [1usize << 42, 1 << 22];
+    let empty_wide = [0usize, 1 << 40];
+    let inputs = Inputs::new(&[], &[]).shape(&huge);
+    invalid(cpu::compute(Loss::mse(), Reduction::Sum, &inputs).map(drop), "cpu mse 2^32 x 2^32");
+    let inputs = Inputs::new(&[], &[]).shape(&empty_wide).with_per_class();
+    invalid(cpu::compute(Loss::bce_with_logits(), Reduction::Sum, &inputs).map(drop), "cpu per_class (0, 2^40)");
+    if let Some(gpu) = gpu {
+        invalid(gpu.plan(Loss::mse(), Reduction::Sum, &Shape::new(&huge)).map(drop), "plan mse 2^32 x 2^32");
+        invalid(gpu.plan(Loss::cross_entropy(), Reduction::Sum, &Shape::new(&wide)).map(drop), "plan ce 2^42 x 2^22");
+        let inputs = Inputs::new(&[], &[]).shape(&huge);
+        invalid(gpu.compute(Loss::mse(), Reduction::Sum, &inputs).map(drop), "compute mse 2^32 x 2^32");
+        let inputs = Inputs::new(&[], &[]).shape(&empty_wide).with_per_class();
+        invalid(gpu.compute(Loss::bce_with_logits(), Reduction::Sum, &inputs).map(drop), "compute per_class (0, 2^40)");
+    }
+}
+
+#[test]
+fn batchmean_needs_the_shape() {
+    let gpu = common::gpu("batchmean_needs_the_shape");
+    let (x, y) = ([-1.0f32, -2.0, -0.5, -3.0], [0.25f32, 0.25, 0.25, 0.25]);
+    let missing = Inputs::new(&x, &y);
+    let given = Inputs::new(&x, &y).shape(&[2, 2]);
+    fn refused<T: std::fmt::Debug>(result: fused_loss::Result<T>) {
+        assert!(matches!(result, Err(Error::MissingArgument { argument: "shape", .. })), "{result:?}")
+    }
+    refused(cpu::compute(Loss::kl_div(), Reduction::BatchMean, &missing));
+    let want = cpu::compute(Loss::kl_div(), Reduction::BatchMean, &given).unwrap();
+    let sum = cpu::compute(Loss::kl_div(), Reduction::Sum, &given).unwrap();
+    assert!((want.value - sum.value / 2.0).abs() < 1e-12, "batchmean is the sum over the batch of 2");
+    if let Some(gpu) = gpu {
+        refused(gpu.compute(Loss::kl_div(), Reduction::BatchMean, &missing));
+        let got = gpu.compute(Loss::kl_div(), Reduction::BatchMean, &given).unwrap();
+        assert!((got.value as f64 - want.value).abs() <= 1e-6 * want.value.abs());
+    }
+}
+
+#[test]
+fn large_valid_row_shapes_plan() {
+    let Some(gpu) = common::gpu("large_valid_row_shapes_plan") else { return };
+    // One segmentation crop, and four: each batch fits one binding, so no chunk needs
+    // an aligned start.
+    for dims in [&[1usize, 21, 513, 513][..], &[4, 21, 511, 511]] {
+        let shape = Shape::new(dims);
+        gpu.plan(Loss::cross_entropy(), Reduction::Mean, &shape).unwrap_or_else(|e| panic!("{dims:?}: {e}"));
+    }
+}
+
+#[test]
+fn a_device_with_default_limits() {
+    let Some(adapter) = common::adapter("a_device_with_default_limits") else { return };
+    let (device, queue) = common::device(&adapter, wgpu::Limits::default());
+    let gpu = Gpu::from_device(device, queue);
+    assert_eq!(gpu.limits().min_storage_buffer_offset_alignment, 256);
+    // Rows wider than the alignment allows whole chunks of: refused before, valid.
+    for (dims, dtype) in [([1usize, 600001], fused_loss::DType::F32), ([2, 300001], fused_loss::DType::BF16)] {
+        let logits: Vec<f32> = (0..dims[0] * dims[1]).map(|i| ((i * 7919) % 1009) as f32 / 100.0 - 5.0).collect();
+        let labels: Vec<i32> = (0..dims[0] as i32).map(|r| r * 1000 + 7).collect();
+        let inputs = Inputs::labels(&logits, &labels).shape(&dims).dtype(dtype);
+        let got =
+            gpu.compute(Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap_or_else(|e| panic!("{dims:?}: {e}"));
+        let want = cpu::compute(Loss::cross_entropy(), Reduction::Mean, &inputs).unwrap();
+        assert!(
+            (got.value as f64 - want.value).abs() <= 1e-5 * want.value.abs(),
+            "{dims:?}: {} vs {}",
+            got.value,
+            want.value
+        );
+    }
+    // Nine storage buffers on a device that allows eight: refused at plan time, by name.
+    let shape = Shape::new(&[8, 10]);
+    let options = Options::new().weight(fused_loss::WeightLayout::PerClass).upstream().lse();
+    match gpu.plan_for(Loss::cross_entropy(), Reduction::None, &shape, &options) {
+        Err(Error::DeviceLimit { limit: "max_storage_buffers_per_shader_stage", needed: 9, available: 8, .. }) => {}
+        other => panic!("expected Error::DeviceLimit, got {:?}", other.map(drop)),
+    }
+    // The same call on a device with the limits the crate asks the adapter for.
+    let (device, queue) = common::device(&adapter, Gpu::wanted_limits(&adapter));
+    let full = Gpu::from_device(device, queue);
+    if full.limits().max_storage_buffers_per_shader_stage >= 9 {
+        full.plan_for(Loss::cross_entropy(), Reduction::None, &shape, &options).unwrap();
+    }
+}
