@@ -369,7 +369,8 @@ pub fn compare(case: &Case, data: &CaseData, gpu: &Output, cpu: &CpuOutput) -> A
     let scale = match case.reduction {
         Reduction::Mean if spec.mean_over_label_weights() => {
             // Divided by the summed weight of the non-ignored rows.
-            let weight_of = |l: i32| data.weight.as_ref().map_or(1.0, |w| w[l as usize] as f64);
+            let weights = data.weight.as_ref().filter(|_| !spec.unweighted_mean());
+            let weight_of = |l: i32| weights.map_or(1.0, |w| w[l as usize] as f64);
             let kept: f64 = data.labels.iter().filter(|&&l| Some(l) != spec.ignore()).map(|&l| weight_of(l)).sum();
             1.0 / kept.max(f64::MIN_POSITIVE)
         }

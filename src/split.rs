@@ -27,7 +27,7 @@ pub(crate) fn denominator(spec: &Spec, reduction: Reduction, inputs: &Inputs) ->
         (Reduction::Mean, Target::Labels(labels)) if spec.mean_over_label_weights() => labels
             .iter()
             .filter(|&&l| Some(l) != spec.ignore())
-            .map(|&l| inputs.weight.map_or(1.0, |w| w[l as usize] as f64))
+            .map(|&l| inputs.weight.filter(|_| !spec.unweighted_mean()).map_or(1.0, |w| w[l as usize] as f64))
             .sum(),
         (Reduction::Mean, _) if spec.is_row_wise() => shape.rows() as f64,
         (Reduction::Mean, _) => shape.len() as f64,

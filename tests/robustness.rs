@@ -386,3 +386,27 @@ fn a_device_with_default_limits() {
         full.plan_for(Loss::cross_entropy(), Reduction::None, &shape, &options).unwrap();
     }
 }
+
+#[test]
+fn non_finite_weights_are_counted() {
+    let gpu = common::gpu("non_finite_weights_are_counted");
+    let x = [0.3f32, -1.2, 2.0, 0.7, -0.1, 1.5];
+    let y = [1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0];
+    let shape = [2usize, 3];
+    for bad in [f32::NAN, f32::INFINITY] {
+        let weight = [1.0f32, bad, 0.5];
+        let pos_weight = [2.0f32, 1.0, bad];
+        for (what, inputs, want) in [
+            ("weight", Inputs::new(&x, &y).shape(&shape).weight(&weight), 2),
+            ("pos_weight", Inputs::new(&x, &y).shape(&shape).pos_weight(&pos_weight), 2),
+        ] {
+            let cpu = cpu::compute(Loss::bce_with_logits(), Reduction::Sum, &inputs).unwrap();
+            assert_eq!(cpu.nonfinite, want, "cpu {what} {bad}");
+            if let Some(gpu) = &gpu {
+                let got = gpu.compute(Loss::bce_with_logits(), Reduction::Sum, &inputs).unwrap();
+                assert_eq!(got.nonfinite as u64, want, "gpu {what} {bad}");
+                assert_eq!(got.value.is_nan(), cpu.value.is_nan(), "{what} {bad}: {} vs {}", got.value, cpu.value);
+            }
+        }
+    }
+}

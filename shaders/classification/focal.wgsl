@@ -2,6 +2,8 @@
 // G = (1-p)^γ - γ (1-p)^(γ-1) p ln p. 1 - p is -expm1(ln p), so nothing cancels as p -> 1.
 struct LossParams {
     gamma: f32,
+    // Read by the host (the label pre-pass's UNWEIGHTED_MEAN), not here.
+    weight_as_alpha: u32,
 }
 
 #define HARD_LABELS

@@ -45,7 +45,7 @@ fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
     }
     let total = workgroup_reduce(lid.x, acc);
     if (lid.x == 0u) {
-#if HAS_WEIGHT
+#if HAS_WEIGHT && !UNWEIGHTED_MEAN
         let weight_sum = total.sum;
 #else
         let weight_sum = f32(total.count);

@@ -118,8 +118,11 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, label_g: f32, c: u32) -> f32 {
     g += 2.0 * loss_params.z_loss * lse * p;
 #endif
 #if SOFTCAP
-    let t = x / loss_params.softcap;
-    g *= 1.0 - t * t;
+    // d(capped)/d(raw) = 1 - tanh²(u) = sech²(u) = 4e / (1 + e)², e = exp(-2|u|), from
+    // the raw logit: 1 - (capped / cap)² cancels as |u| grows, and the capped logit's
+    // rounding is then most of the difference.
+    let e = exp(-2.0 * abs(input_at(row.base + c * params.inner) / loss_params.softcap));
+    g *= 4.0 * e / ((1.0 + e) * (1.0 + e));
 #endif
     return g * row.scale;
 #endif

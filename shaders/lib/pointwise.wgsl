@@ -122,7 +122,12 @@ fn main(
             losses[i] = value;
 #endif
             acc.sum += value;
-            acc.nonfinite += select(1u, 0u, is_finite(x) && is_finite(y));
+            // Every operand the loss reads counts: a NaN weight is as much bad data.
+            var finite = is_finite(x) && is_finite(y) && is_finite(weight_i);
+#if HAS_POS_WEIGHT
+            finite = finite && is_finite(pos_weight[(params.chunk_start + i) % params.last_dim]);
+#endif
+            acc.nonfinite += select(1u, 0u, finite);
             acc.invalid += select(0u, 1u, r.invalid);
         }
         grad_store_word(w, elem_pack(g));

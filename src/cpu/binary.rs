@@ -28,7 +28,9 @@ impl PointwiseLoss for Bce {
     fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let floor = F::from(-100.0).unwrap();
         let one = F::one();
-        let log_x = x.ln().max(floor);
+        // The shader's form: log x as log1p(x − 1) above ½ (x − 1 is exact there).
+        let half = F::from(0.5).unwrap();
+        let log_x = if x > half { (x - one).ln_1p() } else { x.ln() }.max(floor);
         let log_1mx = (-x).ln_1p().max(floor);
         let value = -(y * log_x + (one - y) * log_1mx);
         let grad = (x - y) / (x * (one - x)).max(F::from(1e-12f32).unwrap());

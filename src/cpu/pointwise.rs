@@ -200,7 +200,9 @@ impl<L: PointwiseLoss, F: Real> Problem<'_, L, F> {
                 }
                 let lane = offset % LANES;
                 lane_sums[lane] = lane_sums[lane] + value;
-                lane_nonfinite[lane] += u32::from(!(x.is_finite() && y.is_finite()));
+                // Every operand the loss reads counts, as on the GPU.
+                let finite = x.is_finite() && y.is_finite() && w.is_finite() && element.pos_weight.is_finite();
+                lane_nonfinite[lane] += u32::from(!finite);
                 lane_invalid[lane] += u32::from(r.invalid);
             }
             sum += lane_sums.iter().map(|s| s.to_f64().unwrap_or(f64::NAN)).sum::<f64>();

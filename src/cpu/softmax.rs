@@ -225,7 +225,8 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
             if label < 0 || label as usize >= classes {
                 invalid += 1;
             } else {
-                weight_sum += weight(label as usize).to_f64().unwrap_or(f64::NAN);
+                weight_sum +=
+                    if spec.unweighted_mean { 1.0 } else { weight(label as usize).to_f64().unwrap_or(f64::NAN) };
             }
         }
     }
@@ -411,10 +412,13 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                             * -p
                                             * ((row[c] - m) - log_sum + entropy);
                                 }
-                                // d(capped)/d(raw) = 1 - tanh² = 1 - (capped / cap)².
+                                // d(capped)/d(raw) = sech²(u) = 4e / (1 + e)², e = e^{−2|u|},
+                                // from the raw logit, as the shader.
                                 let through_cap = if softcap > F::zero() {
-                                    let t = row[c] / softcap;
-                                    F::one() - t * t
+                                    let u = F::from(inputs.input[base + c * inner]).unwrap() / softcap;
+                                    let e = (-(u.abs() + u.abs())).exp();
+                                    let four = F::from(4.0).unwrap();
+                                    four * e / ((F::one() + e) * (F::one() + e))
                                 } else {
                                     F::one()
                                 };

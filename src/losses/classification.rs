@@ -98,32 +98,49 @@ impl Definition for CrossEntropySoft {
 define_loss! {
     /// Focal loss on softmax logits (Lin et al. 2017), multi-class: `α_y (1 − p_y)^γ
     /// (−ln p_y)` with `p = softmax(x)` and the per-class `α` given as `weight`;
-    /// `ignore_index` and `mean` (÷ Σ α_y of kept rows) as cross-entropy, which `gamma = 0`
-    /// is exactly. Layouts as [`CrossEntropy`]. No PyTorch builtin: checked against
-    /// the formula with autograd in float64.
+    /// `ignore_index` as cross-entropy, which `gamma = 0` is exactly. Layouts as
+    /// [`CrossEntropy`]. No PyTorch builtin: checked against the formula with autograd
+    /// in float64.
+    ///
+    /// `mean`: by default as a weighted cross-entropy, ÷ Σ α_y over the kept rows.
+    /// Ports of the paper (torchvision-style code, kornia's `focal_loss`, MONAI's
+    /// `FocalLoss` with a per-class weight) apply α and then average over the rows:
+    /// `weight_as_alpha(true)` divides by the number of kept rows instead (all rows
+    /// when none is ignored), so their losses and gradients are reproduced.
     Focal, focal {
         /// Focusing exponent, ≥ 0 (the paper's 2).
         gamma: f32 = 2.0, "finite and >= 0", |v| v.is_finite() && v >= 0.0;
         /// Label value whose rows are skipped (−100).
         ignore_index: i32 = -100, "any i32", |_v| true;
+        /// `mean` over the kept rows instead of over Σ α_y (see above).
+        weight_as_alpha: bool = false, "true or false", |_v| true;
     }
 }
 
 impl Definition for Focal {
     fn spec(&self) -> Spec {
-        Spec::labels(
-            "focal",
-            "Lin et al. 2017 (softmax, per-class alpha as weight)",
-            "classification/focal",
-            self.ignore_index,
-        )
+        Spec {
+            unweighted_mean: self.weight_as_alpha,
+            ..Spec::labels(
+                "focal",
+                "Lin et al. 2017 (softmax, per-class alpha as weight)",
+                "classification/focal",
+                self.ignore_index,
+            )
+        }
     }
     fn twin(&self) -> Twin<Self> {
         softmax_twin()
     }
     fn variations(&self) -> Vec<Loss> {
-        // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class ignored.
-        vec![self.into(), Loss::focal().gamma(0.0).into(), Loss::focal().gamma(0.5).ignore_index(0).into()]
+        // gamma = 0 (cross-entropy exactly) and a fractional gamma, with a real class
+        // ignored; α averaged over the rows.
+        vec![
+            self.into(),
+            Loss::focal().gamma(0.0).into(),
+            Loss::focal().gamma(0.5).ignore_index(0).into(),
+            Loss::focal().weight_as_alpha(true).into(),
+        ]
     }
     fn sensitivity(&self) -> f64 {
         1.0 + self.gamma as f64

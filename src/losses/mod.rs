@@ -123,6 +123,10 @@ pub struct Spec {
     pub(crate) invalid_means: Option<(&'static str, &'static str)>,
     pub(crate) shader: &'static str,
     pub(crate) ignore_index: i32,
+    /// Label losses: `mean` divides by the kept rows even with a class weight (the
+    /// weight is focal's α as torchvision-style ports, kornia and MONAI apply it),
+    /// instead of by the summed weight of the kept rows (PyTorch's weighted mean).
+    pub(crate) unweighted_mean: bool,
     pub(crate) target_grad: TargetGrad,
     pub(crate) family: Family,
     /// The kernel shape that plans and records the loss on the GPU.
@@ -184,6 +188,7 @@ impl Spec {
             invalid_means: None,
             shader,
             ignore_index: -100,
+            unweighted_mean: false,
             target_grad: TargetGrad::None,
             family,
             kernel,
@@ -242,10 +247,19 @@ impl Spec {
         self.target_grad != TargetGrad::None
     }
 
-    /// True when `mean` divides by the summed class weight of the kept rows (cross-entropy,
-    /// its label functions, NLL), false when by the number of rows or elements.
+    /// True when `mean` divides by a sum over the kept rows (those whose label is not
+    /// ignored) of their label's class weight (cross-entropy, its label functions, NLL),
+    /// false when by the number of rows or elements. With [`Spec::unweighted_mean`] each
+    /// kept row counts 1 whatever its weight.
     pub fn mean_over_label_weights(&self) -> bool {
         matches!(self.family, Family::Softmax(v) if v.mean_over_label_weights())
+    }
+
+    /// True when `mean` counts each kept row once even with a class weight (focal with
+    /// `weight_as_alpha`: the weight is α as torchvision-style ports, kornia and MONAI
+    /// apply it), instead of PyTorch's weighted mean (÷ Σ w_y over kept rows).
+    pub fn unweighted_mean(&self) -> bool {
+        self.unweighted_mean
     }
 
     /// True when the gradient may overwrite the input (all but multi-label margin, which

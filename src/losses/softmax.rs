@@ -513,7 +513,11 @@ fn pipelines(
     let pipeline = gpu.pipeline(spec.shader, kernel.entry(), &defines)?;
     let finalize = gpu.pipeline("finalize", "finalize", &set(if labels { &["DENOMS"] } else { &[] }))?;
     let count_labels = if labels {
-        let label_flags: &[&str] = if options.weight.is_some() { &["HAS_WEIGHT"] } else { &[] };
+        let label_flags: &[&str] = match (options.weight.is_some(), spec.unweighted_mean) {
+            (true, true) => &["HAS_WEIGHT", "UNWEIGHTED_MEAN"],
+            (true, false) => &["HAS_WEIGHT"],
+            (false, _) => &[],
+        };
         Some(gpu.pipeline("classification/labels", "count_labels", &set(label_flags))?)
     } else {
         None
@@ -590,8 +594,8 @@ pub(crate) fn shader_variants(
         }
     }
     if variant.has_labels() {
-        for weight in [false, true] {
-            out.push(("classification/labels", "count_labels", if weight { set(&["HAS_WEIGHT"]) } else { set(&[]) }));
+        for flags in [&[][..], &["HAS_WEIGHT"], &["HAS_WEIGHT", "UNWEIGHTED_MEAN"]] {
+            out.push(("classification/labels", "count_labels", set(flags)));
         }
         out.push(("finalize", "finalize", set(&["DENOMS"])));
     } else {

@@ -287,6 +287,46 @@ for loss in ("hinge", "squared_hinge"):
     add_extreme(f"{loss} extremes", loss, [v for v in kx for _ in range(2)], [1.0, -1.0] * len(kx),
                 reductions=("none", "mean", "sum"))
 
+# ---------------------------------------------------------------- hostile but valid
+# Appended after every earlier case, and without random draws, so every earlier case
+# stays as it was.
+#
+# Large shifts: input and target both moved by +1e4 and -1e6. The base values are
+# multiples of 1/16, so the shifted ones are exact in float32 (the spacing at 1e6 is
+# 1/16) and every difference is the unshifted one; the loss depends only on it.
+shift_x = [0.5, -1.25, 2.0, 0.0625, -3.5, 0.75, 1.0]
+shift_t = [0.25, -1.0, -1.0, 0.0, -3.5, 2.75, 1.0625]
+for loss, params in [("mse", {}), ("l1", {}), ("huber", {"delta": 1.0}), ("smooth_l1", {"beta": 1.0}),
+                     ("log_cosh", {})]:
+    for s in (1e4, -1e6):
+        sx, st_ = [v + s for v in shift_x], [v + s for v in shift_t]
+        assert np.all(f32(sx) == np.array(sx)) and np.all(f32(st_) == np.array(st_))
+        for r in ("none", "mean"):
+            add(f"{loss} shifted {s:+g} {r} [7]", loss, r, sx, st_, params)
+
+# bce: probabilities near 0 (1e-37, 1e-7, 2^-20, 1e-4) and near 1 (0.999, 1 - 2^-20,
+# 1 - 2^-23) against targets 0, 1, 0.3 and 0.999.
+bp = [1e-37, 1e-7, 2.0 ** -20, 1e-4, 0.999, 1.0 - 2.0 ** -20, 1.0 - 2.0 ** -23]
+hx = [p for p in bp for _ in range(4)]
+ht = [tt for _ in bp for tt in (0.0, 1.0, 0.3, 0.999)]
+hw = [0.25 + 0.125 * (i % 13) for i in range(len(hx))]
+add_extreme("bce near 0 and 1", "bce", hx, ht, reductions=("none", "mean"))
+add_extreme("bce near 0 and 1 weighted", "bce", hx, ht, weight=hw, reductions=("sum",))
+
+# Logits near +-15..30, where sigma(x) rounds to 1 in float32 (x > 16.6) and exp(-x) is far
+# below float32's epsilon, against targets 0, 1, 0.3.
+hl = [15.0, -15.0, 16.635532, -16.635532, 17.5, -17.5, 25.0, -25.0, 30.0, -30.0]
+lx = [v for v in hl for _ in range(3)]
+lt = [tt for _ in hl for tt in (0.0, 1.0, 0.3)]
+add_extreme("bce_with_logits near +-15..30", "bce_with_logits", lx, lt, reductions=("none", "mean"))
+add("bce_with_logits near +-15..30 pos_weight none [10, 3]", "bce_with_logits", "none",
+    np.array(lx).reshape(10, 3), np.array(lt).reshape(10, 3), pos_weight=[0.5, 2.0, 3.0])
+add_extreme("soft_margin near +-15..30", "soft_margin", [v for v in hl for _ in range(2)], [1.0, -1.0] * len(hl),
+            reductions=("none", "mean"))
+for alpha, gamma in [(0.25, 2.0), (0.75, 0.5)]:
+    add_extreme(f"sigmoid_focal near +-15..30 alpha={alpha} gamma={gamma}", "sigmoid_focal", lx, lt,
+                {"alpha": alpha, "gamma": gamma}, reductions=("none", "mean"))
+
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
     for key in ("input", "target", "weight", "pos_weight"):

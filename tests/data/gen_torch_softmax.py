@@ -269,6 +269,10 @@ def label_fn_loss(loss, params, x, tgt, w, reduction):
         return per
     if reduction == "sum":
         return per.sum()
+    if params.get("weight_as_alpha"):
+        # Focal as torchvision-style ports, kornia and MONAI average it: alpha applied,
+        # then the mean over the kept rows.
+        return per.sum() / keep.sum()
     return per.sum() / torch.where(keep, wy, torch.zeros_like(wy)).sum()
 
 
@@ -730,6 +734,127 @@ for r in ("none", "mean", "sum"):
     add(f"multilabel_margin [5, 6] {r}", "multilabel_margin", r, [5, 6], mlm_x, labels=mlm_labels)
 add("multilabel_margin far [2, 4] mean", "multilabel_margin", "mean", [2, 4],
     [[1e4, -1e4, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]], labels=[[1, 2, -1, 3], [2, -1, 0, 0]])
+
+# ---------------------------------------------------------------- 12. hostile but valid
+# Rows dominated by one logit (p_y -> 1, where p_y - 1 and 1 - p_y cancel in float32),
+# and large shifts of every logit of a row. Appended after every earlier case, with
+# its own generator, so every earlier case stays as it was.
+HRNG = np.random.default_rng(20250612)
+# 1 - p_y about 0.02, 2e-7, 3e-10, 1e-17 (label 1) and 5e-13; a tie; a label far below the
+# dominant logit (p_y about 2e-9).
+dom_x = np.array([[8.282094, 4.1779146, 1.1030558, -1.383111], [16.0, 0.5, -2.0, 1.0],
+                  [25.0, 3.0, -1.0, 0.0], [0.0, 40.0, 1.0, -3.0], [12.0, 12.0, -5.0, 0.0],
+                  [20.0, 0.0, 0.0, 0.0]])
+dom_labels = [0, 0, 0, 1, 1, 2]
+# The label functions' version: p_y stays below 1 in float64 (1 - p_y >= 1e-13), where
+# (1 - p)^gamma's derivative at gamma < 1 is still finite.
+dom_fn_x = dom_x.copy()
+dom_fn_x[3] = [0.0, 28.0, 1.0, -3.0]
+dom_w = f32([0.5, 1.75, 1.25, 0.75])
+# The dominated rows on a 1/16 grid, for shifting exactly.
+dom_grid = np.round(dom_x * 16.0) / 16.0
+
+
+def shifted_rows(shape, shift):
+    """Random logits on a 1/16 grid (in [-8, 8]) plus `shift`: exact in float32 up to
+    |shift| 1e6 (spacing 1/16 there), and the row's softmax is the unshifted one."""
+    base = np.clip(np.round(HRNG.normal(0.0, 2.0, shape) * 16.0) / 16.0, -8.0, 8.0)
+    x = base + shift
+    assert np.all(f32(x) == x)
+    return x
+
+
+def exact(x):
+    """x, asserting that float32 holds it exactly (a shift that rounded would change the case)."""
+    x = np.asarray(x, dtype=np.float64)
+    assert np.all(f32(x) == x)
+    return x
+
+
+SHIFTS = (1e4, 1e6, -1e6)
+for has_w, ls in ((False, 0.0), (True, 0.0), (False, 0.1)):
+    for r in REDUCTIONS:
+        add(f"cross_entropy dominated [6, 4] weight={has_w} smoothing={ls} {r}", "cross_entropy", r, [6, 4],
+            dom_x, labels=dom_labels, weight=dom_w if has_w else None, ignore_index=-100, label_smoothing=ls)
+sh_labels = [3, 0, -100, 5, 1]
+for s in SHIFTS:
+    x = shifted_rows([5, 6], s)
+    for has_w, ls, r in ((False, 0.0, "none"), (True, 0.1, "mean"), (False, 0.0, "sum")):
+        add(f"cross_entropy shifted {s:+g} [5, 6] weight={has_w} smoothing={ls} {r}", "cross_entropy", r,
+            [5, 6], x, labels=sh_labels, weight=rand_weight(6) if has_w else None, ignore_index=-100,
+            label_smoothing=ls)
+    add(f"cross_entropy dominated shifted {s:+g} [6, 4] mean", "cross_entropy", "mean", [6, 4],
+        exact(dom_grid + s), labels=dom_labels, ignore_index=-100)
+add("cross_entropy shifted +1e+06 [2, 3, 4] mean", "cross_entropy", "mean", [2, 3, 4],
+    shifted_rows([2, 3, 4], 1e6), labels=[[0, 2, 1, -100], [1, 1, 0, 2]], ignore_index=-100)
+for z, cap in ((1e-4, 0.0), (1e-4, 30.0)):
+    for s in (0.0, 1e4):
+        add(f"cross_entropy z_loss={z} softcap={cap} dominated shifted {s:+g} [6, 4] mean", "cross_entropy",
+            "mean", [6, 4], exact(dom_grid + s), labels=dom_labels, z_loss=z, softcap=cap)
+
+# Soft targets: near one-hot targets on dominated rows, and shifted rows.
+soft_t = f32([[1.0 - 2.0 ** -20, 2.0 ** -21, 2.0 ** -21, 0.0], [1.0, 0.0, 0.0, 0.0], [0.999, 0.001, 0.0, 0.0],
+              [0.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+for ls, r in ((0.0, "none"), (0.0, "mean"), (0.1, "sum")):
+    add(f"cross_entropy_soft dominated [6, 4] smoothing={ls} {r}", "cross_entropy_soft", r, [6, 4], dom_x,
+        target=soft_t, label_smoothing=ls)
+for s in SHIFTS:
+    add(f"cross_entropy_soft shifted {s:+g} [5, 6] weight=True smoothing=0.1 mean", "cross_entropy_soft", "mean",
+        [5, 6], shifted_rows([5, 6], s), target=rand_probs([5, 6]), weight=rand_weight(6), label_smoothing=0.1)
+
+# NLL of log-probabilities near 0 and far below it.
+nll_near = f32([[-1e-7, -16.0, -30.0, -1e4], [-2.0 ** -24, -17.0, -1e4, -1e4], [-0.5, -1e-3, -7.0, -1e4],
+                [-1e4, -1e4, -1e4, -1e-30]])
+for r in ("none", "mean"):
+    add(f"nll near 0 [4, 4] weight=True {r}", "nll", r, [4, 4], nll_near, labels=[0, 1, 1, 3],
+        weight=dom_w, ignore_index=-100)
+
+# KL divergence with targets near 0 and 1 against log-probabilities near 0 and far below.
+kl_near_t = f32([[1.0 - 2.0 ** -23, 2.0 ** -24, 2.0 ** -24, 0.0], [1e-30, 1.0 - 1e-6, 1e-6, 0.0],
+                 [0.25, 0.25, 0.25, 0.25]])
+kl_near_x = f32([[-1e-7, -17.0, -16.0, -30.0], [-70.0, -1e-6, -13.8, -1e4], [-1.3862944, -1.3862944, -1.5, -1.25]])
+for lt in (False, True):
+    t = f32(np.log(np.maximum(kl_near_t, 1e-38))) if lt else kl_near_t
+    for r in ("none", "batchmean"):
+        add(f"kl_div near 0 and 1 [3, 4] log_target={lt} {r}", "kl_div", r, [3, 4], kl_near_x, target=t,
+            log_target=lt)
+
+# The label functions on the dominated rows and on shifted rows.
+for loss, lp in LABEL_FN_SETTINGS + [("hard_bootstrap", {"beta": 0.8}), ("soft_bootstrap", {"beta": 0.95})]:
+    tag = " ".join(f"{k}={v}" for k, v in lp.items())
+    for r in ("none", "mean"):
+        add(f"{loss} {tag} dominated [6, 4] {r}", loss, r, [6, 4], dom_fn_x, labels=dom_labels, **lp)
+    add(f"{loss} {tag} shifted +1e+06 [5, 6] weight=True mean", loss, "mean", [5, 6], shifted_rows([5, 6], 1e6),
+        labels=sh_labels, weight=rand_weight(6), ignore_index=-100, **lp)
+
+# Margin losses: shifted scores (the margins depend on differences only) and multi-label
+# soft margin's logits near +-15..30.
+# mm_x and mlm_x less their 1/32 offset are multiples of 1/8: exact at 1e6 too.
+mm_sx = mm_x - 1 / 32
+for s in (1e4, -1e6):
+    for p in (1, 2):
+        add(f"multi_margin p={p} margin=1.0 shifted {s:+g} [6, 5] weight=True mean", "multi_margin", "mean",
+            [6, 5], exact(mm_sx + s), labels=mm_labels, weight=mm_w, p=p, margin=1.0)
+    add(f"multilabel_margin shifted {s:+g} [5, 6] sum", "multilabel_margin", "sum", [5, 6],
+        exact(mlm_x - 1 / 32 + s), labels=mlm_labels)
+mls_far = np.array([[15.0, -15.0, 17.5, -17.5, 25.0, -25.0], [30.0, -30.0, 16.635532, -16.635532, 20.0, -20.0],
+                    [-30.0, 30.0, -25.0, 25.0, -15.0, 15.0]])
+mls_far_t = f32([[1.0, 0.0, 1.0, 0.0, 0.3, 0.7], [1.0, 1.0, 0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.5, 0.999, 1.0, 0.0]])
+for r in ("none", "mean"):
+    add(f"multilabel_soft_margin near +-15..30 [3, 6] weight=True {r}", "multilabel_soft_margin", r, [3, 6],
+        mls_far, target=mls_far_t, weight=mls_w)
+
+# ---------------------------------------------------------------- focal, alpha averaged over rows
+# Focal with the per-class alpha as `weight` and `weight_as_alpha`: mean over the kept
+# rows (kornia / MONAI / torchvision-style ports), not over the summed alpha.
+for ign in (-100, 1):
+    x = rand_logits([7, 4])
+    labels = RNG.integers(0, 4, 7)
+    labels[3] = ign
+    w = rand_weight(4)
+    for r in ("mean", "sum"):
+        add(f"focal gamma=2.0 weight_as_alpha=1.0 [7, 4] ignore={ign} weight=True {r}", "focal", r, [7, 4], x,
+            labels=labels, weight=w, ignore_index=ign, gamma=2.0, weight_as_alpha=1.0)
 
 # ---------------------------------------------------------------- checks/output
 for c in CASES:
