@@ -127,14 +127,20 @@ fn row_acc_lse(a: RowAcc) -> f32 {
     return a.m + row_acc_log_sum(a);
 }
 
+// A +inf maximum: its own term exp(x - m) is exp(inf - inf), NaN, as PyTorch's
+// log-softmax gives; the implicit 1 of `rest` would hide it (an inf loss instead).
+fn row_acc_inf_max(a: RowAcc) -> bool {
+    return a.m > 3.4028235e38;
+}
+
 // s = Σ exp(x - m).
 fn row_acc_sum(a: RowAcc) -> f32 {
-    return 1.0 + a.rest;
+    return select(1.0 + a.rest, bitcast<f32>(0x7fc00000u), row_acc_inf_max(a));
 }
 
 // ln s, the log-sum-exp less the row max.
 fn row_acc_log_sum(a: RowAcc) -> f32 {
-    return log1p_(a.rest);
+    return select(log1p_(a.rest), bitcast<f32>(0x7fc00000u), row_acc_inf_max(a));
 }
 
 // ln softmax(x) at logit x: (x - m) - ln s.
