@@ -114,23 +114,6 @@ fn buffers(gpu: &Gpu, n: usize) -> Buffers {
     }
 }
 
-fn read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<f32> {
-    let d = gpu.device();
-    let staging = d.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = d.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    gpu.queue().submit([encoder.finish()]);
-    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
-    v
-}
-
 #[test]
 fn buffer_errors_record_nothing() {
     let Some(gpu) = common::gpu("buffer_errors_record_nothing") else {
@@ -230,8 +213,8 @@ fn buffer_errors_record_nothing() {
     // Every call above failed: submitting the encoder must leave the caller's grad and
     // stats exactly as they were.
     gpu.queue().submit([encoder.finish()]);
-    assert!(read(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "a failed encode wrote the gradient");
-    assert!(read(&gpu, &b.stats).iter().all(|&g| g == SENTINEL), "a failed encode wrote the stats");
+    assert!(common::read_floats(&gpu, &b.grad).iter().all(|&g| g == SENTINEL), "a failed encode wrote the gradient");
+    assert!(common::read_floats(&gpu, &b.stats).iter().all(|&g| g == SENTINEL), "a failed encode wrote the stats");
 }
 
 const LOGITS: [f32; 6] = [0.5, -1.0, 2.0, 0.0, 1.0, -3.0];
@@ -352,9 +335,10 @@ fn out_of_range_labels_write_a_zero_gradient() {
         .stats(b.stats.slice(..LossStats::SIZE));
     plan.encode(&mut encoder, &bindings).unwrap();
     gpu.queue().submit([encoder.finish()]);
-    let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &b.stats)[..8]));
+    let stats: LossStats =
+        bytemuck::pod_read_unaligned(bytemuck::cast_slice(&common::read_floats(&gpu, &b.stats)[..8]));
     assert_eq!(stats.invalid, 2);
-    let grad = read(&gpu, &b.grad);
+    let grad = common::read_floats(&gpu, &b.grad);
     assert!(grad[..rows * classes].iter().all(|&g| g == 0.0), "gradient not zeroed despite invalid labels");
     assert!(grad[rows * classes..].iter().all(|&g| g == SENTINEL), "written past the gradient");
 }

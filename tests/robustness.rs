@@ -18,23 +18,6 @@ fn filled(gpu: &Gpu, n: usize, value: f32) -> wgpu::Buffer {
     })
 }
 
-fn read(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<f32> {
-    let d = gpu.device();
-    let staging = d.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: buffer.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut encoder = d.create_command_encoder(&Default::default());
-    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
-    gpu.queue().submit([encoder.finish()]);
-    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
-    v
-}
-
 /// Encodes `bindings` for `plan`, then finishes and submits the encoder whatever
 /// happened: an `Err` must leave an encoder that finishes (nothing recorded), and an
 /// `Ok` one that wgpu accepts.
@@ -110,7 +93,7 @@ fn aliased_outputs_are_refused_by_name() {
         .grad(shared.slice(..grad_end))
         .stats(shared.slice(grad_end..));
     encode_and_submit(&gpu, &plan, &b).unwrap();
-    let out = read(&gpu, &shared);
+    let out = common::read_floats(&gpu, &shared);
     assert!(out[..n].iter().all(|&g| g == -0.5), "gradient of sum (0.25 - 0.5)^2 is -0.5");
     // Input and target may be the same range: both are only read.
     let b = Bindings::new().input(input.slice(..)).target(input.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
@@ -161,12 +144,12 @@ fn buffers_wgpu_would_refuse_are_errors_not_panics() {
     state(encode_and_submit(&gpu, &plan, &b), "input");
     mapped.unmap();
     // The refusals wrote nothing.
-    assert!(read(&gpu, &grad).iter().all(|&g| g == SENTINEL));
-    assert!(read(&gpu, &stats).iter().all(|&g| g == SENTINEL));
+    assert!(common::read_floats(&gpu, &grad).iter().all(|&g| g == SENTINEL));
+    assert!(common::read_floats(&gpu, &stats).iter().all(|&g| g == SENTINEL));
     // And the same call with good buffers works on the same encoder path.
     let b = Bindings::new().input(input.slice(..)).target(target.slice(..)).grad(grad.slice(..)).stats(stats.slice(..));
     encode_and_submit(&gpu, &plan, &b).unwrap();
-    assert!(read(&gpu, &grad).iter().all(|&g| g == -0.5));
+    assert!(common::read_floats(&gpu, &grad).iter().all(|&g| g == -0.5));
 }
 
 /// Operands of a loss on `shape`, valid, as host vectors: input, f32 target or labels.
@@ -264,11 +247,11 @@ fn invalid_input_leaves_zero_gradient_and_outputs() {
                 encode_and_submit(&gpu, &plan, &b).unwrap();
                 let what = format!("{} {} {:?} {dtype:?}", spec.name, reduction.name(), shape.dims());
                 let stats: fused_loss::LossStats =
-                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read(&gpu, &stats)));
+                    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&common::read_floats(&gpu, &stats)));
                 assert!(stats.invalid >= 1, "{what}: invalid count {}", stats.invalid);
                 let typed_words = (shape.len() * dtype.size() as usize) / 4;
                 let zero_words = |buffer: &wgpu::Buffer, name: &str| {
-                    let words: Vec<u32> = bytemuck::cast_slice(&read(&gpu, buffer)).to_vec();
+                    let words: Vec<u32> = bytemuck::cast_slice(&common::read_floats(&gpu, buffer)).to_vec();
                     assert!(words[..typed_words].iter().all(|&w| w == 0), "{what}: {name} not zeroed: {words:x?}");
                     if !(shape.len() * dtype.size() as usize).is_multiple_of(4) {
                         assert_eq!(words[typed_words] & 0xffff, 0, "{what}: {name}'s last half word");
@@ -279,7 +262,10 @@ fn invalid_input_leaves_zero_gradient_and_outputs() {
                     zero_words(&target_grad, "target_grad");
                 }
                 if reduction == Reduction::None {
-                    assert!(read(&gpu, &per_element)[..outputs].iter().all(|&l| l == 0.0), "{what}: per_element");
+                    assert!(
+                        common::read_floats(&gpu, &per_element)[..outputs].iter().all(|&l| l == 0.0),
+                        "{what}: per_element"
+                    );
                 }
                 // The CPU path refuses the same call by name.
                 let inputs =
@@ -681,11 +667,15 @@ fn hostile_inputs_over_every_loss() {
                 cases += 1;
             }
             assert!(
-                read(gpu, &grad).iter().all(|&g| g == SENTINEL),
+                common::read_floats(gpu, &grad).iter().all(|&g| g == SENTINEL),
                 "{}: a refused call wrote the gradient",
                 spec.name
             );
-            assert!(read(gpu, &stats).iter().all(|&g| g == SENTINEL), "{}: a refused call wrote the stats", spec.name);
+            assert!(
+                common::read_floats(gpu, &stats).iter().all(|&g| g == SENTINEL),
+                "{}: a refused call wrote the stats",
+                spec.name
+            );
         }
     }
     eprintln!("hostile_inputs_over_every_loss: {cases} cases");

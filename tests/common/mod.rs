@@ -51,3 +51,21 @@ pub fn device(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> (wgpu::Device, w
     }))
     .expect("device")
 }
+
+/// The f32 contents of `buffer` (which needs `COPY_SRC`), after everything submitted so far.
+pub fn read_floats(gpu: &Gpu, buffer: &wgpu::Buffer) -> Vec<f32> {
+    let d = gpu.device();
+    let staging = d.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut encoder = d.create_command_encoder(&Default::default());
+    encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    gpu.queue().submit([encoder.finish()]);
+    staging.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let v = bytemuck::pod_collect_to_vec(&staging.slice(..).get_mapped_range().unwrap());
+    v
+}
