@@ -426,31 +426,95 @@ fn per_class_breakdown_is_deterministic_in_chunks_and_parts() {
 }
 
 #[test]
-fn multilabel_margin_lists_longer_than_a_workgroup() {
-    // The per-workgroup kernel counts the active hinges of the first 256 list entries in
-    // workgroup atomics; later entries' classes walk the row themselves. Lists of 260
-    // and 5 classes against the f64 reference. (The per-thread kernel, used up to 32
-    // classes, is not forced here, nor longer lists: one invocation walking 600 classes
-    // against hundreds of entries exceeds what llvmpipe runs right, see the README.)
-    let Some(gpu) = common::gpu("multilabel_margin_lists_longer_than_a_workgroup") else { return };
-    let (rows, classes) = (3, 600);
-    let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 128.0).collect();
-    let mut labels = vec![-1i32; rows * classes];
-    for r in 0..rows {
-        let listed = if r == 1 { 5 } else { 260 };
-        for j in 0..listed {
-            labels[r * classes + j] = ((j * 37 + r * 11) % (classes - 50)) as i32;
+fn multilabel_margin_lists_up_to_every_class_on_both_kernels() {
+    // Lists from empty to every class of the row (some with repeats) on both kernels,
+    // against the f64 reference. A listed class's gradient used to walk the list once per
+    // entry (O(k²) in one invocation); llvmpipe, which leaves an invocation's loops after
+    // 65 535 iterations in all, then gave wrong gradients from 363 entries on (C = 400),
+    // and wrong losses on the per-thread kernel. Now each invocation keeps a bitmap of
+    // the row's classes: O(C·(C + k)) per row, at most 1024 classes.
+    let Some(gpu) = common::gpu("multilabel_margin_lists_up_to_every_class_on_both_kernels") else { return };
+    let cases: [(RowKernel, usize, &[usize]); 4] = [
+        (RowKernel::PerWorkgroup, 1024, &[1024, 1000, 363, 5, 0]),
+        (RowKernel::PerWorkgroup, 400, &[400, 363, 350, 1]),
+        (RowKernel::PerThread, 100, &[100, 99, 37, 0]),
+        (RowKernel::PerThread, 32, &[32, 31, 7]),
+    ];
+    for (kernel, classes, lists) in cases {
+        let rows = lists.len();
+        let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+        let mut labels = vec![-1i32; rows * classes];
+        for (r, &listed) in lists.iter().enumerate() {
+            // Odd rows draw from fewer classes than they list: repeats.
+            let period = if r % 2 == 0 { classes } else { classes - classes / 8 };
+            for j in 0..listed {
+                labels[r * classes + j] = ((j * 37 + r * 11) % period) as i32;
+            }
         }
-    }
-    let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
-    let want = cpu::compute(Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
-    for kernel in [RowKernel::PerWorkgroup] {
+        let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
+        let how = format!("{kernel:?} C={classes}");
+        let want = cpu::compute(Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
         let got = gpu.with_row_kernel(kernel).compute(Loss::multilabel_margin(), Reduction::None, &inputs).unwrap();
         for (r, (&g, &w)) in got.per_element.unwrap().iter().zip(want.per_element.as_ref().unwrap()).enumerate() {
-            assert!((g as f64 - w).abs() <= 1e-5 * w.abs(), "{kernel:?} row {r}: {g} vs {w}");
+            assert!((g as f64 - w).abs() <= 1e-5 * w.abs(), "{how} row {r} ({} listed): {g} vs {w}", lists[r]);
         }
         for (i, (&g, &w)) in got.grad.iter().zip(&want.grad).enumerate() {
-            assert!((g as f64 - w).abs() <= 1e-5 * w.abs() + 1e-7, "{kernel:?} grad[{i}]: {g} vs {w}");
+            let r = i / classes;
+            assert!(
+                (g as f64 - w).abs() <= 1e-5 * w.abs() + 1e-7,
+                "{how} grad[{i}] (row {r}, {} listed): {g} vs {w}",
+                lists[r]
+            );
         }
     }
+    // Past the bitmap, and one invocation walking 400 classes against a list of 400: a
+    // specific error rather than a silently wrong answer.
+    let refused =
+        [(RowKernel::PerWorkgroup, fused_loss::MULTILABEL_MARGIN_MAX_CLASSES + 1), (RowKernel::PerThread, 400)];
+    for (kernel, classes) in refused {
+        let got =
+            gpu.with_row_kernel(kernel).plan(Loss::multilabel_margin(), Reduction::Mean, &Shape::new(&[2, classes]));
+        assert!(matches!(got, Err(fused_loss::Error::InvalidShape { .. })), "{kernel:?} C={classes}: {:?}", got.err());
+    }
+}
+
+#[test]
+fn label_pre_pass_over_millions_of_rows() {
+    // 8 million labels are read by one workgroup, 31 250 per invocation. Their weights
+    // used to be summed in plain f32 there, and the weighted mean's denominator came out
+    // 11 tolerance units off (the gradient 10); the sum is now compensated.
+    let Some(gpu) = common::gpu("label_pre_pass_over_millions_of_rows") else { return };
+    let case = Case {
+        weight: check::WeightKind::PerClass,
+        row_outputs: true,
+        ..Case::new(Loss::cross_entropy(), Reduction::Mean, &[8_000_000, 2], 29226)
+    };
+    let a = check::run_case(&gpu, &case).unwrap();
+    assert!(a.passes(), "{case}: {a:?}");
+}
+
+#[test]
+fn label_lists_beyond_one_pre_pass_are_all_checked() {
+    // 17 million list entries (17 000 rows of 1000 classes) in one binding: one
+    // workgroup reading them all loops 66 400 times per invocation, and llvmpipe leaves an
+    // invocation's loops after 65 535, so an out-of-range class at the very end used to
+    // go unseen. The pre-pass now runs in passes of at most LOOP_BUDGET per invocation.
+    let Some(gpu) = common::gpu("label_lists_beyond_one_pre_pass_are_all_checked") else { return };
+    let (rows, classes) = (17_000, 1000);
+    let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+    let mut labels = vec![-1i32; rows * classes];
+    for r in 0..rows {
+        labels[r * classes] = (r % classes) as i32;
+        labels[r * classes + 1] = ((r * 37 + 5) % classes) as i32;
+    }
+    let loss = Loss::multilabel_margin();
+    let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
+    let want = cpu::compute(loss, Reduction::Mean, &inputs).unwrap();
+    let got = gpu.compute(loss, Reduction::Mean, &inputs).unwrap();
+    assert!((got.value as f64 - want.value).abs() <= 1e-5 * want.value.abs(), "{} vs {}", got.value, want.value);
+    let last = rows * classes - 1;
+    labels[last - 1] = classes as i32;
+    let inputs = Inputs::labels(&input, &labels).shape(&[rows, classes]);
+    let got = gpu.compute(loss, Reduction::Mean, &inputs);
+    assert!(matches!(got, Err(fused_loss::Error::OutOfDomain { count: 1, .. })), "{:?}", got.map(|o| o.value));
 }

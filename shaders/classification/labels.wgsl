@@ -3,6 +3,7 @@
 // scale a single gradient element, plus the count of out-of-range labels.
 // One workgroup keeps the order of the sum fixed (deterministic) without another pass.
 
+#import lib/numerics
 #import lib/reduce
 #import lib/denoms
 #import lib/class_weight
@@ -28,6 +29,9 @@ struct LabelParams {
 @compute @workgroup_size(WG_SIZE)
 fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
     var acc = partial_zero();
+    // One invocation sums up to LOOP_BUDGET label weights: compensated (Neumaier), so
+    // that the mean's denominator keeps f32 precision over millions of rows.
+    var compensation = 0.0;
     for (var r = lid.x; r < params.rows; r += WG_SIZE) {
         let label = labels[r];
         if (params.has_ignore != 0u && label == params.ignore_index) {
@@ -37,9 +41,14 @@ fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
             acc.invalid += 1u;
         } else {
             acc.count += 1u;
-            acc.sum += weight_of(u32(label));
+            let w = weight_of(u32(label));
+            let t = acc.sum + w;
+            compensation += select((w - t) + acc.sum, (acc.sum - t) + w, abs(acc.sum) >= abs(w));
+            acc.sum = t;
         }
     }
+    // An infinite weight makes the compensation NaN; the sum is then inf as it is.
+    acc.sum += select(compensation, 0.0, !is_finite(acc.sum));
     for (var c = lid.x; c < params.classes; c += WG_SIZE) {
         acc.weight += weight_of(c);
     }

@@ -16,10 +16,10 @@
 //                   dl/dx_i = 1/C Σ_j [1 - x_{y_j} + x_i > 0] (i ∉ T),
 //                   dl/dx_c = -1/C (times c listed) Σ_{i∉T} [1 - x_c + x_i > 0] (c ∈ T)
 // The first sweep accumulates the row's loss in acc.wx (and MULTI_MARGIN's Σ slopes in
-// acc.wt); there is no softmax, so `lse` is unused. ML_MARGIN in row_per_workgroup also
-// counts, in that sweep, the active hinges of each of the first WG_SIZE list entries
-// (workgroup integer atomics: the counts do not depend on the order), so a listed class's
-// gradient reads its count instead of walking the row in one invocation.
+// acc.wt); there is no softmax, so `lse` is unused. ML_MARGIN's work per class is O(k)
+// (an unlisted class against the list) or O(C) (a listed class against the unlisted
+// ones), O(C·(C + k)) per row: the host bounds C (32·LISTED_WORDS, the row's bitmap) and
+// the rows per invocation (LOOP_BUDGET).
 
 #import lib/rows
 
@@ -39,54 +39,44 @@ fn hinge(row: Row, x: f32) -> vec2<f32> {
 #endif
 
 #if ML_MARGIN
-// Active hinges per list entry j: #{i not listed : 1 - x_{y_j} + x_i > 0}.
-var<workgroup> wg_active: array<atomic<u32>, WG_SIZE>;
-// Set in row_per_workgroup: the row is shared by the workgroup, wg_active is counted.
-var<private> cooperative: bool;
-
-// How many times class c is listed among the first k labels.
-fn times_listed(row: Row, k: u32, c: u32) -> u32 {
-    return listing(row, k, c).x;
+fn label_at(row: Row, j: u32) -> u32 {
+    return u32(labels[row.labels_base + j]);
 }
 
-// (times class c is listed among the first k labels, position of its first listing).
-fn listing(row: Row, k: u32, c: u32) -> vec2<u32> {
-    var found = vec2(0u, k);
-    for (var j = 0u; j < k; j++) {
-        if (u32(labels[row.labels_base + j]) == c) {
-            found.y = min(found.y, j);
-            found.x += 1u;
-        }
+// How many times class c is listed (a class listed twice counts twice, as PyTorch).
+fn times_listed(row: Row, c: u32) -> u32 {
+    var times = 0u;
+    for (var j = 0u; j < row.listed; j++) {
+        times += select(0u, 1u, label_at(row, j) == c);
     }
-    return found;
+    return times;
 }
 
-// Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list; with `count`,
-// each active hinge of the first WG_SIZE entries is also counted in wg_active.
-fn hinges_against_list(row: Row, k: u32, x: f32, count: bool) -> vec2<f32> {
+// O(1), from the invocation's bitmap of the row (row_setup), so that no invocation's
+// work grows with C·k·k: llvmpipe ends an invocation's loops after 65535 iterations in all.
+fn is_listed(row: Row, c: u32) -> bool {
+    return (listed_words[c / 32u] & (1u << (c % 32u))) != 0u;
+}
+
+// Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list (an unlisted
+// class's hinges and its gradient count).
+fn hinges_against_list(row: Row, x: f32) -> vec2<f32> {
     var total = vec2(0.0, 0.0);
-    for (var j = 0u; j < k; j++) {
-        let z = 1.0 - logit(row, u32(labels[row.labels_base + j])) + x;
+    for (var j = 0u; j < row.listed; j++) {
+        let z = 1.0 - logit(row, label_at(row, j)) + x;
         if (z > 0.0) {
             total += vec2(z, 1.0);
-            if (count && j < WG_SIZE) {
-                atomicAdd(&wg_active[j], 1u);
-            }
         }
     }
     return total;
 }
 
-// Σ_{i∉T} [1 - x_c + x_i > 0]: over every class, less the listed ones (each once).
-fn active_against(row: Row, k: u32, x_c: f32) -> f32 {
+// Σ_{i∉T} [1 - x_c + x_i > 0]: a listed class's active hinges.
+fn active_against(row: Row, x_c: f32) -> f32 {
     var count = 0.0;
     for (var i = 0u; i < params.classes; i++) {
-        count += select(0.0, 1.0, 1.0 - x_c + logit(row, i) > 0.0);
-    }
-    for (var j = 0u; j < k; j++) {
-        let listed = u32(labels[row.labels_base + j]);
-        if (times_listed(row, j, listed) == 0u) {
-            count -= select(0.0, 1.0, 1.0 - x_c + logit(row, listed) > 0.0);
+        if (!is_listed(row, i) && 1.0 - x_c + logit(row, i) > 0.0) {
+            count += 1.0;
         }
     }
     return count;
@@ -111,22 +101,14 @@ fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
     r.wx += weight_of(c) * (positive + negative);
 #endif
 #if ML_MARGIN
-    let k = row.listed;
-    if (times_listed(row, k, c) == 0u) {
-        r.wx += hinges_against_list(row, k, x, cooperative).x;
+    if (!is_listed(row, c)) {
+        r.wx += hinges_against_list(row, x).x;
     }
 #endif
     return r;
 }
 
 fn row_begin(lid: u32, row: Row) {
-#if ML_MARGIN
-    cooperative = true;
-    // The previous row's gradient sweep has read its counts.
-    workgroupBarrier();
-    atomicStore(&wg_active[lid], 0u);
-    workgroupBarrier();
-#endif
 }
 
 fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32 {
@@ -148,18 +130,10 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
     return weight_of(c) * (sigmoid(x) * (1.0 - t) - sigmoid(-x) * t) * per_class * row.scale;
 #endif
 #if ML_MARGIN
-    let k = row.listed;
-    let listed = listing(row, k, c);
-    if (listed.x == 0u) {
-        return hinges_against_list(row, k, x, false).y * per_class * row.scale;
+    if (!is_listed(row, c)) {
+        return hinges_against_list(row, x).y * per_class * row.scale;
     }
-    var hinges = 0.0;
-    if (cooperative && listed.y < WG_SIZE) {
-        hinges = f32(atomicLoad(&wg_active[listed.y]));
-    } else {
-        hinges = active_against(row, k, x);
-    }
-    return -f32(listed.x) * hinges * per_class * row.scale;
+    return -f32(times_listed(row, c)) * active_against(row, x) * per_class * row.scale;
 #endif
 }
 

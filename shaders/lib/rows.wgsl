@@ -89,12 +89,24 @@ struct Row {
     listed: u32,
 }
 
+#if LABEL_LISTS
+// The listed classes of the invocation's current row, one bit each (row_setup): the host
+// keeps C <= 32·LISTED_WORDS.
+const LISTED_WORDS: u32 = 32u;
+var<private> listed_words: array<u32, LISTED_WORDS>;
+#endif
+
 fn row_setup(r: u32) -> Row {
     let n = r / params.inner;
     let s = r - n * params.inner;
     var row = Row(n * params.classes * params.inner + s, 0u, false, 1.0, 0.0, params.host_scale, r * params.classes, 0u);
 #if LABEL_LISTS
+    for (var w = 0u; w < LISTED_WORDS; w++) {
+        listed_words[w] = 0u;
+    }
     while (row.listed < params.classes && labels[row.labels_base + row.listed] >= 0) {
+        let c = u32(labels[row.labels_base + row.listed]);
+        listed_words[c / 32u] |= 1u << (c % 32u);
         row.listed++;
     }
 #endif
@@ -178,6 +190,20 @@ fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Parti
     return t;
 }
 
+// Non-finite class weights, counted once per call (by the first chunk's first
+// workgroup): they reach the loss of every row of their class and count as the inputs do.
+fn nonfinite_class_weights(lid: u32, wid: u32) -> u32 {
+    var count = 0u;
+#if HAS_WEIGHT
+    if (wid == 0u && params.partial_base == 0u) {
+        for (var c = lid; c < params.classes; c += WG_SIZE) {
+            count += select(0u, 1u, !is_finite(weight_of(c)));
+        }
+    }
+#endif
+    return count;
+}
+
 // Whether the label pre-pass found labels out of range: then the kernel writes zeros
 // instead of the gradient and the per-row outputs (`write_zeros`), so that an update a
 // caller recorded next, without reading the stats, changes nothing.
@@ -238,6 +264,7 @@ fn row_per_thread(
     } else {
         write_zeros(gid.x, groups.x * WG_SIZE);
     }
+    totals.nonfinite += nonfinite_class_weights(lid.x, wid.x);
     store_workgroup_partial(lid.x, wid.x, totals);
 }
 
@@ -279,5 +306,6 @@ fn row_per_workgroup(
     } else {
         write_zeros(wid.x * WG_SIZE + lid.x, groups.x * WG_SIZE);
     }
+    totals.nonfinite += nonfinite_class_weights(lid.x, wid.x);
     store_workgroup_partial(lid.x, wid.x, totals);
 }

@@ -77,7 +77,8 @@ fn row_acc_push_logit(a: RowAcc, x: f32, c: u32) -> RowAcc {
 // after row_acc_push_logit moved the max from m_before to a.m.
 fn row_acc_push_linear(a: RowAcc, m_before: f32, coef: f32, x: f32) -> RowAcc {
     var r = a;
-    r.wx = shifted(r.wx, r.wt, m_before - r.m) + coef * (x - r.m);
+    // The max itself adds 0 whatever its coefficient (an infinite class weight: not NaN).
+    r.wx = shifted(r.wx, r.wt, m_before - r.m) + select(coef * (x - r.m), 0.0, x == r.m);
     r.wt += coef;
     return r;
 }

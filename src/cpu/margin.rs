@@ -60,7 +60,8 @@ pub(crate) fn run<L: MarginLoss, F: Real>(
 
     let mut grad = vec![zero; shape.len()];
     let mut per_row = vec![zero; rows];
-    let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+    let (mut sum, mut correct) = (0.0f64, 0u64);
+    let mut nonfinite = super::nonfinite_class_weights(inputs.weight);
     for r in 0..rows {
         let x: Vec<F> = inputs.input[r * classes..(r + 1) * classes].iter().map(|&v| of(v as f64)).collect();
         let row_scale = match (reduction, inputs.upstream) {
@@ -117,7 +118,13 @@ pub(crate) fn run<L: MarginLoss, F: Real>(
                 (Variant::MultiLabelMargin, Target::Labels(labels)) => {
                     let row_labels = &labels[r * classes..(r + 1) * classes];
                     let list: Vec<usize> = row_labels.iter().take_while(|&&l| l >= 0).map(|&l| l as usize).collect();
-                    let listed = |c: usize| list.iter().filter(|&&l| l == c).count();
+                    let mut times_listed = vec![0usize; classes];
+                    for &l in &list {
+                        if let Some(times) = times_listed.get_mut(l) {
+                            *times += 1;
+                        }
+                    }
+                    let listed = |c: usize| times_listed[c];
                     let mut loss = 0.0f64;
                     for (i, &xi) in x.iter().enumerate() {
                         let times = listed(i);

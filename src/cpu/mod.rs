@@ -158,6 +158,12 @@ pub(crate) trait PointwiseLoss {
 
 /// WGSL's `sign`: 0 at 0 (and at NaN). Two selects rather than an if-chain, so that
 /// loops calling it vectorise.
+/// Non-finite entries of a row-wise loss's class weights: counted once per call, as the
+/// kernels count them (they reach the loss of every row of their class).
+pub(crate) fn nonfinite_class_weights(weight: Option<&[f32]>) -> u64 {
+    weight.map_or(0, |w| w.iter().filter(|v| !v.is_finite()).count() as u64)
+}
+
 pub(crate) fn sign<F: Float>(v: F) -> F {
     let positive = if v > F::zero() { F::one() } else { F::zero() };
     let negative = if v < F::zero() { F::one() } else { F::zero() };

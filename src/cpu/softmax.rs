@@ -326,10 +326,15 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
                                 let w = wide(weight(c));
                                 let t = wide((F::one() - eps) * F::from(t[base + c * inner]).unwrap() + per_class);
                                 s_wt += w * t;
-                                s_wtx += w * t * (wide(xc) - wide(m));
+                                // The max adds 0 whatever its weight, as the shader's.
+                                s_wtx += weighted_term(wide(xc) - wide(m), w * t);
                             }
                         } else if eps != F::zero() {
-                            s_wx = row.iter().enumerate().map(|(c, &xc)| wide(weight(c)) * (wide(xc) - wide(m))).sum();
+                            s_wx = row
+                                .iter()
+                                .enumerate()
+                                .map(|(c, &xc)| weighted_term(wide(xc) - wide(m), wide(weight(c))))
+                                .sum();
                         }
                         log_sum = of(sum_exp.ln());
                         lse = m + log_sum;
@@ -431,7 +436,8 @@ pub(crate) fn run<L: LabelFunction + Sync, F: Real>(
             },
         )
     });
-    let (mut sum, mut nonfinite, mut correct) = (0.0f64, 0u64, 0u64);
+    let (mut sum, mut correct) = (0.0f64, 0u64);
+    let mut nonfinite = super::nonfinite_class_weights(inputs.weight);
     for (s, n, c) in blocks {
         sum += s;
         nonfinite += n;

@@ -15,6 +15,12 @@ pub(crate) const WG_SIZE: u32 = 256;
 /// Workgroups per chunk at most: enough to fill a large GPU, few enough partials for
 /// one `finalize` workgroup. The kernels' grid-stride loops cover the rest.
 pub(crate) const MAX_GROUPS: u32 = 1024;
+/// Loop iterations one invocation may run, all its loops together (nested ones and loop
+/// entries counted). llvmpipe (Mesa's software adapter, lavapipe and GL alike: gallivm's
+/// `LP_MAX_TGSI_LOOP_ITERATIONS`, one counter per invocation) silently leaves every loop
+/// of an invocation once it has counted 65 535 iterations in all, measured on Mesa 22.3;
+/// planners split the work so that no invocation comes within a quarter of that.
+pub(crate) const LOOP_BUDGET: u64 = 49_152;
 /// Bytes of one element of every operand (f32, i32).
 pub(crate) const ELEM_BYTES: u64 = 4;
 /// Bytes of one `Partial` (`shaders/lib/reduce.wgsl`).

@@ -14,7 +14,7 @@
 use super::plan::{
     bind_group, check_per_element, loss_param_defines, loss_params_buffer, partials_buffer, stats_binding, sub,
     sub_typed, uniform, Bindings, Dispatch, FinalizeParams, KernelShape, Plan, PlanRequest, Required, ShapePlan,
-    SliceChecks, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    SliceChecks, ELEM_BYTES, LOOP_BUDGET, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
 };
 use super::{unsupported, Reduction};
 #[cfg(test)]
@@ -29,6 +29,10 @@ const DENOMS_BYTES: u64 = 16;
 
 /// Rows with at most this many classes get one invocation each.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
+
+/// Classes per row of `multilabel_margin` at most: the bitmap of a row's listed classes
+/// that each invocation keeps (`LISTED_WORDS` words in `shaders/lib/rows.wgsl`).
+pub const MULTILABEL_MARGIN_MAX_CLASSES: usize = 1024;
 
 /// Which kind of row-wise loss: how the host binds its targets and reduces it (the
 /// loss file defines the matching shader variant).
@@ -107,6 +111,28 @@ impl RowKernel {
             RowKernel::PerThread => "row_per_thread",
             RowKernel::PerWorkgroup => "row_per_workgroup",
         }
+    }
+
+    /// Loop iterations (entries included) one invocation runs per row it walks, at most:
+    /// what keeps every invocation under [`LOOP_BUDGET`].
+    fn loop_cost(self, variant: Variant, classes: u64) -> u64 {
+        let (lanes, reductions) = match self {
+            RowKernel::PerThread => (1, 0),
+            // A few workgroup reductions of log2(WG_SIZE) steps each.
+            RowKernel::PerWorkgroup => (WG_SIZE as u64, 4 * 9),
+        };
+        let per_lane = classes.div_ceil(lanes);
+        // Two sweeps over the lane's classes, and the row's setup.
+        let plain = 2 * (per_lane + 1) + reductions + 4;
+        if variant != Variant::MultiLabelMargin {
+            return plain;
+        }
+        // A list of k <= C entries: row_setup walks it and clears the bitmap; each class
+        // walks the list (unlisted: its hinges, twice) or counts its listings and walks
+        // the row (listed).
+        let k = classes;
+        let listed_words = (MULTILABEL_MARGIN_MAX_CLASSES / 32) as u64;
+        plain + (k + 1) + (listed_words + 1) + per_lane * (2 * (k + 1) + (classes + 1))
     }
 
     /// The kernel chosen for rows of `classes` classes.
@@ -234,10 +260,32 @@ impl SoftmaxPlan {
         }
         // Only chunks after the first need aligned starts: a batch that fits one binding
         // is one chunk of any size.
+        // Rows per invocation are bounded too (LOOP_BUDGET): a chunk has at most
+        // `rows_per_invocation` rows per lane of its MAX_GROUPS workgroups.
+        if variant == Variant::MultiLabelMargin && classes > MULTILABEL_MARGIN_MAX_CLASSES as u64 {
+            return Err(invalid_shape(format!(
+                "multilabel_margin takes rows of at most {MULTILABEL_MARGIN_MAX_CLASSES} classes (the bitmap of a \
+                 row's listed classes each invocation keeps), not {classes}"
+            )));
+        }
+        let row_cost = kernel.loop_cost(variant, classes);
+        let lanes = match kernel {
+            RowKernel::PerThread => WG_SIZE as u64,
+            RowKernel::PerWorkgroup => 1,
+        };
+        let rows_per_invocation = LOOP_BUDGET / row_cost;
+        let items_per_budget = rows_per_invocation * MAX_GROUPS as u64 * lanes / inner.max(1);
+        if items_per_budget == 0 {
+            return Err(invalid_shape(format!(
+                "one invocation of the {kernel:?} kernel would loop {} times over a batch item's rows of {classes} \
+                 classes, more than the {LOOP_BUDGET} that llvmpipe runs right",
+                inner.div_ceil(MAX_GROUPS as u64 * lanes) * row_cost
+            )));
+        }
         let items_per_chunk = match max_binding.checked_div(item_bytes) {
             None => batch.max(1),
-            Some(fit) if fit >= batch => batch.max(1),
-            Some(fit) => fit / step * step,
+            Some(fit) if fit.min(items_per_budget) >= batch => batch.max(1),
+            Some(fit) => fit.min(items_per_budget) / step * step,
         };
         if items_per_chunk == 0 {
             return Err(invalid_shape(format!(
@@ -274,11 +322,19 @@ impl SoftmaxPlan {
             partial_base += groups;
             first_item += items;
         }
-        let per_row = variant.labels_per_row(classes as usize) as u64;
-        let label_ranges: Vec<(u64, u64)> = if label_count * ELEM_BYTES <= max_binding {
-            vec![(0, label_count)]
+        // Each pre-pass is one workgroup: at most a binding of labels, and few enough per
+        // invocation for LOOP_BUDGET (its loops: the labels, the class weights, the
+        // reduction); passes after the first add to the counts.
+        let lane_budget = LOOP_BUDGET.saturating_sub(classes.div_ceil(WG_SIZE as u64) + 1 + 4 * 9 + 1).max(1);
+        let align_labels = (align / ELEM_BYTES).max(1);
+        let pass_labels = ((max_binding / ELEM_BYTES).min(lane_budget * WG_SIZE as u64) / align_labels * align_labels)
+            .max(align_labels);
+        let label_ranges: Vec<(u64, u64)> = if label_count == 0 {
+            vec![(0, 0)]
         } else {
-            chunks.iter().map(|c| (c.first_item * inner * per_row, c.items * inner * per_row)).collect()
+            (0..label_count.div_ceil(pass_labels))
+                .map(|i| (i * pass_labels, pass_labels.min(label_count - i * pass_labels)))
+                .collect()
         };
         let label_passes = label_ranges
             .into_iter()
@@ -606,7 +662,7 @@ pub(crate) fn shader_variants(
 
 #[cfg(test)]
 mod mirrors {
-    use super::{ChunkParams, LabelParams, DENOMS_BYTES};
+    use super::{ChunkParams, LabelParams, DENOMS_BYTES, MULTILABEL_MARGIN_MAX_CLASSES};
     use crate::shader::{assert_mirrors, reflection};
 
     #[test]
@@ -619,5 +675,7 @@ mod mirrors {
             rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32,
         });
         assert_eq!(reflection::type_size("classification/labels", "Denoms") as u64, DENOMS_BYTES);
+        let listed_words = reflection::const_u32("classification/multilabel_margin", "LISTED_WORDS");
+        assert_eq!(listed_words as usize * 32, MULTILABEL_MARGIN_MAX_CLASSES);
     }
 }
