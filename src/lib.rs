@@ -47,7 +47,7 @@ pub use context::{Gpu, WANTED_FEATURES};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use half;
-pub use losses::softmax::{RowKernel, MULTILABEL_MARGIN_MAX_CLASSES};
+pub use losses::softmax::{multilabel_margin_list_limit, RowKernel, MULTILABEL_MARGIN_MAX_CLASSES};
 pub use losses::{
     registry, Bindings, Domain, Inputs, Loss, LossStats, Options, Plan, Reduction, Shape, Spec, Target, WeightLayout,
 };

@@ -432,16 +432,23 @@ fn multilabel_margin_lists_up_to_every_class_on_both_kernels() {
     // entry (O(k²) in one invocation); llvmpipe, which leaves an invocation's loops after
     // 65 535 iterations in all, then gave wrong gradients from 363 entries on (C = 400),
     // and wrong losses on the per-thread kernel. Now each invocation keeps a bitmap of
-    // the row's classes: O(C·(C + k)) per row, at most 1024 classes.
+    // the row's classes up to 1024 (O(C·(C + k)) per row); longer rows take lists up to
+    // `multilabel_margin_list_limit`, whose hinges a workgroup counts in atomics.
     let Some(gpu) = common::gpu("multilabel_margin_lists_up_to_every_class_on_both_kernels") else { return };
-    let cases: [(RowKernel, usize, &[usize]); 4] = [
-        (RowKernel::PerWorkgroup, 1024, &[1024, 1000, 363, 5, 0]),
-        (RowKernel::PerWorkgroup, 400, &[400, 363, 350, 1]),
-        (RowKernel::PerThread, 100, &[100, 99, 37, 0]),
-        (RowKernel::PerThread, 32, &[32, 31, 7]),
+    let long = fused_loss::multilabel_margin_list_limit(32_768).expect("a limit above 1024 classes");
+    let wide = fused_loss::multilabel_margin_list_limit(1025).expect("a limit above 1024 classes");
+    let cases: [(RowKernel, usize, Vec<usize>); 6] = [
+        (RowKernel::PerWorkgroup, 1024, vec![1024, 1000, 363, 5, 0]),
+        (RowKernel::PerWorkgroup, 400, vec![400, 363, 350, 1]),
+        (RowKernel::PerThread, 100, vec![100, 99, 37, 0]),
+        (RowKernel::PerThread, 32, vec![32, 31, 7]),
+        // Longer rows: lists up to the limit, counted in workgroup atomics.
+        (RowKernel::PerWorkgroup, 1025, vec![wide, wide - 1, 300.min(wide), 2]),
+        (RowKernel::PerWorkgroup, 32_768, vec![long, long - 1, 3, 0]),
     ];
     for (kernel, classes, lists) in cases {
         let rows = lists.len();
+        let lists = &lists[..];
         let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
         let mut labels = vec![-1i32; rows * classes];
         for (r, &listed) in lists.iter().enumerate() {
@@ -467,15 +474,28 @@ fn multilabel_margin_lists_up_to_every_class_on_both_kernels() {
             );
         }
     }
-    // Past the bitmap, and one invocation walking 400 classes against a list of 400: a
-    // specific error rather than a silently wrong answer.
-    let refused =
-        [(RowKernel::PerWorkgroup, fused_loss::MULTILABEL_MARGIN_MAX_CLASSES + 1), (RowKernel::PerThread, 400)];
-    for (kernel, classes) in refused {
-        let got =
-            gpu.with_row_kernel(kernel).plan(Loss::multilabel_margin(), Reduction::Mean, &Shape::new(&[2, classes]));
-        assert!(matches!(got, Err(fused_loss::Error::InvalidShape { .. })), "{kernel:?} C={classes}: {:?}", got.err());
+    // A list one entry over the limit of long rows is an out-of-range label on both
+    // paths, and one invocation walking 400 classes against a list of 400 is refused:
+    // specific errors rather than silently wrong answers.
+    let classes = 32_768;
+    let input: Vec<f32> = (0..2 * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+    let mut labels = vec![-1i32; 2 * classes];
+    for j in 0..=long {
+        labels[classes + j] = (j * 37) as i32;
     }
+    let inputs = Inputs::labels(&input, &labels).shape(&[2, classes]);
+    for got in [
+        cpu::compute(Loss::multilabel_margin(), Reduction::Mean, &inputs).map(|o| o.value as f32),
+        gpu.compute(Loss::multilabel_margin(), Reduction::Mean, &inputs).map(|o| o.value),
+    ] {
+        assert!(matches!(got, Err(fused_loss::Error::OutOfDomain { count: 1, .. })), "a list of {}: {got:?}", long + 1);
+    }
+    let got = gpu.with_row_kernel(RowKernel::PerThread).plan(
+        Loss::multilabel_margin(),
+        Reduction::Mean,
+        &Shape::new(&[2, 400]),
+    );
+    assert!(matches!(got, Err(fused_loss::Error::InvalidShape { .. })), "per-thread C=400: {:?}", got.err());
 }
 
 #[test]

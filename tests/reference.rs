@@ -102,10 +102,13 @@ fn row_wise_twins_match_central_differences() {
 #[test]
 fn fast_cpu_path_agrees_with_reference() {
     // The f32 path benchmarks time must meet the GPU's tolerance against the f64 one.
+    // f32 cases only: it reads f32 operands, and a 16-bit case differs only in inputs
+    // rounded before it runs and a looser gradient tolerance.
     use fused_loss::check;
     let cases = check::standard_cases(check::ELEMENTWISE_DIMS, check::ROW_DIMS);
+    let large = check::standard_cases(&[], &[&[3, 131_072], &[70_000, 3]]);
     let mut failures = Vec::new();
-    for case in cases.iter().chain(&check::standard_cases(&[], &[&[3, 131_072], &[70_000, 3]])) {
+    for case in cases.iter().chain(&large).filter(|c| c.dtype == fused_loss::DType::F32 && !c.in_place) {
         let data = case.data();
         let inputs = data.inputs(case);
         let want = cpu::compute(&case.loss, case.reduction, &inputs).unwrap();

@@ -16,9 +16,25 @@ struct LabelParams {
     has_ignore: u32,
     // 1: add to the previous pass's counts (labels in several bindings, one pass each).
     accumulate: u32,
+    // Lists of labels (passes of whole rows of `classes` entries, each a list ended by
+    // -1): a list longer than this is one invalid label (0xffffffff: any length).
+    list_limit: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
+}
+
+// Whether the entry at r, position list_limit of its row, continues a list of more than
+// list_limit entries.
+fn list_too_long(r: u32) -> bool {
+    if (params.list_limit == 0xffffffffu || r % params.classes != params.list_limit || labels[r] < 0) {
+        return false;
+    }
+    for (var j = r - params.list_limit; j < r; j++) {
+        if (labels[j] < 0) {
+            return false;
+        }
+    }
+    return true;
 }
 
 @group(0) @binding(0) var<uniform> params: LabelParams;
@@ -37,7 +53,7 @@ fn count_labels(@builtin(local_invocation_id) lid: vec3<u32>) {
         if (params.has_ignore != 0u && label == params.ignore_index) {
             continue;
         }
-        if (label < 0 || u32(label) >= params.classes) {
+        if (label < 0 || u32(label) >= params.classes || list_too_long(r)) {
             acc.invalid += 1u;
         } else {
             acc.count += 1u;

@@ -18,8 +18,9 @@
 // The first sweep accumulates the row's loss in acc.wx (and MULTI_MARGIN's Σ slopes in
 // acc.wt); there is no softmax, so `lse` is unused. ML_MARGIN's work per class is O(k)
 // (an unlisted class against the list) or O(C) (a listed class against the unlisted
-// ones), O(C·(C + k)) per row: the host bounds C (32·LISTED_WORDS, the row's bitmap) and
-// the rows per invocation (LOOP_BUDGET).
+// ones), O(C·(C + k)) per row up to 32·LISTED_WORDS classes (the row's bitmap); longer
+// rows take short lists (see wg_active). The host bounds the rows per invocation
+// (LOOP_BUDGET).
 
 #import lib/rows
 
@@ -39,6 +40,16 @@ fn hinge(row: Row, x: f32) -> vec2<f32> {
 #endif
 
 #if ML_MARGIN
+// Rows of more than 32·LISTED_WORDS classes (row_per_workgroup only, lists of at most
+// WG_SIZE entries: the host's multilabel_margin_list_limit, checked by the pre-pass):
+// membership walks the list, and the first sweep counts each list entry's active hinges
+// in workgroup integer atomics (exact, so the counts do not depend on the order).
+var<workgroup> wg_active: array<atomic<u32>, WG_SIZE>;
+
+fn bitmap_rows() -> bool {
+    return params.classes <= 32u * LISTED_WORDS;
+}
+
 fn label_at(row: Row, j: u32) -> u32 {
     return u32(labels[row.labels_base + j]);
 }
@@ -52,20 +63,38 @@ fn times_listed(row: Row, c: u32) -> u32 {
     return times;
 }
 
-// O(1), from the invocation's bitmap of the row (row_setup), so that no invocation's
-// work grows with C·k·k: llvmpipe ends an invocation's loops after 65535 iterations in all.
+// The first position of class c in the list (k when unlisted).
+fn first_listing(row: Row, c: u32) -> u32 {
+    for (var j = 0u; j < row.listed; j++) {
+        if (label_at(row, j) == c) {
+            return j;
+        }
+    }
+    return row.listed;
+}
+
+// O(1) from the invocation's bitmap of the row (row_setup), so that no invocation's work
+// grows with C·k·k (llvmpipe ends an invocation's loops after 65535 iterations in all);
+// a walk of the short list in longer rows.
 fn is_listed(row: Row, c: u32) -> bool {
-    return (listed_words[c / 32u] & (1u << (c % 32u))) != 0u;
+    if (bitmap_rows()) {
+        return (listed_words[c / 32u] & (1u << (c % 32u))) != 0u;
+    }
+    return first_listing(row, c) < row.listed;
 }
 
 // Σ_j max(0, 1 - x_{y_j} + x) and Σ_j [1 - x_{y_j} + x > 0] over the list (an unlisted
-// class's hinges and its gradient count).
-fn hinges_against_list(row: Row, x: f32) -> vec2<f32> {
+// class's hinges and its gradient count); with `count`, each active hinge is counted in
+// wg_active too.
+fn hinges_against_list(row: Row, x: f32, count: bool) -> vec2<f32> {
     var total = vec2(0.0, 0.0);
     for (var j = 0u; j < row.listed; j++) {
         let z = 1.0 - logit(row, label_at(row, j)) + x;
         if (z > 0.0) {
             total += vec2(z, 1.0);
+            if (count) {
+                atomicAdd(&wg_active[min(j, WG_SIZE - 1u)], 1u);
+            }
         }
     }
     return total;
@@ -102,13 +131,19 @@ fn row_push(a: RowAcc, row: Row, c: u32) -> RowAcc {
 #endif
 #if ML_MARGIN
     if (!is_listed(row, c)) {
-        r.wx += hinges_against_list(row, x).x;
+        r.wx += hinges_against_list(row, x, !bitmap_rows()).x;
     }
 #endif
     return r;
 }
 
 fn row_begin(lid: u32, row: Row) {
+#if ML_MARGIN
+    // The previous row's gradient sweep has read its counts.
+    workgroupBarrier();
+    atomicStore(&wg_active[lid], 0u);
+    workgroupBarrier();
+#endif
 }
 
 fn label_factor(row: Row, acc: RowAcc, lse: f32) -> f32 {
@@ -131,9 +166,15 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
 #endif
 #if ML_MARGIN
     if (!is_listed(row, c)) {
-        return hinges_against_list(row, x).y * per_class * row.scale;
+        return hinges_against_list(row, x, false).y * per_class * row.scale;
     }
-    return -f32(times_listed(row, c)) * active_against(row, x) * per_class * row.scale;
+    var active_hinges = 0.0;
+    if (bitmap_rows()) {
+        active_hinges = active_against(row, x);
+    } else {
+        active_hinges = f32(atomicLoad(&wg_active[min(first_listing(row, c), WG_SIZE - 1u)]));
+    }
+    return -f32(times_listed(row, c)) * active_hinges * per_class * row.scale;
 #endif
 }
 

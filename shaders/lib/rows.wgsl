@@ -90,8 +90,8 @@ struct Row {
 }
 
 #if LABEL_LISTS
-// The listed classes of the invocation's current row, one bit each (row_setup): the host
-// keeps C <= 32·LISTED_WORDS.
+// The listed classes of the invocation's current row, one bit each (row_setup), for rows
+// of up to 32·LISTED_WORDS classes.
 const LISTED_WORDS: u32 = 32u;
 var<private> listed_words: array<u32, LISTED_WORDS>;
 #endif
@@ -106,7 +106,9 @@ fn row_setup(r: u32) -> Row {
     }
     while (row.listed < params.classes && labels[row.labels_base + row.listed] >= 0) {
         let c = u32(labels[row.labels_base + row.listed]);
-        listed_words[c / 32u] |= 1u << (c % 32u);
+        if (c < 32u * LISTED_WORDS) {
+            listed_words[c / 32u] |= 1u << (c % 32u);
+        }
         row.listed++;
     }
 #endif

@@ -5,7 +5,7 @@
 use super::binary::{sigmoid, softplus};
 use super::{CpuOutput, Real};
 use crate::error::{Error, Result};
-use crate::losses::softmax::Variant;
+use crate::losses::softmax::{multilabel_margin_list_limit, Variant};
 use crate::losses::{Inputs, Reduction, Spec, Target};
 
 /// A margin loss, as its twin sees it: the parameters its shader file reads.
@@ -47,7 +47,12 @@ pub(crate) fn run<L: MarginLoss, F: Real>(
     // Label pre-pass: every entry a class, or the list end −1 for multi-label margin.
     if let Target::Labels(labels) = inputs.target {
         let ignore = spec.ignore();
-        let invalid = labels.iter().filter(|&&l| Some(l) != ignore && !(0..classes as i32).contains(&l)).count();
+        let mut invalid = labels.iter().filter(|&&l| Some(l) != ignore && !(0..classes as i32).contains(&l)).count();
+        // Lists longer than the kernel takes in long rows: one invalid label each.
+        if let (Variant::MultiLabelMargin, Some(limit)) = (variant, multilabel_margin_list_limit(classes)) {
+            invalid +=
+                labels.chunks(classes.max(1)).filter(|row| row.iter().take_while(|&&l| l >= 0).count() > limit).count();
+        }
         if invalid > 0 {
             let (argument, domain) = spec.invalid_means.unwrap_or(("labels", "[0, C)"));
             return Err(Error::OutOfDomain { argument, count: invalid as u64, domain });

@@ -379,7 +379,10 @@ impl Definition for MultiLabelMargin {
         Spec {
             target_domain: Domain::LabelList,
             takes_weight: false,
-            invalid_means: Some(("labels", "[-1, C) (class indices; -1 ends a row's list)")),
+            invalid_means: Some((
+                "labels",
+                "[-1, C) (class indices; -1 ends a row's list; rows of more than 1024 classes take lists of at most multilabel_margin_list_limit(C) entries)",
+            )),
             ..Spec::row_wise(
                 "multilabel_margin",
                 "torch.nn.MultiLabelMarginLoss",

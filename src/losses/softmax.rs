@@ -30,9 +30,27 @@ const DENOMS_BYTES: u64 = 16;
 /// Rows with at most this many classes get one invocation each.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
 
-/// Classes per row of `multilabel_margin` at most: the bitmap of a row's listed classes
-/// that each invocation keeps (`LISTED_WORDS` words in `shaders/lib/rows.wgsl`).
+/// Classes per row up to which `multilabel_margin` takes lists of any length: each
+/// invocation keeps a bitmap of its row's listed classes (`LISTED_WORDS` words in
+/// `shaders/lib/rows.wgsl`). Longer rows take lists of at most
+/// [`multilabel_margin_list_limit`] entries.
 pub const MULTILABEL_MARGIN_MAX_CLASSES: usize = 1024;
+
+/// The longest list `multilabel_margin` takes in rows of `classes` classes: `None` (any)
+/// up to [`MULTILABEL_MARGIN_MAX_CLASSES`]; above, a workgroup counts each list entry's
+/// active hinges in workgroup atomics (at most 256 entries) while each of its invocations
+/// walks the list a few times per class it holds, so the list is also bounded by the loop
+/// budget (75 entries at 32 768 classes, 8 at 262 144). A longer list is an
+/// out-of-domain label, on the GPU and the CPU alike.
+pub fn multilabel_margin_list_limit(classes: usize) -> Option<usize> {
+    if classes <= MULTILABEL_MARGIN_MAX_CLASSES {
+        return None;
+    }
+    let per_lane = (classes as u64).div_ceil(WG_SIZE as u64);
+    let fixed = RowKernel::PerWorkgroup.loop_cost(Variant::HardLabels, classes as u64) + 64;
+    let by_budget = (LOOP_BUDGET.saturating_sub(fixed) / (5 * per_lane)).saturating_sub(1);
+    Some(by_budget.min(WG_SIZE as u64) as usize)
+}
 
 /// Which kind of row-wise loss: how the host binds its targets and reduces it (the
 /// loss file defines the matching shader variant).
@@ -127,12 +145,19 @@ impl RowKernel {
         if variant != Variant::MultiLabelMargin {
             return plain;
         }
-        // A list of k <= C entries: row_setup walks it and clears the bitmap; each class
-        // walks the list (unlisted: its hinges, twice) or counts its listings and walks
-        // the row (listed).
-        let k = classes;
+        // row_setup clears the bitmap and walks the list of k entries.
         let listed_words = (MULTILABEL_MARGIN_MAX_CLASSES / 32) as u64;
-        plain + (k + 1) + (listed_words + 1) + per_lane * (2 * (k + 1) + (classes + 1))
+        match multilabel_margin_list_limit(classes as usize) {
+            // Each class walks the list (unlisted: its hinges, in both sweeps) or counts
+            // its listings and walks the row (listed); k <= C.
+            None => plain + (classes + 1) + (listed_words + 1) + per_lane * (2 * (classes + 1) + (classes + 1)),
+            // Each class walks the list up to five times (membership in both sweeps, its
+            // hinges, its listings and first position).
+            Some(k) => {
+                let k = k as u64;
+                plain + (k + 1) + (listed_words + 1) + per_lane * 5 * (k + 1)
+            }
+        }
     }
 
     /// The kernel chosen for rows of `classes` classes.
@@ -167,7 +192,10 @@ struct LabelParams {
     has_ignore: u32,
     // 1: add to the denominators of the previous label pass (labels in several bindings).
     accumulate: u32,
-    _pad: [u32; 3],
+    // Lists of labels (rows of `classes` entries): a list longer than this is invalid
+    // (u32::MAX: any length).
+    list_limit: u32,
+    _pad: [u32; 2],
 }
 
 struct Chunk {
@@ -262,12 +290,6 @@ impl SoftmaxPlan {
         // is one chunk of any size.
         // Rows per invocation are bounded too (LOOP_BUDGET): a chunk has at most
         // `rows_per_invocation` rows per lane of its MAX_GROUPS workgroups.
-        if variant == Variant::MultiLabelMargin && classes > MULTILABEL_MARGIN_MAX_CLASSES as u64 {
-            return Err(invalid_shape(format!(
-                "multilabel_margin takes rows of at most {MULTILABEL_MARGIN_MAX_CLASSES} classes (the bitmap of a \
-                 row's listed classes each invocation keeps), not {classes}"
-            )));
-        }
         let row_cost = kernel.loop_cost(variant, classes);
         let lanes = match kernel {
             RowKernel::PerThread => WG_SIZE as u64,
@@ -326,9 +348,16 @@ impl SoftmaxPlan {
         // invocation for LOOP_BUDGET (its loops: the labels, the class weights, the
         // reduction); passes after the first add to the counts.
         let lane_budget = LOOP_BUDGET.saturating_sub(classes.div_ceil(WG_SIZE as u64) + 1 + 4 * 9 + 1).max(1);
-        let align_labels = (align / ELEM_BYTES).max(1);
-        let pass_labels = ((max_binding / ELEM_BYTES).min(lane_budget * WG_SIZE as u64) / align_labels * align_labels)
-            .max(align_labels);
+        // Lists are checked for their length within a pass: passes of whole rows, a
+        // multiple of the chunks' step, with up to one more walk of a list per row.
+        let list_limit =
+            (variant == Variant::MultiLabelMargin).then(|| multilabel_margin_list_limit(classes as usize)).flatten();
+        let (unit, lane_budget) = if variant.labels_per_row(classes as usize) > 1 {
+            (step * classes, lane_budget / 2)
+        } else {
+            ((align / ELEM_BYTES).max(1), lane_budget)
+        };
+        let pass_labels = ((max_binding / ELEM_BYTES).min(lane_budget * WG_SIZE as u64) / unit * unit).max(unit);
         let label_ranges: Vec<(u64, u64)> = if label_count == 0 {
             vec![(0, 0)]
         } else {
@@ -346,7 +375,8 @@ impl SoftmaxPlan {
                     ignore_index: ignore.unwrap_or(0),
                     has_ignore: ignore.is_some() as u32,
                     accumulate: (i > 0) as u32,
-                    _pad: [0; 3],
+                    list_limit: list_limit.map_or(u32::MAX, |k| k as u32),
+                    _pad: [0; 2],
                 };
                 (first, count, uniform(gpu, "fused-loss label params", &params))
             })
@@ -661,6 +691,18 @@ pub(crate) fn shader_variants(
 }
 
 #[cfg(test)]
+mod limits {
+    use super::multilabel_margin_list_limit;
+
+    #[test]
+    fn multilabel_margin_list_limits_are_the_documented_ones() {
+        // The README and the function's docs quote these.
+        let limits: Vec<_> = [1024, 1025, 32_768, 262_144].into_iter().map(multilabel_margin_list_limit).collect();
+        assert_eq!(limits, [None, Some(256), Some(75), Some(8)]);
+    }
+}
+
+#[cfg(test)]
 mod mirrors {
     use super::{ChunkParams, LabelParams, DENOMS_BYTES, MULTILABEL_MARGIN_MAX_CLASSES};
     use crate::shader::{assert_mirrors, reflection};
@@ -672,7 +714,7 @@ mod mirrors {
             mean_from_denoms: u32, has_ignore: u32,
         });
         assert_mirrors!(LabelParams, "classification/labels", "LabelParams" {
-            rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32,
+            rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32, list_limit: u32,
         });
         assert_eq!(reflection::type_size("classification/labels", "Denoms") as u64, DENOMS_BYTES);
         let listed_words = reflection::const_u32("classification/multilabel_margin", "LISTED_WORDS");
