@@ -46,6 +46,11 @@ fn assemble_from(sources: &'static [(&'static str, &'static str)], entry: &str, 
     if state.defines.contains_key("ELEM_F16") {
         state.out.insert_str(0, "enable f16;\n");
     }
+    // Operands sharing one buffer (Options::shared_buffers): wgpu refuses a buffer bound
+    // read-only and read-write in one dispatch, so every storage binding is read_write.
+    if state.defines.contains_key(crate::losses::plan::SHARED_BUFFERS) {
+        state.out = state.out.replace("var<storage, read>", "var<storage, read_write>");
+    }
     Ok(state.out)
 }
 

@@ -538,3 +538,61 @@ fn label_lists_beyond_one_pre_pass_are_all_checked() {
     let got = gpu.compute(loss, Reduction::Mean, &inputs);
     assert!(matches!(got, Err(fused_loss::Error::OutOfDomain { count: 1, .. })), "{:?}", got.map(|o| o.value));
 }
+
+#[test]
+fn operands_in_one_shared_buffer() {
+    // Pooled allocators (burn's) put inputs and outputs in one wgpu::Buffer. wgpu refuses
+    // one buffer bound read-only and read-write in one dispatch, so plain plans refuse it
+    // as Aliased; plans with Options::shared_buffers declare every binding read_write and
+    // give the bits of separate buffers. Cross-entropy (labels, the pre-pass) and MSE.
+    use wgpu::util::DeviceExt;
+    let Some(gpu) = common::gpu("operands_in_one_shared_buffer") else { return };
+    let device = gpu.device();
+    let (rows, classes) = (37usize, 10usize);
+    let len = rows * classes;
+    let cases = [
+        Case::new(Loss::cross_entropy().label_smoothing(0.1), Reduction::Mean, &[rows, classes], 11),
+        Case::new(Loss::mse(), Reduction::Sum, &[len], 12),
+    ];
+    for case in cases {
+        let data = case.data();
+        let labels = !data.labels.is_empty();
+        let target_words: Vec<f32> =
+            if labels { data.labels.iter().map(|&l| f32::from_bits(l as u32)).collect() } else { data.target.clone() };
+        // Offsets in floats, each a multiple of 64 (256 bytes, the strictest alignment).
+        let at = |i: usize| i * 448;
+        let mut words = vec![f32::NAN; at(4)];
+        words[at(0)..at(0) + len].copy_from_slice(&data.input);
+        words[at(1)..at(1) + target_words.len()].copy_from_slice(&target_words);
+        let pool = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("pool"),
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        });
+        let bytes = |floats: usize| (floats * 4) as u64;
+        let bindings = Bindings::new()
+            .input(pool.slice(bytes(at(0))..bytes(at(0) + len)))
+            .target(pool.slice(bytes(at(1))..bytes(at(1) + target_words.len())))
+            .grad(pool.slice(bytes(at(2))..bytes(at(2) + len)))
+            .stats(pool.slice(bytes(at(3))..bytes(at(3)) + LossStats::SIZE));
+        let shape = Shape::new(&case.dims);
+        let plain = gpu.plan_for(&case.loss, case.reduction, &shape, &Options::new()).unwrap();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let refused = plain.encode(&mut encoder, &bindings);
+        assert!(matches!(refused, Err(fused_loss::Error::Aliased { .. })), "{case}: {refused:?}");
+        let shared = gpu.plan_for(&case.loss, case.reduction, &shape, &Options::new().shared_buffers()).unwrap();
+        shared.encode(&mut encoder, &bindings).unwrap();
+        gpu.queue().submit([encoder.finish()]);
+        let got = common::read_floats(&gpu, &pool);
+        let stats: LossStats = bytemuck::pod_read_unaligned(bytemuck::cast_slice(&got[at(3)..at(3) + 8]));
+        let inputs = data.inputs(&case);
+        let want = gpu.compute(&case.loss, case.reduction, &inputs).unwrap();
+        assert_eq!(stats.value.to_bits(), want.value.to_bits(), "{case}: loss {} vs {}", stats.value, want.value);
+        let grad = &got[at(2)..at(2) + len];
+        assert!(grad.iter().zip(&want.grad).all(|(a, b)| a.to_bits() == b.to_bits()), "{case}: gradients differ");
+        assert!(
+            got[at(0)..at(0) + len].iter().zip(&data.input).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{case}: input changed"
+        );
+    }
+}

@@ -256,6 +256,11 @@ pub struct Options {
     pub target_grad: bool,
     /// The gradient over the input ([`Bindings::in_place`]).
     pub in_place: bool,
+    /// Operands may share one `wgpu::Buffer` at disjoint ranges, inputs and outputs
+    /// alike, as pooled allocators (burn's) place tensors: every storage binding of the
+    /// call's kernels is declared `read_write`, since wgpu refuses one buffer bound
+    /// read-only and read-write in one dispatch. Overlapping ranges stay an error.
+    pub shared_buffers: bool,
 }
 
 impl Options {
@@ -318,6 +323,12 @@ impl Options {
         self
     }
 
+    /// Lets operands share buffers at disjoint ranges ([`Options::shared_buffers`]).
+    pub fn shared_buffers(mut self) -> Self {
+        self.shared_buffers = true;
+        self
+    }
+
     /// Whether `bindings` bind what was declared, or the error naming the first
     /// difference.
     fn check(&self, bindings: &Bindings, required: &Required) -> Result<()> {
@@ -375,6 +386,27 @@ pub(crate) struct PlanRequest<'a> {
     pub shape: &'a Shape,
     pub options: &'a Options,
 }
+
+impl PlanRequest<'_> {
+    /// The pipeline of `shader`'s `entry` under `defines`, in the request's binding mode
+    /// (`SHARED_BUFFERS`: every storage binding `read_write`, see `shader::assemble`).
+    pub(crate) fn pipeline(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        defines: &crate::shader::Defines,
+    ) -> Result<wgpu::ComputePipeline> {
+        if !self.options.shared_buffers {
+            return self.gpu.pipeline(shader, entry, defines);
+        }
+        let mut defines = defines.clone();
+        defines.insert(SHARED_BUFFERS.into(), String::new());
+        self.gpu.pipeline(shader, entry, &defines)
+    }
+}
+
+/// The define that declares every storage binding `read_write` ([`Options::shared_buffers`]).
+pub(crate) const SHARED_BUFFERS: &str = "SHARED_BUFFERS";
 
 /// A kernel shape: how a family of losses walks memory on the GPU (element by element,
 /// rows over a class dimension). A new shape (a two-pass reduction, grouped rows, a
@@ -507,6 +539,7 @@ impl Plan {
         self.options.check(bindings, required)?;
         let gpu = self.inner.gpu();
         let mut checks = SliceChecks::new(gpu);
+        checks.shared_buffers = self.options.shared_buffers;
         // Bind groups are made first, in an error scope: a buffer wgpu refuses
         // (destroyed, another device's) is an error here, not a panic at the caller's
         // submit, and nothing has been recorded.
@@ -535,7 +568,13 @@ impl Plan {
             defines.insert("SUBGROUPS".into(), String::new());
             (*s, *e, defines)
         });
-        let extra: Vec<_> = with_subgroups.collect();
+        // And in the shared-buffer binding mode (every storage binding read_write).
+        let shared = variants.iter().filter(|(shader, _, _)| *shader == spec.shader).map(|(s, e, d)| {
+            let mut defines = d.clone();
+            defines.insert(SHARED_BUFFERS.into(), String::new());
+            (*s, *e, defines)
+        });
+        let extra: Vec<_> = with_subgroups.chain(shared).collect();
         variants.into_iter().chain(extra).collect()
     }
 }
@@ -545,6 +584,9 @@ impl Plan {
 pub(crate) struct SliceChecks<'a> {
     gpu: &'a Gpu,
     used: Vec<Used<'a>>,
+    /// Every binding is `read_write` ([`Options::shared_buffers`]): an input may share a
+    /// buffer with an output where they do not overlap.
+    pub(crate) shared_buffers: bool,
 }
 
 struct Used<'a> {
@@ -556,7 +598,7 @@ struct Used<'a> {
 
 impl<'a> SliceChecks<'a> {
     pub(crate) fn new(gpu: &'a Gpu) -> Self {
-        SliceChecks { gpu, used: Vec::new() }
+        SliceChecks { gpu, used: Vec::new(), shared_buffers: false }
     }
 
     /// Checks an operand the call only reads (`required` bytes of it).
@@ -596,9 +638,9 @@ impl<'a> SliceChecks<'a> {
                 let (start, end) = (a.range.start.max(b.range.start), a.range.end.min(b.range.end));
                 let why = if start < end {
                     format!("overlap (bytes {start}..{end}); an output may not overlap another operand")
-                } else if a.written != b.written {
+                } else if a.written != b.written && !self.shared_buffers {
                     "one is only read while the other is written: wgpu refuses one buffer bound read-only and \
-                     read-write in one dispatch; use separate buffers"
+                     read-write in one dispatch; use separate buffers, or plan with Options::shared_buffers"
                         .to_string()
                 } else {
                     continue;

@@ -209,10 +209,13 @@ impl PointwisePlan {
         let PlanRequest { gpu, loss, spec, reduction, shape, options } = *request;
         let dtype = options.dtype;
         let defines = kernel_defines(request)?;
-        let pipeline = gpu.pipeline(spec.shader, "main", &defines)?;
-        let finalize = gpu.pipeline("finalize", "finalize", &Defines::new())?;
-        let column_sums =
-            if options.per_class { Some(gpu.pipeline("column_sums", "column_sums", &Defines::new())?) } else { None };
+        let pipeline = request.pipeline(spec.shader, "main", &defines)?;
+        let finalize = request.pipeline("finalize", "finalize", &Defines::new())?;
+        let column_sums = if options.per_class {
+            Some(request.pipeline("column_sums", "column_sums", &Defines::new())?)
+        } else {
+            None
+        };
         let zero_on_invalid = match spec.invalid_means {
             Some(_) => {
                 let mut defines = Defines::new();
@@ -222,7 +225,7 @@ impl PointwisePlan {
                 if options.target_grad {
                     defines.insert("TARGET_GRAD".into(), String::new());
                 }
-                Some(gpu.pipeline("zero_on_invalid", "zero_on_invalid", &defines)?)
+                Some(request.pipeline("zero_on_invalid", "zero_on_invalid", &defines)?)
             }
             None => None,
         };

@@ -596,15 +596,15 @@ fn pipelines(
     }
     let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
     let labels = variant.has_labels();
-    let pipeline = gpu.pipeline(spec.shader, kernel.entry(), &defines)?;
-    let finalize = gpu.pipeline("finalize", "finalize", &set(if labels { &["DENOMS"] } else { &[] }))?;
+    let pipeline = request.pipeline(spec.shader, kernel.entry(), &defines)?;
+    let finalize = request.pipeline("finalize", "finalize", &set(if labels { &["DENOMS"] } else { &[] }))?;
     let count_labels = if labels {
         let label_flags: &[&str] = match (options.weight.is_some(), spec.unweighted_mean) {
             (true, true) => &["HAS_WEIGHT", "UNWEIGHTED_MEAN"],
             (true, false) => &["HAS_WEIGHT"],
             (false, _) => &[],
         };
-        Some(gpu.pipeline("classification/labels", "count_labels", &set(label_flags))?)
+        Some(request.pipeline("classification/labels", "count_labels", &set(label_flags))?)
     } else {
         None
     };
