@@ -449,7 +449,7 @@ fn multilabel_margin_lists_up_to_every_class_on_both_kernels() {
     for (kernel, classes, lists) in cases {
         let rows = lists.len();
         let lists = &lists[..];
-        let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+        let input = spread_logits(rows * classes);
         let mut labels = vec![-1i32; rows * classes];
         for (r, &listed) in lists.iter().enumerate() {
             // Odd rows draw from fewer classes than they list: repeats.
@@ -478,7 +478,7 @@ fn multilabel_margin_lists_up_to_every_class_on_both_kernels() {
     // paths, and one invocation walking 400 classes against a list of 400 is refused:
     // specific errors rather than silently wrong answers.
     let classes = 32_768;
-    let input: Vec<f32> = (0..2 * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+    let input = spread_logits(2 * classes);
     let mut labels = vec![-1i32; 2 * classes];
     for j in 0..=long {
         labels[classes + j] = (j * 37) as i32;
@@ -521,7 +521,7 @@ fn label_lists_beyond_one_pre_pass_are_all_checked() {
     // go unseen. The pre-pass now runs in passes of at most LOOP_BUDGET per invocation.
     let Some(gpu) = common::gpu("label_lists_beyond_one_pre_pass_are_all_checked") else { return };
     let (rows, classes) = (17_000, 1000);
-    let input: Vec<f32> = (0..rows * classes).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect();
+    let input = spread_logits(rows * classes);
     let mut labels = vec![-1i32; rows * classes];
     for r in 0..rows {
         labels[r * classes] = (r % classes) as i32;
@@ -595,4 +595,10 @@ fn operands_in_one_shared_buffer() {
             "{case}: input changed"
         );
     }
+}
+
+/// `n` logits spread over ±2 in a fixed pseudo-random order (many distinct values, no
+/// ties in a row of up to 1013).
+fn spread_logits(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 256.0).collect()
 }

@@ -165,14 +165,23 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
     return weight_of(c) * (sigmoid(x) * (1.0 - t) - sigmoid(-x) * t) * per_class * row.scale;
 #endif
 #if ML_MARGIN
-    if (!is_listed(row, c)) {
+    // Long rows walk the list once for the first listing, which is also membership.
+    var listed = false;
+    var first = 0u;
+    if (bitmap_rows()) {
+        listed = is_listed(row, c);
+    } else {
+        first = first_listing(row, c);
+        listed = first < row.listed;
+    }
+    if (!listed) {
         return hinges_against_list(row, x, false).y * per_class * row.scale;
     }
     var active_hinges = 0.0;
     if (bitmap_rows()) {
         active_hinges = active_against(row, x);
     } else {
-        active_hinges = f32(atomicLoad(&wg_active[min(first_listing(row, c), WG_SIZE - 1u)]));
+        active_hinges = f32(atomicLoad(&wg_active[min(first, WG_SIZE - 1u)]));
     }
     return -f32(times_listed(row, c)) * active_hinges * per_class * row.scale;
 #endif

@@ -39,8 +39,8 @@ pub const MULTILABEL_MARGIN_MAX_CLASSES: usize = 1024;
 /// The longest list `multilabel_margin` takes in rows of `classes` classes: `None` (any)
 /// up to [`MULTILABEL_MARGIN_MAX_CLASSES`]; above, a workgroup counts each list entry's
 /// active hinges in workgroup atomics (at most 256 entries) while each of its invocations
-/// walks the list a few times per class it holds, so the list is also bounded by the loop
-/// budget (75 entries at 32 768 classes, 8 at 262 144). A longer list is an
+/// walks the list four times per class it holds, so the list is also bounded by the loop
+/// budget (94 entries at 32 768 classes, 10 at 262 144). A longer list is an
 /// out-of-domain label, on the GPU and the CPU alike.
 pub fn multilabel_margin_list_limit(classes: usize) -> Option<usize> {
     if classes <= MULTILABEL_MARGIN_MAX_CLASSES {
@@ -48,7 +48,7 @@ pub fn multilabel_margin_list_limit(classes: usize) -> Option<usize> {
     }
     let per_lane = (classes as u64).div_ceil(WG_SIZE as u64);
     let fixed = RowKernel::PerWorkgroup.loop_cost(Variant::HardLabels, classes as u64) + 64;
-    let by_budget = (LOOP_BUDGET.saturating_sub(fixed) / (5 * per_lane)).saturating_sub(1);
+    let by_budget = (LOOP_BUDGET.saturating_sub(fixed) / (4 * per_lane)).saturating_sub(1);
     Some(by_budget.min(WG_SIZE as u64) as usize)
 }
 
@@ -151,12 +151,21 @@ impl RowKernel {
             // Each class walks the list (unlisted: its hinges, in both sweeps) or counts
             // its listings and walks the row (listed); k <= C.
             None => plain + (classes + 1) + (listed_words + 1) + per_lane * (2 * (classes + 1) + (classes + 1)),
-            // Each class walks the list up to five times (membership in both sweeps, its
-            // hinges, its listings and first position).
+            // Each class walks the list four times: membership and its hinges in the
+            // first sweep; its first listing (membership), then its hinges or its
+            // listings, in the second.
             Some(k) => {
                 let k = k as u64;
-                plain + (k + 1) + (listed_words + 1) + per_lane * 5 * (k + 1)
+                plain + (k + 1) + (listed_words + 1) + per_lane * 4 * (k + 1)
             }
+        }
+    }
+
+    /// Rows one workgroup walks at once (one per invocation, or one).
+    fn rows_per_workgroup(self) -> u64 {
+        match self {
+            RowKernel::PerThread => WG_SIZE as u64,
+            RowKernel::PerWorkgroup => 1,
         }
     }
 
@@ -286,24 +295,20 @@ impl SoftmaxPlan {
             let c = step_for(item_bytes);
             step = step / gcd(step, c) * c;
         }
-        // Only chunks after the first need aligned starts: a batch that fits one binding
-        // is one chunk of any size.
         // Rows per invocation are bounded too (LOOP_BUDGET): a chunk has at most
-        // `rows_per_invocation` rows per lane of its MAX_GROUPS workgroups.
+        // `rows_per_invocation` rows for each of its MAX_GROUPS workgroups' row slots.
         let row_cost = kernel.loop_cost(variant, classes);
-        let lanes = match kernel {
-            RowKernel::PerThread => WG_SIZE as u64,
-            RowKernel::PerWorkgroup => 1,
-        };
-        let rows_per_invocation = LOOP_BUDGET / row_cost;
-        let items_per_budget = rows_per_invocation * MAX_GROUPS as u64 * lanes / inner.max(1);
+        let row_slots = MAX_GROUPS as u64 * kernel.rows_per_workgroup();
+        let items_per_budget = LOOP_BUDGET / row_cost * row_slots / inner.max(1);
         if items_per_budget == 0 {
             return Err(invalid_shape(format!(
                 "one invocation of the {kernel:?} kernel would loop {} times over a batch item's rows of {classes} \
                  classes, more than the {LOOP_BUDGET} that llvmpipe runs right",
-                inner.div_ceil(MAX_GROUPS as u64 * lanes) * row_cost
+                inner.div_ceil(row_slots) * row_cost
             )));
         }
+        // Only chunks after the first need aligned starts: a batch that fits one binding
+        // is one chunk of any size.
         let items_per_chunk = match max_binding.checked_div(item_bytes) {
             None => batch.max(1),
             Some(fit) if fit.min(items_per_budget) >= batch => batch.max(1),
@@ -325,11 +330,7 @@ impl SoftmaxPlan {
         while first_item < batch {
             let items = items_per_chunk.min(batch - first_item);
             let chunk_rows = items * inner;
-            let groups = match kernel {
-                RowKernel::PerThread => chunk_rows.div_ceil(WG_SIZE as u64),
-                RowKernel::PerWorkgroup => chunk_rows,
-            }
-            .clamp(1, MAX_GROUPS as u64) as u32;
+            let groups = chunk_rows.div_ceil(kernel.rows_per_workgroup()).clamp(1, MAX_GROUPS as u64) as u32;
             let params = ChunkParams {
                 rows: chunk_rows as u32,
                 partial_base,
@@ -698,7 +699,7 @@ mod limits {
     fn multilabel_margin_list_limits_are_the_documented_ones() {
         // The README and the function's docs quote these.
         let limits: Vec<_> = [1024, 1025, 32_768, 262_144].into_iter().map(multilabel_margin_list_limit).collect();
-        assert_eq!(limits, [None, Some(256), Some(75), Some(8)]);
+        assert_eq!(limits, [None, Some(256), Some(94), Some(10)]);
     }
 }
 
