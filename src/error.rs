@@ -191,6 +191,29 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// A burn tensor (feature `burn`) is on a device other than the call's, or on a
+    /// device fused-loss cannot reach (not wgpu, or not set up through
+    /// `fused_loss::burn::device` / `fused_loss::burn::register`).
+    #[error("`{argument}`: {why}")]
+    Device {
+        /// Which operand.
+        argument: &'static str,
+        /// What is wrong with its device.
+        why: String,
+    },
+    /// A burn tensor (feature `burn`) has an element type the call cannot take.
+    #[error("`{argument}` is {actual}, but {expected}")]
+    ElementType {
+        /// Which operand.
+        argument: &'static str,
+        /// Its element type.
+        actual: String,
+        /// What the call takes.
+        expected: &'static str,
+    },
+    /// burn's wgpu runtime (feature `burn`) refused to set up a device.
+    #[error("setting up the burn wgpu device failed: {0}")]
+    BurnSetup(String),
     /// A shader failed to assemble (preprocessor error).
     #[error("shader {name}: {message}")]
     Shader {

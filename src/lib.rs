@@ -31,6 +31,8 @@ struct ReadmeDoctests;
 
 #[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(feature = "burn")]
+pub mod burn;
 #[cfg(feature = "cli")]
 pub mod check;
 pub mod class_weights;
@@ -79,6 +81,24 @@ pub struct Output {
     /// d(loss)/d(target), one per element, in the input's element type widened to f32,
     /// when asked for ([`Inputs::with_target_grad`]).
     pub target_grad: Option<Vec<f32>>,
+}
+
+impl Output {
+    /// A result with `value` and `grad` and no optional output (for callers that join
+    /// results from other paths, such as the burn tests, and compare them with
+    /// [`check::compare`](crate::check)).
+    pub fn new(value: f32, grad: Vec<f32>) -> Self {
+        Output {
+            value,
+            grad,
+            per_element: None,
+            nonfinite: 0,
+            lse: None,
+            correct: None,
+            per_class: None,
+            target_grad: None,
+        }
+    }
 }
 
 impl Gpu {
