@@ -14,6 +14,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tomllib
 
 root = pathlib.Path(__file__).resolve().parent.parent
 readme = (root / "README.md").read_text().splitlines()
@@ -42,10 +43,14 @@ if sorted(sys.argv[1:]) != examples:
 missing = sorted(set(quotes) - set(examples))
 if missing:
     sys.exit(f"README quotes the output of examples that do not exist: {missing}")
+# An example that needs features (the burn example) runs with them, as its doc says.
+manifest = tomllib.loads((root / "Cargo.toml").read_text())
+features = {e["name"]: e.get("required-features", []) for e in manifest.get("example", [])}
 failed = []
 for name in examples:
     print(f"== example {name}", flush=True)
-    run = subprocess.run(["cargo", "run", "--release", "-q", "--example", name], cwd=root, capture_output=True, text=True)
+    extra = ["--features", ",".join(features[name])] if features.get(name) else []
+    run = subprocess.run(["cargo", "run", "--release", "-q", *extra, "--example", name], cwd=root, capture_output=True, text=True)
     print(run.stdout, end="")
     if run.returncode != 0:
         print(run.stderr, end="")

@@ -592,7 +592,7 @@ pub fn plot(report: &Report, path: &std::path::Path) -> std::result::Result<(), 
 }
 
 /// Today's UTC date, `YYYY-MM-DD`.
-fn today() -> String {
+pub(crate) fn today() -> String {
     let days =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

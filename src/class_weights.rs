@@ -259,6 +259,10 @@ impl ClassWeights {
                 })
             }
         }
+        // The labels are read by the counting dispatch only and the outputs written by the
+        // weighing dispatch only: no dispatch binds one buffer read-only and read-write, so
+        // they may share a buffer (burn's pools) as long as they do not overlap.
+        checks.shared_buffers = true;
         checks.refuse_overlaps()?;
         let (count, weigh) = (&self.count, &self.weigh);
         let counts = self.counts.as_entire_buffer_binding();

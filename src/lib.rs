@@ -31,6 +31,8 @@ struct ReadmeDoctests;
 
 #[cfg(feature = "cli")]
 pub mod bench;
+#[cfg(all(feature = "cli", feature = "burn"))]
+pub mod bench_burn;
 #[cfg(feature = "burn")]
 pub mod burn;
 #[cfg(feature = "cli")]

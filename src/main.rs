@@ -48,6 +48,11 @@ enum Command {
         /// Workgroup-memory reductions only (no subgroup operations), likewise.
         #[arg(long)]
         no_subgroups: bool,
+        /// Compare with another library in the same run instead: `burn` (burn's own
+        /// losses, fused-loss called from burn, and the embedding path, on one burn wgpu
+        /// device; needs `--features burn-defaults`).
+        #[arg(long)]
+        peer: Option<String>,
     },
     /// Run every registry loss on the GPU and the CPU reference and compare them.
     Check {
@@ -84,7 +89,10 @@ fn main() -> ExitCode {
             info(&gpu);
             ExitCode::SUCCESS
         }
-        Command::Bench { suite, loss, dtype, json, plot, markdown, torch, no_vec4, no_subgroups } => {
+        Command::Bench { peer: Some(peer), loss, json, markdown, .. } => {
+            peer_bench(&peer, &list(loss.as_deref()), json, markdown)
+        }
+        Command::Bench { suite, loss, dtype, json, plot, markdown, torch, no_vec4, no_subgroups, peer: None } => {
             let (losses, dtypes) = match (list(loss.as_deref()), dtypes(dtype.as_deref())) {
                 (losses, Ok(dtypes)) => (losses, dtypes),
                 (_, Err(e)) => {
@@ -213,6 +221,54 @@ fn run_check(gpu: &Gpu, cases: &[Case]) -> ExitCode {
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `bench --peer NAME`.
+fn peer_bench(
+    peer: &str,
+    losses: &[String],
+    json: Option<std::path::PathBuf>,
+    markdown: Option<std::path::PathBuf>,
+) -> ExitCode {
+    if peer != "burn" {
+        eprintln!("error: unknown peer {peer:?} (burn)");
+        return ExitCode::FAILURE;
+    }
+    #[cfg(feature = "burn")]
+    {
+        let run = || -> Result<bool, Box<dyn std::error::Error>> {
+            let device = fused_loss::burn::device(burn::backend::wgpu::WgpuDevice::default())?.autodiff();
+            let report = fused_loss::bench_burn::run(&device, losses)?;
+            let table = fused_loss::bench_burn::table(&report);
+            print!("{table}");
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+            }
+            if let Some(path) = markdown {
+                std::fs::write(path, &table)?;
+            }
+            Ok(report.rows.iter().all(|r| r.fused_burn_status == "pass"))
+        };
+        match run() {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("fused-loss from burn disagreed with the CPU reference (marked, not timed)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(feature = "burn"))]
+    {
+        let _ = (losses, json, markdown);
+        eprintln!(
+            "error: this build has no burn; run `cargo run --release --features burn-defaults -- bench --peer burn`"
+        );
         ExitCode::FAILURE
     }
 }

@@ -301,3 +301,73 @@ fn tensors_on_other_devices_are_errors() {
 fn second_device() -> Device {
     fused_loss::burn::device(WgpuDevice::new(burn::cubecl::wgpu::WgpuDeviceKind::Cpu)).expect("a second device")
 }
+
+/// Data-parallel on two devices in one process: each device's shard denominator
+/// (Σ class weight over its kept rows, burn ops on that device), the all-reduce (burn's
+/// device-to-device transfer and an add), each shard's fused `sum` with burn's autodiff
+/// carrying `1/global` back to it: the loss and every gradient row equal the single-device
+/// call on the whole batch.
+#[test]
+fn a_batch_sharded_over_two_devices_equals_the_whole_batch() {
+    let devices = [device().autodiff(), second_device().autodiff()];
+    let (n, c, split) = (301, 7, 170);
+    let logits: Vec<f32> = (0..n * c).map(|i| ((i * 7919) % 101) as f32 / 17.0 - 3.0).collect();
+    let labels: Vec<i64> = (0..n).map(|i| if i % 9 == 4 { -100 } else { ((i * 5) % c) as i64 }).collect();
+    for weighted in [false, true] {
+        let weights: Vec<f32> = (0..c).map(|k| if weighted { 0.5 + k as f32 / 4.0 } else { 1.0 }).collect();
+        let call = |device: &Device| {
+            let call = FusedLoss::new(Loss::cross_entropy());
+            if weighted {
+                call.weight(floats::<1>(&weights, &[c], device))
+            } else {
+                call
+            }
+        };
+        // The whole batch on one device.
+        let x = floats::<2>(&logits, &[n, c], &devices[0]).require_grad();
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), &devices[0]);
+        let whole = call(&devices[0]).forward(x.clone(), y).unwrap();
+        let whole_grad = host(x.grad(&whole.clone().backward()).unwrap().flatten(0, 1));
+        let whole = host(whole)[0];
+
+        // Shards: rows [0, split) on the first device, the rest on the second.
+        let rows = [0..split, split..n];
+        let mut leaves = Vec::new();
+        let mut sums = Vec::new();
+        let mut denominators = Vec::new();
+        for (device, rows) in devices.iter().zip(&rows) {
+            let x = floats::<2>(&logits[rows.start * c..rows.end * c], &[rows.len(), c], device).require_grad();
+            let shard: Vec<i64> = labels[rows.clone()].to_vec();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(shard, [rows.len()]), device);
+            let kept = y.clone().not_equal_elem(-100).float();
+            let weight_of_label = floats::<1>(&weights, &[c], device).select(0, y.clone().clamp(0, c as i64 - 1));
+            denominators.push((weight_of_label * kept).sum());
+            sums.push(call(device).reduction(Reduction::Sum).forward(x.clone(), y).unwrap());
+            leaves.push(x);
+        }
+        let to_first = |t: Tensor<1>| t.to_device(&devices[0]);
+        let [d0, d1] = <[Tensor<1>; 2]>::try_from(denominators).unwrap();
+        let global = d0 + to_first(d1);
+        let [s0, s1] = <[Tensor<1>; 2]>::try_from(sums).unwrap();
+        let total = (s0 + to_first(s1)) / global;
+        let grads = total.clone().backward();
+        let mut sharded_grad = Vec::new();
+        for leaf in &leaves {
+            sharded_grad.extend(host(leaf.grad(&grads).expect("each shard's gradient").flatten(0, 1)));
+        }
+        let total = host(total)[0];
+        assert!((total - whole).abs() <= 2e-6 * whole.abs(), "weighted {weighted}: {total} vs {whole}");
+        if weighted {
+            // The summed weights round in another order: the scale may differ in the last bit.
+            for (i, (s, w)) in sharded_grad.iter().zip(&whole_grad).enumerate() {
+                assert!((s - w).abs() <= 2e-7 * w.abs().max(1e-3), "gradient {i}: {s} vs {w}");
+            }
+        } else {
+            assert_eq!(
+                sharded_grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                whole_grad.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "unweighted gradients bit for bit"
+            );
+        }
+    }
+}

@@ -1,9 +1,16 @@
 //! Every registry loss on burn tensors (feature `burn`, burn 0.22 on its wgpu backend).
 //!
-//! ```ignore
-//! let device = fused_loss::burn::device(WgpuDevice::default())?;   // once, before burn uses it
-//! let loss = fused_loss::burn::cross_entropy(logits, labels)?;     // a Tensor<1>, as burn's
-//! let grads = loss.backward();                                     // on an autodiff device
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use burn::backend::wgpu::WgpuDevice;
+//! # use burn::tensor::{Int, Tensor};
+//! let device = fused_loss::burn::device(WgpuDevice::default())?.autodiff(); // once, before burn uses it
+//! # let logits = Tensor::<2>::zeros([4, 3], &device).require_grad();
+//! # let labels = Tensor::<1, Int>::zeros([4], &device);
+//! let loss = fused_loss::burn::cross_entropy(logits, labels)?; // a Tensor<1>, as burn's
+//! let grads = loss.backward();
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! - **One pass.** The call records the fused kernel into burn's queue, after burn's
@@ -39,7 +46,7 @@ use burn::tensor::{DType as BurnDType, Device, Float, Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::{Gpu, Loss, LossStats, Options, Plan, Reduction, Shape, WeightLayout};
-use ops::{Call, FusedLossOps, Operand};
+use ops::{Call, FusedLossOps, Operand, WeightsCall};
 
 /// A burn device fused-loss can reach, with its plans.
 struct Registered {
@@ -71,9 +78,14 @@ fn registry() -> std::sync::MutexGuard<'static, Vec<Registered>> {
 /// Call it before burn first uses the device (burn sets a device up lazily, and then
 /// keeps its `wgpu::Device` to itself); calling it again for the same device returns it.
 ///
-/// ```ignore
+/// ```no_run
+/// # fn main() -> Result<(), fused_loss::Error> {
+/// # use burn::backend::wgpu::WgpuDevice;
+/// # use burn::tensor::Tensor;
 /// let device = fused_loss::burn::device(WgpuDevice::default())?;
 /// let x = Tensor::<2>::zeros([4, 3], &device);
+/// # Ok(())
+/// # }
 /// ```
 pub fn device(device: WgpuDevice) -> Result<Device> {
     // One setup at a time: two threads asking for one device must not both set it up.
@@ -239,8 +251,17 @@ fn float_dtype(dtype: BurnDType) -> burn::tensor::FloatDType {
 /// A loss call on burn tensors, with the options of the core API: the loss, the
 /// reduction (`mean` unless set), a class or element weight and a `pos_weight`.
 ///
-/// ```ignore
+/// ```no_run
+/// # fn main() -> Result<(), fused_loss::Error> {
+/// # use burn::backend::wgpu::WgpuDevice;
+/// # use burn::tensor::{Int, Tensor};
+/// # use fused_loss::{burn::FusedLoss, Loss};
+/// # let device = fused_loss::burn::device(WgpuDevice::default())?;
+/// # let (logits, labels) = (Tensor::<2>::zeros([4, 3], &device), Tensor::<1, Int>::zeros([4], &device));
+/// # let class_weights = Tensor::<1>::ones([3], &device);
 /// let loss = FusedLoss::new(Loss::focal().gamma(2.0)).weight(class_weights).forward(logits, labels)?;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct FusedLoss {
@@ -615,6 +636,31 @@ fn unreduced_shape(spec: &crate::Spec, dims: &[usize]) -> Vec<usize> {
     } else {
         dims.to_vec()
     }
+}
+
+/// Per-class weights `[classes]` (f32) from int `labels` of any shape, computed on the
+/// GPU ([`crate::ClassWeights`]: `scheme` over the batch's histogram, labels equal to
+/// −100 or outside `[0, classes)` skipped, absent classes 0, `Σ w` = the classes
+/// present). Pass them to [`FusedLoss::weight`]. A constant: no gradient flows into it.
+pub fn class_weights<const L: usize>(
+    labels: Tensor<L, Int>,
+    classes: usize,
+    scheme: crate::WeightScheme,
+) -> Result<Tensor<1>> {
+    let device = labels.device();
+    let wgpu_device = wgpu_device_of("labels", &device)?;
+    let gpu = gpu_of_wgpu("labels", &wgpu_device)?;
+    let rows: usize = labels.dims().iter().product();
+    if rows == 0 {
+        return Err(Error::InvalidShape {
+            shape: labels.dims().to_vec(),
+            why: "class weights need at least one label".into(),
+        });
+    }
+    let plan = Arc::new(gpu.class_weights(rows, classes, -100, scheme, None)?);
+    let call = WeightsCall { plan, classes };
+    let weights = <burn::backend::Dispatch as FusedLossOps>::fused_class_weights(labels.into_dispatch(), call);
+    Ok(Tensor::from_dispatch(weights))
 }
 
 /// `loss` with `reduction` on `input` and `target`: [`FusedLoss::forward`] in one call.

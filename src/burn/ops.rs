@@ -110,7 +110,24 @@ fn computed_meta(
     }
 }
 
-/// The one operation: value, gradient and statistics of a planned call.
+/// A planned class-weights computation ([`crate::ClassWeights`]).
+#[derive(Clone)]
+pub struct WeightsCall {
+    pub(super) plan: Arc<crate::ClassWeights>,
+    pub(super) classes: usize,
+}
+
+impl fmt::Debug for WeightsCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeightsCall").field("classes", &self.classes).finish()
+    }
+}
+
+fn weights_meta(_labels: &TensorSpec, call: &WeightsCall) -> TensorSpec {
+    TensorSpec::new(Shape::new([call.classes]), DType::F32)
+}
+
+/// The operations: a loss's value, gradient and statistics; class weights from labels.
 #[backend_extension(Cube, Fusion, Autodiff)]
 pub trait FusedLossOps: Backend {
     /// Records `call` on the operands; see [`Computed`].
@@ -122,6 +139,10 @@ pub trait FusedLossOps: Backend {
         #[extension_type] pos_weight: Operand<Self>,
         call: Call,
     ) -> Computed<Self>;
+
+    /// Per-class weights (`[C]`, f32) from the labels' histogram.
+    #[fusion(meta = weights_meta)]
+    fn fused_class_weights(labels: IntTensor<Self>, call: WeightsCall) -> FloatTensor<Self>;
 }
 
 /// A tensor's storage, as wgpu sees it, contiguous and aligned for binding.
@@ -185,6 +206,10 @@ fn float_dtype(dtype: DType) -> FloatDType {
 }
 
 impl FusedLossOps for CubeBackend {
+    fn fused_class_weights(labels: IntTensor<Self>, call: WeightsCall) -> FloatTensor<Self> {
+        class_weights_on_gpu(labels, &call)
+    }
+
     fn fused_loss(
         input: FloatTensor<Self>,
         target: Operand<Self>,
@@ -286,6 +311,26 @@ impl FusedLossOps for CubeBackend {
     }
 }
 
+fn class_weights_on_gpu(labels: CubeTensor, call: &WeightsCall) -> CubeTensor {
+    let gpu = super::gpu_of_cube(&labels.device).expect("the tensor-level call checked the device");
+    let alignment = gpu.limits().min_storage_buffer_offset_alignment as u64;
+    let labels = if labels.dtype == DType::I32 { labels } else { CubeBackend::int_cast(labels, IntDType::I32) };
+    let rows = labels.meta.shape().num_elements() as u64;
+    let labels = bind(labels, alignment);
+    let weights = bind(empty(&labels.tensor, Shape::new([call.classes]), DType::F32), alignment);
+    labels.tensor.client.flush().expect("flushing burn's pending work");
+    let mut encoder = gpu
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("fused-loss class weights from burn") });
+    if let Err(error) =
+        call.plan.encode(&mut encoder, slice(&labels, 4 * rows), None, slice(&weights, 4 * call.classes as u64))
+    {
+        panic!("fused-loss: {error}");
+    }
+    gpu.queue().submit([encoder.finish()]);
+    weights.tensor
+}
+
 /// The backward of a call with `N` differentiable operands (the input; the target too
 /// when the call wrote its gradient): each kept gradient times the upstream gradient.
 #[derive(Debug)]
@@ -318,6 +363,11 @@ impl<B: Backend, const N: usize> Backward<B, N> for FusedBackward<N> {
 }
 
 impl<B: Backend + FusedLossOps, C: CheckpointStrategy> FusedLossOps for Autodiff<B, C> {
+    fn fused_class_weights(labels: IntTensor<Self>, call: WeightsCall) -> FloatTensor<Self> {
+        // Weights are constants (PyTorch's `weight`): no graph.
+        <Self as AutodiffBackend>::from_inner(B::fused_class_weights(labels, call))
+    }
+
     fn fused_loss(
         input: FloatTensor<Self>,
         target: Operand<Self>,
