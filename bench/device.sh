@@ -3,7 +3,9 @@
 # on the device machine, after carrying `.gl` (Vulkan/GL loader .debs) and `.device`
 # (the release `fused-loss` binary) with the device tool:
 #
-#   here:   cargo build --release --bins && mkdir -p .device && cp target/release/fused-loss .device/
+#   here:   cargo build --release --bins --features burn-defaults && mkdir -p .device && cp target/release/fused-loss .device/
+#           (the burn feature adds `bench --peer burn`: burn's own losses, fused-loss from burn
+#           and the embedding path on one device)
 #           (and download the loader .debs into .gl as shared/device.md shows)
 #   there:  bash bench/device.sh        # writes everything under $OUT
 #
@@ -34,9 +36,15 @@ timeout 300 $bin bench --suite large --dtype f32 --torch "$OUT/torch-cuda-large.
 timeout 150 $bin bench --suite large --dtype bf16 --loss mse,bce_with_logits,cross_entropy,nll \
     --json "$OUT/bench-large-bf16.json" --markdown "$OUT/bench-large-bf16.md" \
     > "$OUT/bench-large-bf16.txt" 2>&1
+# Issue 13: burn's losses against fused-loss from burn and the embedding path (burn's
+# default fusion and autotune; each path checked against the f64 reference first).
+timeout 120 $bin bench --peer burn --json "$OUT/bench-peer-burn.json" --markdown "$OUT/bench-peer-burn.md" \
+    > "$OUT/bench-peer-burn.txt" 2>&1
 echo "== PyTorch CUDA =="
 tail -25 "$OUT/torch-cuda-large.md"
 echo "== fused-loss bench --suite large (f32) =="
 cat "$OUT/bench-large.md"
 echo "== fused-loss bench --suite large --dtype bf16 =="
 cat "$OUT/bench-large-bf16.md"
+echo "== fused-loss bench --peer burn =="
+cat "$OUT/bench-peer-burn.md" 2>/dev/null || tail -5 "$OUT/bench-peer-burn.txt"
