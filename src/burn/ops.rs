@@ -151,10 +151,10 @@ struct Bound {
     buffer: burn::cubecl::wgpu::WgpuResource,
 }
 
-/// The wgpu buffer range of `tensor` (made contiguous first, copied when burn placed it at
-/// an offset wgpu cannot bind).
+/// The wgpu buffer range of `tensor`, made contiguous first; copied when burn placed it at
+/// an offset wgpu cannot bind, and padded by one element when a 16-bit tensor of odd
+/// length ends flush with its buffer (the kernels read whole 32-bit words).
 fn bind(tensor: CubeTensor, alignment: u64) -> Bound {
-    let tensor = burn_cubecl::kernel::into_contiguous(tensor);
     let resource = |t: &CubeTensor| {
         t.client
             .get_resource::<WgpuServer<AutoCompiler>>(t.handle.clone())
@@ -162,17 +162,37 @@ fn bind(tensor: CubeTensor, alignment: u64) -> Bound {
             .resource()
             .clone()
     };
-    let buffer = resource(&tensor);
-    if buffer.offset.is_multiple_of(alignment) {
-        return Bound { tensor, buffer };
+    let mut tensor = burn_cubecl::kernel::into_contiguous(tensor);
+    let elements = tensor.meta.shape().num_elements();
+    let needed = match tensor.dtype {
+        DType::F16 | DType::BF16 => crate::DType::bytes(core_dtype(tensor.dtype), elements as u64),
+        dtype => (dtype.size() * elements) as u64,
     }
-    // A view at an unaligned offset: burn's copy places it in a fresh allocation.
-    let tensor = tensor.copy();
+    .max(4);
+    for _ in 0..2 {
+        let buffer = resource(&tensor);
+        let aligned = buffer.offset.is_multiple_of(alignment);
+        let fits = buffer.offset + needed <= buffer.buffer.size();
+        if aligned && fits {
+            return Bound { tensor, buffer };
+        }
+        tensor = if fits {
+            // A view at an unaligned offset: burn's copy places it in a fresh allocation.
+            tensor.copy()
+        } else {
+            let device = tensor.device.clone();
+            let dtype = float_dtype(tensor.dtype);
+            let flat = CubeBackend::float_reshape(tensor, Shape::new([elements]));
+            let pad = CubeBackend::float_zeros(Shape::new([1]), &device, dtype);
+            CubeBackend::float_cat(vec![flat, pad], 0)
+        };
+    }
     let buffer = resource(&tensor);
     assert!(
-        buffer.offset.is_multiple_of(alignment),
-        "burn placed a fresh tensor at byte {}, which wgpu cannot bind (alignment {alignment})",
-        buffer.offset
+        buffer.offset.is_multiple_of(alignment) && buffer.offset + needed <= buffer.buffer.size(),
+        "burn placed a fresh tensor at byte {} of a {}-byte buffer, which wgpu cannot bind (alignment {alignment})",
+        buffer.offset,
+        buffer.buffer.size()
     );
     Bound { tensor, buffer }
 }
