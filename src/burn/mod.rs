@@ -173,6 +173,7 @@ fn cached_plan(device: &WgpuDevice, key: PlanKey) -> Result<Arc<Plan>> {
 }
 
 /// A burn tensor of any rank and kind, as the call sees it.
+#[derive(Clone)]
 struct Captured {
     tensor: burn::backend::DispatchTensor,
     dims: Vec<usize>,
@@ -229,6 +230,11 @@ fn capture_float<const D: usize>(tensor: Tensor<D>) -> Captured {
     }
 }
 
+/// A weight: a constant of the call (no gradient flows into it, as PyTorch's `weight`).
+fn capture_constant<const D: usize>(tensor: Tensor<D>) -> Captured {
+    Captured { requires_grad: false, ..capture_float(tensor) }
+}
+
 /// A float tensor cast to `dtype` on its device (autodiff-aware: burn's own cast).
 fn cast_float(captured: Captured, dtype: BurnDType) -> Captured {
     if captured.dtype == dtype {
@@ -267,8 +273,8 @@ fn float_dtype(dtype: BurnDType) -> burn::tensor::FloatDType {
 pub struct FusedLoss {
     loss: Loss,
     reduction: Reduction,
-    weight: Option<(burn::backend::DispatchTensor, Vec<usize>, BurnDType, Device)>,
-    pos_weight: Option<(burn::backend::DispatchTensor, Vec<usize>, BurnDType, Device)>,
+    weight: Option<Captured>,
+    pos_weight: Option<Captured>,
 }
 
 impl std::fmt::Debug for FusedLoss {
@@ -277,8 +283,8 @@ impl std::fmt::Debug for FusedLoss {
             .field("loss", &self.loss.name())
             .field("parameters", &self.loss.parameters())
             .field("reduction", &self.reduction)
-            .field("weight", &self.weight.as_ref().map(|w| w.1.clone()))
-            .field("pos_weight", &self.pos_weight.as_ref().map(|w| w.1.clone()))
+            .field("weight", &self.weight.as_ref().map(|w| w.dims.clone()))
+            .field("pos_weight", &self.pos_weight.as_ref().map(|w| w.dims.clone()))
             .finish()
     }
 }
@@ -336,18 +342,13 @@ impl FusedLoss {
     /// elementwise losses one per element (the input's shape) or one per last-dimension
     /// class `(C)`, broadcast as PyTorch broadcasts a 1-D weight. Cast to f32.
     pub fn weight<const D: usize>(mut self, weight: Tensor<D>) -> Self {
-        self.weight = Some((weight.clone().into_dispatch(), weight.dims().to_vec(), weight.dtype(), weight.device()));
+        self.weight = Some(capture_constant(weight));
         self
     }
 
     /// BCE-with-logits' `pos_weight`, one per last-dimension class `(C)`. Cast to f32.
     pub fn pos_weight(mut self, pos_weight: Tensor<1>) -> Self {
-        self.pos_weight = Some((
-            pos_weight.clone().into_dispatch(),
-            pos_weight.dims().to_vec(),
-            pos_weight.dtype(),
-            pos_weight.device(),
-        ));
+        self.pos_weight = Some(capture_constant(pos_weight));
         self
     }
 
@@ -476,8 +477,9 @@ impl FusedLoss {
         let mut options = Options::new().dtype(ops::core_dtype(input.dtype)).shared_buffers();
         let weight = match &self.weight {
             None => Operand::Absent,
-            Some((tensor, dims, dtype, device)) => {
-                same_device("weight", device)?;
+            Some(captured) => {
+                let dims = &captured.dims;
+                same_device("weight", &captured.device)?;
                 let layout = if spec.is_row_wise() {
                     WeightLayout::PerClass
                 } else if *dims == input.dims {
@@ -502,21 +504,14 @@ impl FusedLoss {
                     });
                 }
                 options = options.weight(layout);
-                let captured = Captured {
-                    tensor: tensor.clone(),
-                    dims: dims.clone(),
-                    dtype: *dtype,
-                    device: device.clone(),
-                    float: true,
-                    requires_grad: false,
-                };
-                Operand::Float(f32_constant(captured, "weight")?)
+                Operand::Float(f32_constant(captured.clone(), "weight")?)
             }
         };
         let pos_weight = match &self.pos_weight {
             None => Operand::Absent,
-            Some((tensor, dims, dtype, device)) => {
-                same_device("pos_weight", device)?;
+            Some(captured) => {
+                let dims = &captured.dims;
+                same_device("pos_weight", &captured.device)?;
                 if *dims != [shape.last_dim()] {
                     return Err(Error::InvalidShape {
                         shape: dims.clone(),
@@ -529,15 +524,7 @@ impl FusedLoss {
                     });
                 }
                 options = options.pos_weight();
-                let captured = Captured {
-                    tensor: tensor.clone(),
-                    dims: dims.clone(),
-                    dtype: *dtype,
-                    device: device.clone(),
-                    float: true,
-                    requires_grad: false,
-                };
-                Operand::Float(f32_constant(captured, "pos_weight")?)
+                Operand::Float(f32_constant(captured.clone(), "pos_weight")?)
             }
         };
         if target_grad {
