@@ -10,7 +10,8 @@
 #   there:  bash bench/device.sh        # writes everything under $OUT
 #
 # It prints the GPU, checks every loss on it, runs the large benchmark suite with the
-# PyTorch CUDA comparison, and ends with the tables.
+# PyTorch CUDA comparison (launches tuned, their choices kept in launches.tsv), and ends
+# with the tables.
 set -uo pipefail
 OUT="${OUT:-/tmp/out}"
 mkdir -p "$OUT"
@@ -20,6 +21,10 @@ if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nv
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 export WGPU_BACKEND=vulkan
+# Issue 14: launches are tuned on first use (on by default); keep the choices, and the
+# bench prints the launch of every row and the tuned kernel-copy ceiling.
+export FUSED_LOSS_TUNE=1
+export FUSED_LOSS_LAUNCH_CACHE="$OUT/launches.tsv"
 bin=./.device/fused-loss
 
 nvidia-smi | tee "$OUT/nvidia-smi.txt"
@@ -40,6 +45,8 @@ timeout 150 $bin bench --suite large --dtype bf16 --loss mse,bce_with_logits,cro
 # default fusion and autotune; each path checked against the f64 reference first).
 timeout 120 $bin bench --peer burn --json "$OUT/bench-peer-burn.json" --markdown "$OUT/bench-peer-burn.md" \
     > "$OUT/bench-peer-burn.txt" 2>&1
+echo "== tuned launches =="
+cat "$OUT/launches.tsv" 2>/dev/null
 echo "== PyTorch CUDA =="
 tail -25 "$OUT/torch-cuda-large.md"
 echo "== fused-loss bench --suite large (f32) =="

@@ -13,6 +13,7 @@ use serde::Serialize;
 use wgpu::util::DeviceExt;
 
 use crate::check::{self, Case};
+use crate::launch::Launch;
 use crate::{cpu, Bindings, DType, Gpu, Loss, LossStats, Reduction, Result, Shape};
 
 /// Shapes of `cargo bench`: elementwise lengths and row-wise (N, C).
@@ -99,8 +100,16 @@ pub struct Row {
     pub copy_gbps: Option<f64>,
     /// gpu_gbps / copy_gbps, in percent.
     pub percent_of_copy: Option<f64>,
-    /// GB/s of a compute kernel copying the same bytes (shader execution's ceiling).
+    /// GB/s of a compute kernel copying the same bytes under its best launch (shader
+    /// execution's ceiling, [`KernelCopy`]).
     pub kernel_copy_gbps: Option<f64>,
+    /// That best copy launch, `workgroups x size`.
+    pub kernel_copy_launch: Option<String>,
+    /// gpu_gbps / kernel_copy_gbps, in percent.
+    pub percent_of_kernel_copy: Option<f64>,
+    /// The launch the loss pass took (`pass workgroups x size`), tuned for the adapter
+    /// unless pinned.
+    pub launch: Option<String>,
     /// PyTorch forward + backward ms for the same loss and shape, when a
     /// `bench/torch_compare.py` JSON was given.
     pub torch_ms: Option<f64>,
@@ -217,66 +226,108 @@ fn copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
     (2 * half) as f64 / (ms * 1e6)
 }
 
-/// GB/s of a compute kernel that copies `bytes / 2` bytes (grid-stride, f32, the same
-/// grid as the elementwise losses): what the adapter's shader execution allows, as
-/// opposed to its transfer engine.
-fn kernel_copy_gbps(gpu: &Gpu, bytes: u64) -> f64 {
-    let elems = (bytes / 8).max(1);
-    let device = gpu.device();
-    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("copy kernel"),
-        source: wgpu::ShaderSource::Wgsl(
-            "@group(0) @binding(0) var<storage, read> src: array<f32>;
-             @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-             @compute @workgroup_size(256)
-             fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {
-                 for (var i = id.x; i < arrayLength(&dst); i += n.x * 256u) { dst[i] = src[i]; }
-             }"
-            .into(),
-        ),
-    });
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("copy kernel"),
-        layout: None,
-        module: &module,
-        entry_point: Some("main"),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    let make = || {
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size: elems * 4,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let (src, dst) = (make(), make());
-    let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
-        ],
-    });
-    let groups = elems.div_ceil(256).min(1024) as u32;
-    let ms = time(
-        || {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                pass.dispatch_workgroups(groups, 1, 1);
+/// The kernel-copy yardstick, tuned: a compute kernel that copies `bytes / 2` bytes in
+/// vec4 words (grid-stride), timed under every workgroup size of [`Launch`] and counts
+/// from 1 to 65 536 workgroups in powers of four; the best launch is the ceiling of what
+/// the adapter's shader execution moves, as opposed to its transfer engine. Cached per
+/// size class (powers of four of bytes), so a suite tunes each class once.
+pub struct KernelCopy {
+    gpu: Gpu,
+    pipelines: Vec<(u32, wgpu::ComputePipeline)>,
+    best: std::cell::RefCell<std::collections::HashMap<u32, (f64, Launch)>>,
+}
+
+impl KernelCopy {
+    /// Compiles the copy kernel for every workgroup size.
+    pub fn new(gpu: &Gpu) -> Self {
+        let device = gpu.device();
+        let pipelines = Launch::WORKGROUP_SIZES
+            .iter()
+            .map(|&size| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some("copy kernel"),
+                    source: wgpu::ShaderSource::Wgsl(
+                        format!(
+                            "@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;
+                             @group(0) @binding(1) var<storage, read_write> dst: array<vec4<f32>>;
+                             @compute @workgroup_size({size})
+                             fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) n: vec3<u32>) {{
+                                 for (var i = id.x; i < arrayLength(&dst); i += n.x * {size}u) {{ dst[i] = src[i]; }}
+                             }}"
+                        )
+                        .into(),
+                    ),
+                });
+                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some("copy kernel"),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                });
+                (size, pipeline)
+            })
+            .collect();
+        KernelCopy { gpu: gpu.clone(), pipelines, best: Default::default() }
+    }
+
+    /// The best GB/s of copying `bytes / 2` bytes, and the launch that reached it.
+    pub fn gbps(&self, bytes: u64) -> (f64, Launch) {
+        let class = crate::launch::size_class(bytes);
+        if let Some(&found) = self.best.borrow().get(&class) {
+            return found;
+        }
+        let gpu = &self.gpu;
+        let device = gpu.device();
+        let words = (bytes / 32).max(1);
+        let make = || {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: words * 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        };
+        let (src, dst) = (make(), make());
+        let mut best = (0.0, Launch::DEFAULT);
+        for (size, pipeline) in &self.pipelines {
+            let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: src.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: dst.as_entire_binding() },
+                ],
+            });
+            let most = words.div_ceil(*size as u64);
+            for count in (0..9).map(|i| 1u64 << (2 * i)).filter(|&c| c < most * 4) {
+                let groups = count.min(most).min(65_535) as u32;
+                let ms = time_at_least(
+                    || {
+                        let mut encoder = device.create_command_encoder(&Default::default());
+                        {
+                            let mut pass = encoder.begin_compute_pass(&Default::default());
+                            pass.set_pipeline(pipeline);
+                            pass.set_bind_group(0, &group, &[]);
+                            pass.dispatch_workgroups(groups, 1, 1);
+                        }
+                        gpu.queue().submit([encoder.finish()]);
+                        wait(gpu);
+                    },
+                    1,
+                    Duration::ZERO,
+                    5,
+                );
+                let gbps = (words * 32) as f64 / (ms * 1e6);
+                if gbps > best.0 {
+                    best = (gbps, Launch::new(*size, groups).expect("a valid launch"));
+                }
             }
-            gpu.queue().submit([encoder.finish()]);
-            wait(gpu);
-        },
-        2,
-        Duration::from_millis(300),
-    );
-    (elems * 8) as f64 / (ms * 1e6)
+        }
+        self.best.borrow_mut().insert(class, best);
+        best
+    }
 }
 
 /// Effective bytes of one call on `case`'s operands stored as `dtype`.
@@ -391,6 +442,13 @@ impl GpuCall {
         Ok(gradient)
     }
 
+    /// The launch of the call's loss pass, `pass workgroups x size` (none for passes
+    /// that are not tuned).
+    pub fn launch(&self) -> Option<String> {
+        let plan = &self.parts.first()?.plan;
+        plan.launch().map(|(kind, launch)| format!("{} {launch}", kind.name()))
+    }
+
     /// Records the call, submits it and waits for the device.
     pub fn run(&self) {
         let device = self.gpu.device();
@@ -409,7 +467,15 @@ impl GpuCall {
     }
 }
 
-fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Duration, large: bool) -> Result<Row> {
+fn bench_row(
+    gpu: &Gpu,
+    yardstick: &KernelCopy,
+    loss: Loss,
+    dims: &[usize],
+    dtype: DType,
+    budget: Duration,
+    large: bool,
+) -> Result<Row> {
     let case = Case { dtype, ..Case::new(loss.clone(), Reduction::Mean, dims, 7) };
     let data = case.data();
     let bytes = effective_bytes(&data, dtype);
@@ -431,6 +497,9 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Durati
         copy_gbps: None,
         percent_of_copy: None,
         kernel_copy_gbps: None,
+        kernel_copy_launch: None,
+        percent_of_kernel_copy: None,
+        launch: None,
         torch_ms: None,
     };
     if check::must_refuse(gpu, &case) {
@@ -462,7 +531,11 @@ fn bench_row(gpu: &Gpu, loss: Loss, dims: &[usize], dtype: DType, budget: Durati
     row.gpu_gbps = Some(gbps);
     row.copy_gbps = Some(copy);
     row.percent_of_copy = Some(100.0 * gbps / copy);
-    row.kernel_copy_gbps = Some(kernel_copy_gbps(gpu, bytes));
+    let (kernel_copy, copy_launch) = yardstick.gbps(bytes);
+    row.kernel_copy_gbps = Some(kernel_copy);
+    row.kernel_copy_launch = Some(copy_launch.to_string());
+    row.percent_of_kernel_copy = Some(100.0 * gbps / kernel_copy);
+    row.launch = call.launch();
     Ok(row)
 }
 
@@ -479,6 +552,7 @@ pub fn run(gpu: &Gpu, which: Suite, losses: &[String], dtypes: &[DType]) -> Resu
         })
         .collect();
     let floor = floor_ms(gpu);
+    let yardstick = KernelCopy::new(gpu);
     let mut rows = Vec::new();
     // A redrawn bar on a terminal; one line per row in a log.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -490,7 +564,7 @@ pub fn run(gpu: &Gpu, which: Suite, losses: &[String], dtypes: &[DType]) -> Resu
         } else {
             eprintln!("{line}");
         }
-        rows.push(bench_row(gpu, loss.clone(), dims, *dtype, budget, which == Suite::Large)?);
+        rows.push(bench_row(gpu, &yardstick, loss.clone(), dims, *dtype, budget, which == Suite::Large)?);
     }
     eprintln!("{}[{}] {} rows done", if terminal { "\r" } else { "" }, "#".repeat(20), cases.len());
     Ok(Report {
@@ -511,13 +585,13 @@ pub fn table(report: &Report) -> String {
         "adapter: {} ({}), driver {}; {}; CPU: fast path (f32, f64 sums) on {} threads; empty dispatch + wait: {:.3} ms\n\n",
         report.adapter, report.backend, report.driver, report.date, report.cpu_threads, report.floor_ms
     );
-    out += "| loss | shape | type | MB moved | buffers MB (in place) | CPU ms | torch CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | kernel-copy GB/s | status |\n";
-    out += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+    out += "| loss | shape | type | MB moved | buffers MB (in place) | CPU ms | torch CPU ms | GPU ms | speed-up | GPU GB/s | copy GB/s | % of copy | kernel-copy GB/s (launch) | % of kernel copy | launch | status |\n";
+    out += "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n";
     let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     for r in &report.rows {
         let shape = r.dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×");
         out += &format!(
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.loss,
             shape,
             r.dtype,
@@ -534,7 +608,12 @@ pub fn table(report: &Report) -> String {
             cell(r.gpu_gbps, 2),
             cell(r.copy_gbps, 2),
             cell(r.percent_of_copy, 0),
-            cell(r.kernel_copy_gbps, 2),
+            match (&r.kernel_copy_gbps, &r.kernel_copy_launch) {
+                (Some(gbps), Some(launch)) => format!("{gbps:.2} ({launch})"),
+                _ => "-".into(),
+            },
+            cell(r.percent_of_kernel_copy, 0),
+            r.launch.as_deref().unwrap_or("-"),
             r.status
         );
     }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
+use crate::launch::{Launch, PassKind};
 use crate::losses::softmax::RowKernel;
 use crate::shader::{self, Defines};
 
@@ -48,6 +49,8 @@ struct Settings {
     vector_loads: bool,
     // Subgroup reductions (only when the device has SUBGROUP).
     subgroups: bool,
+    // The launch every tuned pass takes (`with_launch`), or the tuned choice.
+    launch: Option<Launch>,
 }
 
 /// Device features this crate uses when the adapter has them.
@@ -159,6 +162,7 @@ impl Gpu {
                     row_kernel: None,
                     vector_loads: true,
                     subgroups,
+                    launch: None,
                 },
                 pipelines: Mutex::new(HashMap::new()),
             }),
@@ -207,6 +211,27 @@ impl Gpu {
     pub fn with_subgroups(&self, enabled: bool) -> Self {
         let available = self.features().contains(wgpu::Features::SUBGROUP);
         self.derive(|s| s.subgroups = enabled && available)
+    }
+
+    /// Pins the launch of every tuned pass (the elementwise pass and both row kernels)
+    /// instead of the one chosen for the adapter. Results are the same bits whatever the
+    /// launch; this is for tests and benchmarks. Returns a new handle on the same device.
+    pub fn with_launch(&self, launch: Launch) -> Self {
+        self.derive(|s| s.launch = Some(launch))
+    }
+
+    /// The pinned launch, if any (see [`Gpu::with_launch`]).
+    pub fn pinned_launch(&self) -> Option<Launch> {
+        self.inner.settings.launch
+    }
+
+    /// The launch a pass of `kind` over `bytes` bytes of input takes on this handle: the
+    /// pinned one, else the adapter's choice for that size class.
+    pub fn launch(&self, kind: PassKind, bytes: u64) -> Launch {
+        match self.inner.settings.launch {
+            Some(launch) => launch,
+            None => crate::launch::chosen(self, kind, bytes),
+        }
     }
 
     /// Whether elementwise losses use `vec4` loads where the length allows.

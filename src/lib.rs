@@ -42,6 +42,7 @@ mod context;
 pub mod cpu;
 mod dtype;
 mod error;
+pub mod launch;
 pub mod losses;
 pub(crate) mod shader;
 mod split;
@@ -51,6 +52,7 @@ pub use context::{Gpu, WANTED_FEATURES};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use half;
+pub use launch::{Launch, PassKind};
 pub use losses::softmax::{multilabel_margin_list_limit, RowKernel, MULTILABEL_MARGIN_MAX_CLASSES};
 pub use losses::{
     registry, Bindings, Domain, Inputs, Loss, LossStats, Options, Plan, Reduction, Shape, Spec, Target, WeightLayout,

@@ -60,6 +60,53 @@ fn deterministic_bit_for_bit() {
 }
 
 #[test]
+fn launch_shapes_never_change_the_bits() {
+    // Every sum's order is a function of the input's shape (lanes folded by one fixed
+    // tree), so any workgroup size and count, with or without subgroups, gives the same
+    // loss, gradient and per-element bits.
+    let Some(gpu) = common::gpu("launch_shapes_never_change_the_bits") else { return };
+    let launches = [(256, 1024), (64, 1), (128, 5), (256, 3), (64, 65_535), (128, 2)]
+        .map(|(size, count)| fused_loss::Launch::new(size, count).unwrap());
+    let handles: Vec<(String, fused_loss::Gpu)> = launches
+        .iter()
+        .map(|&l| (format!("{l}"), gpu.with_launch(l)))
+        .chain([("64x7 without subgroups".to_string(), gpu.with_subgroups(false).with_launch(launches[1]))])
+        .collect();
+    let bits = |v: &[f32]| v.iter().map(|g| g.to_bits()).collect::<Vec<_>>();
+    let mut compared = 0;
+    for loss in fused_loss::registry() {
+        let spec = loss.spec();
+        // Row-wise: both kernels, several blocks each, strided classes; elementwise:
+        // several blocks with and without vec4 words.
+        let shapes: &[&[usize]] =
+            if spec.is_row_wise() { &[&[2_999, 7], &[1_100, 300], &[5, 7, 3, 77]] } else { &[&[70_001], &[77_824]] };
+        let shapes = shapes.iter().filter(|d| !spec.two_dimensional() || d.len() == 2);
+        // f32 under mean and none, bf16 (two elements per word) under mean: every
+        // pipeline built for each launch's workgroup size costs a compile.
+        let variants = [(DType::F32, Reduction::Mean), (DType::F32, Reduction::None), (DType::BF16, Reduction::Mean)];
+        for (dims, (dtype, reduction)) in shapes.flat_map(|d| variants.map(|v| (d, v))) {
+            {
+                let case = Case { dtype, upstream: true, ..Case::new(&loss, reduction, dims, 0x5eed) };
+                let data = case.data();
+                let inputs = data.inputs(&case);
+                let (first_name, first) = &handles[0];
+                let want = first.compute(&loss, reduction, &inputs).unwrap();
+                for (name, handle) in &handles[1..] {
+                    let got = handle.compute(&loss, reduction, &inputs).unwrap();
+                    assert_eq!(want.value.to_bits(), got.value.to_bits(), "{case}: loss {first_name} vs {name}");
+                    assert_eq!(bits(&want.grad), bits(&got.grad), "{case}: gradient {first_name} vs {name}");
+                    let per_element = |o: &fused_loss::Output| o.per_element.as_deref().map(bits);
+                    assert_eq!(per_element(&want), per_element(&got), "{case}: per-element {first_name} vs {name}");
+                    assert_eq!(want.nonfinite, got.nonfinite, "{case}: non-finite count {first_name} vs {name}");
+                }
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("{compared} calls gave the same bits under {} launches", handles.len());
+}
+
+#[test]
 fn encode_records_into_the_callers_encoder_at_offsets() {
     // The embedding path: caller-owned buffers, operands at non-zero aligned offsets,
     // the upstream scale read on the GPU, two recordings in one encoder.

@@ -44,7 +44,8 @@ fn hinge(row: Row, x: f32) -> vec2<f32> {
 // WG_SIZE entries: the host's multilabel_margin_list_limit, checked by the pre-pass):
 // membership walks the list, and the first sweep counts each list entry's active hinges
 // in workgroup integer atomics (exact, so the counts do not depend on the order).
-var<workgroup> wg_active: array<atomic<u32>, WG_SIZE>;
+const LIST_SLOTS: u32 = 256u;
+var<workgroup> wg_active: array<atomic<u32>, LIST_SLOTS>;
 
 fn bitmap_rows() -> bool {
     return params.classes <= 32u * LISTED_WORDS;
@@ -93,7 +94,7 @@ fn hinges_against_list(row: Row, x: f32, count: bool) -> vec2<f32> {
         if (z > 0.0) {
             total += vec2(z, 1.0);
             if (count) {
-                atomicAdd(&wg_active[min(j, WG_SIZE - 1u)], 1u);
+                atomicAdd(&wg_active[min(j, LIST_SLOTS - 1u)], 1u);
             }
         }
     }
@@ -141,7 +142,9 @@ fn row_begin(lid: u32, row: Row) {
 #if ML_MARGIN
     // The previous row's gradient sweep has read its counts.
     workgroupBarrier();
-    atomicStore(&wg_active[lid], 0u);
+    for (var i = lid; i < LIST_SLOTS; i += WG_SIZE) {
+        atomicStore(&wg_active[i], 0u);
+    }
     workgroupBarrier();
 #endif
 }
@@ -181,7 +184,7 @@ fn class_grad(row: Row, acc: RowAcc, lse: f32, per_class: f32, c: u32) -> f32 {
     if (bitmap_rows()) {
         active_hinges = active_against(row, x);
     } else {
-        active_hinges = f32(atomicLoad(&wg_active[min(first, WG_SIZE - 1u)]));
+        active_hinges = f32(atomicLoad(&wg_active[min(first, LIST_SLOTS - 1u)]));
     }
     return -f32(times_listed(row, c)) * active_hinges * per_class * row.scale;
 #endif

@@ -34,16 +34,6 @@
 @group(0) @binding(7) var<storage, read_write> losses: array<f32>;
 #endif
 
-// Reduces the workgroup's contributions and stores them as its partial (slot
-// params.partial_base + wid; the importer's `params` has `partial_base`). Every
-// invocation must call it.
-fn store_workgroup_partial(lid: u32, wid: u32, contribution: Partial) {
-    let total = workgroup_reduce(lid, contribution);
-    if (lid == 0u) {
-        partials[params.partial_base + wid] = total;
-    }
-}
-
 // Element i of the input.
 fn input_at(i: u32) -> f32 {
 #if HALF_WORD_STORES && IN_PLACE

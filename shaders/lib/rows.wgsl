@@ -29,8 +29,9 @@
 // values and gradient in 16 bits), IN_PLACE (gradient over the input).
 //
 // Entry points: `row_per_thread` (small C: one invocation walks a row) and
-// `row_per_workgroup` (large C: 256 invocations stride over a row, reduce, then a second
-// sweep from cache writes the gradient once).
+// `row_per_workgroup` (large C: the workgroup's invocations take the row's lanes, reduce,
+// then a second sweep from cache writes the gradient once). Both sum in an order that
+// depends on the input's shape alone, whatever the workgroup size or count (lib/reduce).
 
 #import lib/elem
 #import lib/numerics
@@ -54,6 +55,11 @@ struct Params {
     mean_from_denoms: u32,
     // 1 when rows whose label is ignore_index are skipped (0: every label counts).
     has_ignore: u32,
+    // Rows per block (a function of the shape alone: it fixes the order of the sum).
+    block_rows: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -192,12 +198,12 @@ fn row_finish(r: u32, row: Row, acc: RowAcc, lse: f32, totals: Partial) -> Parti
     return t;
 }
 
-// Non-finite class weights, counted once per call (by the first chunk's first
-// workgroup): they reach the loss of every row of their class and count as the inputs do.
-fn nonfinite_class_weights(lid: u32, wid: u32) -> u32 {
+// Non-finite class weights, counted once per call (with the first chunk's first block):
+// they reach the loss of every row of their class and count as the inputs do.
+fn nonfinite_class_weights(lid: u32, block: u32) -> u32 {
     var count = 0u;
 #if HAS_WEIGHT
-    if (wid == 0u && params.partial_base == 0u) {
+    if (block == 0u && params.partial_base == 0u) {
         for (var c = lid; c < params.classes; c += WG_SIZE) {
             count += select(0u, 1u, !is_finite(weight_of(c)));
         }
@@ -236,9 +242,13 @@ fn write_zeros(thread: u32, threads: u32) {
     }
 }
 
+// One invocation per row. Blocks of params.block_rows = LANES · k rows (lib/reduce; the
+// host's k, from 1 to 4, follows from the row's cost): lane l of a
+// block takes its rows l, l + LANES, ... in order, the lanes are folded by the fixed
+// tree, and the block's partial goes to slot partial_base + block. Workgroups take blocks
+// wid, wid + groups, ...; every block's partial is written, aborted or not.
 @compute @workgroup_size(WG_SIZE)
 fn row_per_thread(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
@@ -249,27 +259,54 @@ fn row_per_thread(
 #if SUBGROUPS
     subgroup_setup(subgroup_ids);
 #endif
-    var totals = partial_zero();
-    if (!aborted(lid.x)) {
-        for (var r = gid.x; r < params.rows; r += groups.x * WG_SIZE) {
-            let row = row_setup(r);
-            var acc = row_acc_empty();
-            if (needs_sweep()) {
-                for (var c = 0u; c < params.classes; c++) {
-                    acc = row_push(acc, row, c);
+    let stop = aborted(lid.x);
+    if (stop) {
+        write_zeros(wid.x * WG_SIZE + lid.x, groups.x * WG_SIZE);
+    }
+    let block_rows = params.block_rows;
+    let rows_per_lane = block_rows / LANES;
+    let blocks = (params.rows + block_rows - 1u) / block_rows;
+    let first_lane = position(lid.x) * LANES_PER_INVOCATION;
+    for (var b = wid.x; b < blocks; b += groups.x) {
+        var lanes: array<Partial, LANES_PER_INVOCATION>;
+        for (var j = 0u; j < LANES_PER_INVOCATION; j++) {
+            lanes[j] = partial_zero();
+        }
+        for (var k = 0u; k < rows_per_lane && !stop; k++) {
+            let first = b * block_rows + k * LANES + first_lane;
+            if (first >= params.rows) {
+                break;
+            }
+            for (var j = 0u; j < LANES_PER_INVOCATION; j++) {
+                let r = first + j;
+                if (r < params.rows) {
+                    let row = row_setup(r);
+                    var acc = row_acc_empty();
+                    if (needs_sweep()) {
+                        for (var c = 0u; c < params.classes; c++) {
+                            acc = row_push(acc, row, c);
+                        }
+                    }
+                    let lse = row_acc_lse(acc);
+                    write_row_gradient(row, acc, lse, 0u, 1u);
+                    lanes[j] = row_finish(r, row, acc, lse, lanes[j]);
                 }
             }
-            let lse = row_acc_lse(acc);
-            write_row_gradient(row, acc, lse, 0u, 1u);
-            totals = row_finish(r, row, acc, lse, totals);
         }
-    } else {
-        write_zeros(gid.x, groups.x * WG_SIZE);
+        lanes_fold(&lanes);
+        lanes[0].nonfinite += nonfinite_class_weights(lid.x, b);
+        let total = workgroup_reduce(lid.x, lanes[0]);
+        if (lid.x == 0u) {
+            partials[params.partial_base + b] = total;
+        }
     }
-    totals.nonfinite += nonfinite_class_weights(lid.x, wid.x);
-    store_workgroup_partial(lid.x, wid.x, totals);
 }
 
+// One workgroup per row. Class c of a row is in lane c mod LANES (lib/reduce: the lane
+// takes its classes in order, the fixed tree folds the lanes with row_acc_merge), and the
+// rows of a block of params.block_rows rows are summed in order by invocation 0; the
+// block's partial goes to slot partial_base + block. Workgroups take blocks wid,
+// wid + groups, ...; every block's partial is written, aborted or not.
 @compute @workgroup_size(WG_SIZE)
 fn row_per_workgroup(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -282,17 +319,33 @@ fn row_per_workgroup(
 #if SUBGROUPS
     subgroup_setup(subgroup_ids);
 #endif
-    var totals = partial_zero();
-    if (!aborted(lid.x)) {
-        for (var r = wid.x; r < params.rows; r += groups.x) {
+    let stop = aborted(lid.x);
+    if (stop) {
+        write_zeros(wid.x * WG_SIZE + lid.x, groups.x * WG_SIZE);
+    }
+    let blocks = (params.rows + params.block_rows - 1u) / params.block_rows;
+    let first_lane = position(lid.x) * LANES_PER_INVOCATION;
+    for (var b = wid.x; b < blocks; b += groups.x) {
+        var totals = partial_zero();
+        let end = min(params.rows, (b + 1u) * params.block_rows);
+        for (var r = b * params.block_rows; r < end && !stop; r++) {
             let row = row_setup(r);
             row_begin(lid.x, row);
             var acc = row_acc_empty();
             if (needs_sweep()) {
-                for (var c = lid.x; c < params.classes; c += WG_SIZE) {
-                    acc = row_push(acc, row, c);
+                var lanes: array<RowAcc, LANES_PER_INVOCATION>;
+                for (var j = 0u; j < LANES_PER_INVOCATION; j++) {
+                    lanes[j] = row_acc_empty();
                 }
-                acc = row_reduce(lid.x, acc);
+                for (var first = first_lane; first < params.classes; first += LANES) {
+                    for (var j = 0u; j < LANES_PER_INVOCATION; j++) {
+                        if (first + j < params.classes) {
+                            lanes[j] = row_push(lanes[j], row, first + j);
+                        }
+                    }
+                }
+                row_lanes_fold(&lanes);
+                acc = row_reduce(lid.x, lanes[0]);
             }
 #if IN_PLACE
             // Every invocation has read its inputs (and the label's) before any is
@@ -305,9 +358,10 @@ fn row_per_workgroup(
                 totals = row_finish(r, row, acc, lse, totals);
             }
         }
-    } else {
-        write_zeros(wid.x * WG_SIZE + lid.x, groups.x * WG_SIZE);
+        totals.nonfinite += nonfinite_class_weights(lid.x, b);
+        let total = workgroup_reduce(lid.x, totals);
+        if (lid.x == 0u) {
+            partials[params.partial_base + b] = total;
+        }
     }
-    totals.nonfinite += nonfinite_class_weights(lid.x, wid.x);
-    store_workgroup_partial(lid.x, wid.x, totals);
 }

@@ -167,6 +167,32 @@ fn row_load(i: u32) -> RowAcc {
     return RowAcc(f.x, f.y, f.z, f.w, b.x, c.x, c.y, b.y);
 }
 
+// The subtree of an invocation's lanes (adjacent pairs first, lib/reduce), in lanes[0].
+fn row_lanes_fold(lanes: ptr<function, array<RowAcc, LANES_PER_INVOCATION>>) {
+    for (var s = 1u; s < LANES_PER_INVOCATION; s = s << 1u) {
+        for (var j = 0u; j + s < LANES_PER_INVOCATION; j += 2u * s) {
+            (*lanes)[j] = row_acc_merge((*lanes)[j], (*lanes)[j + s]);
+        }
+    }
+}
+
+// The adjacent-pairing tree over the workgroup's positions in workgroup memory
+// (lib/reduce), invocation `here` at that position; every invocation gets the merged row.
+// Ends with a barrier so the next row may reuse the scratch.
+fn plain_row_reduce(here: u32, a: RowAcc) -> RowAcc {
+    row_store(here, a);
+    workgroupBarrier();
+    for (var s = 1u; s < WG_SIZE; s = s << 1u) {
+        if ((here & (2u * s - 1u)) == 0u) {
+            row_store(here, row_acc_merge(row_load(here), row_load(here + s)));
+        }
+        workgroupBarrier();
+    }
+    let total = row_load(0u);
+    workgroupBarrier();
+    return total;
+}
+
 #if SUBGROUPS
 // The row's accumulator in lane `lane ^ offset` of this subgroup.
 fn row_acc_shuffle_xor(a: RowAcc, offset: u32) -> RowAcc {
@@ -176,46 +202,47 @@ fn row_acc_shuffle_xor(a: RowAcc, offset: u32) -> RowAcc {
     return RowAcc(f.x, f.y, f.z, f.w, b.x, c.x, c.y, b.y);
 }
 
-fn row_acc_butterfly(a: RowAcc) -> RowAcc {
+// The butterfly over aligned groups of `width` lanes, offsets 1, 2, 4, ... (the tree's
+// neighbours; row_acc_merge is commutative bit for bit, so both get the same result).
+fn row_acc_butterfly(a: RowAcc, width: u32) -> RowAcc {
     var r = a;
-    for (var offset = sg_size / 2u; offset > 0u; offset = offset >> 1u) {
+    for (var offset = 1u; offset < width; offset = offset << 1u) {
         r = row_acc_merge(r, row_acc_shuffle_xor(r, offset));
     }
     return r;
 }
 
-// Butterfly in each subgroup, one slot per subgroup, then every subgroup folds the slots
-// the same way (see `workgroup_reduce` in reduce.wgsl); `row_acc_merge` is commutative
-// and the empty accumulator its exact identity, so every invocation gets the same bits.
-// Ends with a barrier so the next row may reuse the scratch.
+// The same tree as `plain_row_reduce`, its lower levels a butterfly in each subgroup and
+// the subgroups' results folded alike by every subgroup (see `workgroup_reduce` in
+// lib/reduce). Ends with a barrier so the next row may reuse the scratch.
 fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
-    let own = row_acc_butterfly(a);
+    if (sg_count > 4u * sg_size) {
+        return plain_row_reduce(position(lid), a);
+    }
+    let own = row_acc_butterfly(a, sg_size);
     if (sg_lane == 0u) {
         row_store(sg_id, own);
     }
     workgroupBarrier();
-    var folded = row_acc_empty();
-    for (var s = sg_lane; s < sg_count; s += sg_size) {
-        folded = row_acc_merge(folded, row_load(s));
+    let per_lane = max(1u, sg_count / sg_size);
+    let width = min(sg_count, sg_size);
+    var mine = row_acc_empty();
+    if (sg_lane < width) {
+        let at = sg_lane * per_lane;
+        mine = row_load(at);
+        if (per_lane >= 2u) {
+            mine = row_acc_merge(mine, row_load(at + 1u));
+        }
+        if (per_lane == 4u) {
+            mine = row_acc_merge(mine, row_acc_merge(row_load(at + 2u), row_load(at + 3u)));
+        }
     }
-    let total = row_acc_butterfly(folded);
+    let total = row_acc_butterfly(mine, width);
     workgroupBarrier();
     return total;
 }
 #else
-// Fixed-order tree over the workgroup; every invocation must call it and gets the
-// merged row. Ends with a barrier so the next row may reuse the scratch.
 fn row_reduce(lid: u32, a: RowAcc) -> RowAcc {
-    row_store(lid, a);
-    workgroupBarrier();
-    for (var stride = WG_SIZE / 2u; stride > 0u; stride = stride >> 1u) {
-        if (lid < stride) {
-            row_store(lid, row_acc_merge(row_load(lid), row_load(lid + stride)));
-        }
-        workgroupBarrier();
-    }
-    let total = row_load(0u);
-    workgroupBarrier();
-    return total;
+    return plain_row_reduce(lid, a);
 }
 #endif

@@ -6,19 +6,35 @@ use crate::losses::{Bce, BceWithLogits, Hinge, HingeEmbedding, SigmoidFocal, Sof
 /// `ln(1 + e^x)` without overflow.
 #[inline(always)]
 pub(crate) fn softplus<F: Real>(x: F) -> F {
-    x.max(F::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(F::zero()) + (-x.abs()).fast_exp().fast_ln_1p()
 }
 
 /// `1 / (1 + e^{-x})` without overflow.
 #[inline(always)]
 pub(crate) fn sigmoid<F: Real>(x: F) -> F {
-    let e = (-x.abs()).exp();
+    let e = (-x.abs()).fast_exp();
     let positive = F::one() / (F::one() + e);
     if x >= F::zero() {
         positive
     } else {
         e * positive
     }
+}
+
+/// `(softplus(x), softplus(-x), sigmoid(x), sigmoid(-x))` from one `e^{-|x|}` and one
+/// `ln(1 + e^{-|x|})`: the same bits as the four calls, a third of the transcendentals.
+#[inline(always)]
+pub(crate) fn logistic<F: Real>(x: F) -> (F, F, F, F) {
+    let zero = F::zero();
+    let e = (-x.abs()).fast_exp();
+    let tail = e.fast_ln_1p();
+    let big = F::one() / (F::one() + e);
+    let small = e * big;
+    let (sigmoid_x, sigmoid_neg) = if x >= zero { (big, small) } else { (small, big) };
+    // sigmoid(-x) tests -x >= 0, which differs from x >= 0 only at x = 0 (both hold),
+    // where big = small.
+    let sigmoid_neg = if x == zero { big } else { sigmoid_neg };
+    (x.max(zero) + tail, (-x).max(zero) + tail, sigmoid_x, sigmoid_neg)
 }
 
 // BCE on probabilities; log clamped at -100 and the gradient's denominator at 1e-12
@@ -44,10 +60,11 @@ impl PointwiseLoss for BceWithLogits {
     fn eval<F: Real>(&self, x: F, y: F, e: &Element<F>) -> LossGrad<F> {
         let one = F::one();
         let py = e.pos_weight * y;
-        let positive = if py != F::zero() { py * softplus(-x) } else { F::zero() };
-        let negative = if y != one { (one - y) * softplus(x) } else { F::zero() };
+        let (softplus_x, softplus_neg, sigmoid_x, sigmoid_neg) = logistic(x);
+        let positive = if py != F::zero() { py * softplus_neg } else { F::zero() };
+        let negative = if y != one { (one - y) * softplus_x } else { F::zero() };
         // Not PyTorch's (p y + 1 − y) σ(x) − p y, which cancels as σ(x) → 1.
-        let grad = (one - y) * sigmoid(x) - py * sigmoid(-x);
+        let grad = (one - y) * sigmoid_x - py * sigmoid_neg;
         LossGrad::valid(positive + negative, grad)
     }
 }
@@ -68,9 +85,9 @@ impl PointwiseLoss for SigmoidFocal {
     fn eval<F: Real>(&self, x: F, y: F, _: &Element<F>) -> LossGrad<F> {
         let (alpha, gamma) = (F::from(self.alpha).unwrap(), F::from(self.gamma).unwrap());
         let (zero, one) = (F::zero(), F::one());
-        let (p, q) = (sigmoid(x), sigmoid(-x));
-        let positive = if y != zero { y * softplus(-x) } else { zero };
-        let negative = if y != one { (one - y) * softplus(x) } else { zero };
+        let (softplus_x, softplus_neg, p, q) = logistic(x);
+        let positive = if y != zero { y * softplus_neg } else { zero };
+        let negative = if y != one { (one - y) * softplus_x } else { zero };
         let ce = positive + negative;
         let m = p * (one - y) + q * y;
         let (modulating, slope) = match (gamma != zero, m > zero) {

@@ -23,7 +23,7 @@ fn log_add_exp<F: Real>(a: F, b: F) -> F {
     if a == b {
         return a + F::from(std::f64::consts::LN_2).unwrap();
     }
-    a.max(b) + (-(a - b).abs()).exp().ln_1p()
+    a.max(b) + (-(a - b).abs()).fast_exp().fast_ln_1p()
 }
 
 // Liger-Kernel's generalised JSD of student log-probabilities x and teacher y with

@@ -64,7 +64,7 @@ impl PointwiseLoss for LogCosh {
         let value = if a < half {
             (two * (half * d).sinh().powi(2)).ln_1p()
         } else {
-            a + (-two * a).exp().ln_1p() - F::from(std::f64::consts::LN_2).unwrap()
+            a + (-two * a).fast_exp().fast_ln_1p() - F::from(std::f64::consts::LN_2).unwrap()
         };
         LossGrad::valid(value, d.tanh())
     }

@@ -438,6 +438,10 @@ pub(crate) trait ShapePlan: Send + Sync {
     fn gpu(&self) -> &Gpu;
     /// Dispatches one `encode` records.
     fn dispatch_count(&self) -> usize;
+    /// The tuned pass's kind and launch (none: the plan has no tuned pass).
+    fn launch(&self) -> Option<(crate::launch::PassKind, crate::launch::Launch)> {
+        None
+    }
     /// Checks the caller's buffers through `checks` (ending with
     /// [`SliceChecks::refuse_overlaps`]) and makes the bind groups of the call's
     /// dispatches, in order; `Plan::encode` records them. Nothing is compiled here.
@@ -528,6 +532,13 @@ impl Plan {
         self.inner.dispatch_count()
     }
 
+    /// The kind and launch of the plan's loss pass (see [`Gpu::with_launch`]): the
+    /// adapter's tuned choice unless the handle pins one. `None` for plans without a
+    /// tuned pass.
+    pub fn launch(&self) -> Option<(crate::launch::PassKind, crate::launch::Launch)> {
+        self.inner.launch()
+    }
+
     /// Records the loss into `encoder`: reads the caller's operands, writes the
     /// gradient into `bindings.grad`, the [`LossStats`] into `bindings.stats` and the
     /// optional outputs. No submit, no readback, no CPU synchronisation.
@@ -574,7 +585,19 @@ impl Plan {
             defines.insert(SHARED_BUFFERS.into(), String::new());
             (*s, *e, defines)
         });
-        let extra: Vec<_> = with_subgroups.chain(shared).collect();
+        // And built for the smallest tuned workgroup (four lanes per invocation), with
+        // and without subgroups.
+        let narrow = variants.iter().filter(|(shader, _, _)| *shader == spec.shader).flat_map(|(s, e, d)| {
+            [false, true].map(|subgroups| {
+                let mut defines = d.clone();
+                defines.extend([crate::launch::Launch::new(64, 1).expect("a valid launch").define()]);
+                if subgroups {
+                    defines.insert("SUBGROUPS".into(), String::new());
+                }
+                (*s, *e, defines)
+            })
+        });
+        let extra: Vec<_> = with_subgroups.chain(shared).chain(narrow).collect();
         variants.into_iter().chain(extra).collect()
     }
 }

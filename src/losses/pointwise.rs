@@ -7,15 +7,29 @@
 use super::plan::{
     bind_group, check_per_element, loss_param_defines, loss_params_buffer, partials_buffer, stats_binding, sub,
     sub_typed, uniform, Bindings, Dispatch, FinalizeParams, KernelShape, Plan, PlanRequest, Required, ShapePlan,
-    SliceChecks, ELEM_BYTES, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    SliceChecks, ELEM_BYTES, LOOP_BUDGET, LOSS_PARAMS_BINDING, MAX_GROUPS,
 };
 use super::{unsupported, Reduction, Shape, WeightLayout};
 #[cfg(test)]
 use super::{Loss, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
+use crate::launch::{Launch, PassKind, LANES};
 use crate::shader::Defines;
 use crate::DType;
+
+/// Words each lane of a block sums (`WORDS_PER_LANE` in `shaders/lib/pointwise.wgsl`):
+/// a block of the elementwise pass is `LANES` · this many words, one partial each.
+const WORDS_PER_LANE: u64 = 16;
+/// Words of one block.
+const BLOCK_WORDS: u64 = LANES as u64 * WORDS_PER_LANE;
+
+/// Blocks one invocation of `launch` may walk within LOOP_BUDGET: per block it loops
+/// over its lanes' words and their elements, then folds its lanes and the workgroup.
+fn blocks_per_invocation(launch: Launch, per_word: u64) -> u64 {
+    let per_block = WORDS_PER_LANE * (launch.lanes_per_invocation() * (per_word + 2) + 1) + 2 * 9 + 8;
+    LOOP_BUDGET / per_block
+}
 
 /// Chunks start on multiples of this many elements, keeping bound offsets aligned (and
 /// bf16 words whole).
@@ -84,6 +98,7 @@ struct Chunk {
 
 pub(crate) struct PointwisePlan {
     gpu: Gpu,
+    launch: Launch,
     dtype: DType,
     chunks: Vec<Chunk>,
     partials: wgpu::Buffer,
@@ -208,7 +223,9 @@ impl PointwisePlan {
     pub(crate) fn new(request: &PlanRequest) -> Result<Self> {
         let PlanRequest { gpu, loss, spec, reduction, shape, options } = *request;
         let dtype = options.dtype;
-        let defines = kernel_defines(request)?;
+        let launch = gpu.launch(PassKind::Pointwise, dtype.bytes(shape.len() as u64));
+        let mut defines = kernel_defines(request)?;
+        defines.extend([launch.define()]);
         let pipeline = request.pipeline(spec.shader, "main", &defines)?;
         let finalize = request.pipeline("finalize", "finalize", &Defines::new())?;
         let column_sums = if options.per_class {
@@ -231,6 +248,8 @@ impl PointwisePlan {
         };
         let len = shape.len() as u64;
         // Sized for the f32 operands (weight, per-element losses); typed ones are smaller.
+        // Chunks and blocks follow from the shape and the binding limit, never from the
+        // launch, so the sums' order does not either.
         let chunk_elems = (gpu.max_binding_bytes() / ELEM_BYTES) / CHUNK_ALIGN_ELEMS * CHUNK_ALIGN_ELEMS;
         let (scale, denominator) = mean_scale(reduction, shape);
         let vector = vectorised(gpu, shape, dtype);
@@ -241,7 +260,8 @@ impl PointwisePlan {
         while start < len {
             let chunk_len = chunk_elems.min(len - start);
             let words = chunk_len.div_ceil(per_word);
-            let groups = words.div_ceil(WG_SIZE as u64).min(MAX_GROUPS as u64) as u32;
+            let blocks = words.div_ceil(BLOCK_WORDS).max(1);
+            let groups = launch.workgroups(blocks, blocks_per_invocation(launch, per_word));
             let params = ChunkParams {
                 len: chunk_len as u32,
                 chunk_start: start as u32,
@@ -268,7 +288,7 @@ impl PointwisePlan {
             };
             let zero_params = uniform(gpu, "fused-loss zero params", &zero);
             chunks.push(Chunk { start, len: chunk_len, groups, params, column_params, zero_params });
-            partial_base += groups;
+            partial_base += blocks as u32;
             start += chunk_len;
         }
         let finalize_values = FinalizeParams {
@@ -282,6 +302,7 @@ impl PointwisePlan {
         };
         Ok(PointwisePlan {
             gpu: gpu.clone(),
+            launch,
             dtype,
             chunks,
             partials: partials_buffer(gpu, partial_base),
@@ -296,6 +317,10 @@ impl PointwisePlan {
 }
 
 impl ShapePlan for PointwisePlan {
+    fn launch(&self) -> Option<(PassKind, Launch)> {
+        Some((PassKind::Pointwise, self.launch))
+    }
+
     fn dispatch_count(&self) -> usize {
         let per_chunk = 1 + self.zero_on_invalid.is_some() as usize + self.column_sums.is_some() as usize;
         self.chunks.len() * per_chunk + 1
@@ -556,6 +581,7 @@ mod mirrors {
         assert_mirrors!(ChunkParams, "regression/mse", "Params" {
             len: u32, chunk_start: u32, partial_base: u32, last_dim: u32, grad_scale: f32,
         });
+        assert_eq!(reflection::const_u32("regression/mse", "WORDS_PER_LANE") as u64, super::WORDS_PER_LANE);
         assert_mirrors!(ColumnParams, "column_sums", "ColumnParams" {
             len: u32, columns: u32, first_class: u32, accumulate: u32,
         });

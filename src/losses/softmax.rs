@@ -14,20 +14,27 @@
 use super::plan::{
     bind_group, check_per_element, loss_param_defines, loss_params_buffer, partials_buffer, stats_binding, sub,
     sub_typed, uniform, Bindings, Dispatch, FinalizeParams, KernelShape, Plan, PlanRequest, Required, ShapePlan,
-    SliceChecks, ELEM_BYTES, LOOP_BUDGET, LOSS_PARAMS_BINDING, MAX_GROUPS, WG_SIZE,
+    SliceChecks, ELEM_BYTES, LOOP_BUDGET, LOSS_PARAMS_BINDING, WG_SIZE,
 };
 use super::{unsupported, Reduction};
 #[cfg(test)]
 use super::{Loss, Spec};
 use crate::context::Gpu;
 use crate::error::{Error, Result};
+use crate::launch::{Launch, PassKind, LANES};
 use crate::shader::Defines;
 use crate::DType;
 
 /// Bytes of the label pre-pass's `Denoms` (`shaders/lib/denoms.wgsl`).
 const DENOMS_BYTES: u64 = 16;
 
-/// Rows with at most this many classes get one invocation each.
+/// Loop iterations of a block besides its rows: the block loop, the lanes' fold and the
+/// workgroup reduction.
+const BLOCK_OVERHEAD: u64 = 32;
+
+/// Rows with at most this many classes get one invocation each. The threshold fixes the
+/// order of a row's sum (one invocation in class order, or lanes folded by a tree), so
+/// it is part of the result and not tuned.
 pub const ROW_PER_THREAD_MAX_CLASSES: usize = 32;
 
 /// Classes per row up to which `multilabel_margin` takes lists of any length: each
@@ -131,15 +138,24 @@ impl RowKernel {
         }
     }
 
-    /// Loop iterations (entries included) one invocation runs per row it walks, at most:
-    /// what keeps every invocation under [`LOOP_BUDGET`].
+    /// Loop iterations (entries included) one invocation of a 256-wide workgroup runs
+    /// per row it walks, at most: what keeps every invocation under [`LOOP_BUDGET`].
     fn loop_cost(self, variant: Variant, classes: u64) -> u64 {
-        let (lanes, reductions) = match self {
-            RowKernel::PerThread => (1, 0),
-            // A few workgroup reductions of log2(WG_SIZE) steps each.
-            RowKernel::PerWorkgroup => (WG_SIZE as u64, 4 * 9),
+        self.loop_cost_at(variant, classes, Launch::DEFAULT)
+    }
+
+    /// [`RowKernel::loop_cost`] under `launch` (row per workgroup: an invocation holds
+    /// 256 / workgroup size lanes of the row).
+    fn loop_cost_at(self, variant: Variant, classes: u64, launch: Launch) -> u64 {
+        let (per_lane, reductions) = match self {
+            RowKernel::PerThread => (classes, 0),
+            // Its lanes' classes (with more than one lane, an inner loop's entry at each
+            // step), their fold, and a few workgroup reductions of log2(WG_SIZE) steps.
+            RowKernel::PerWorkgroup => {
+                let lanes = launch.lanes_per_invocation();
+                (classes.div_ceil(LANES as u64) * (lanes + (lanes > 1) as u64), 4 * 9 + lanes - 1)
+            }
         };
-        let per_lane = classes.div_ceil(lanes);
         // Two sweeps over the lane's classes, and the row's setup.
         let plain = 2 * (per_lane + 1) + reductions + 4;
         if variant != Variant::MultiLabelMargin {
@@ -161,12 +177,44 @@ impl RowKernel {
         }
     }
 
-    /// Rows one workgroup walks at once (one per invocation, or one).
-    fn rows_per_workgroup(self) -> u64 {
+    /// Which tuned pass it is.
+    fn pass(self) -> PassKind {
         match self {
-            RowKernel::PerThread => WG_SIZE as u64,
-            RowKernel::PerWorkgroup => 1,
+            RowKernel::PerThread => PassKind::RowPerThread,
+            RowKernel::PerWorkgroup => PassKind::RowPerWorkgroup,
         }
+    }
+
+    /// Rows of one block of `rows` rows of `classes` classes (`params.block_rows` in
+    /// `shaders/lib/rows.wgsl`): row per thread, `LANES` times 1, 2 or 4 rows per lane,
+    /// as many as an invocation of the default launch may walk within the loop budget;
+    /// row per workgroup, a power of two that keeps about a thousand blocks (up to 256
+    /// rows, and as many as invocation 0 may sum within the budget). A function of the
+    /// shape alone: it fixes the order of the rows' sum.
+    fn block_rows(self, variant: Variant, rows: u64, classes: u64) -> u64 {
+        let cost = self.loop_cost(variant, classes) + 1;
+        let most = match self {
+            RowKernel::PerThread => (LOOP_BUDGET.saturating_sub(BLOCK_OVERHEAD) / cost).clamp(1, 4),
+            RowKernel::PerWorkgroup => {
+                (rows / 1024).min(LOOP_BUDGET.saturating_sub(BLOCK_OVERHEAD) / cost).clamp(1, 256)
+            }
+        };
+        let pow2 = 1 << (63 - most.leading_zeros());
+        match self {
+            RowKernel::PerThread => LANES as u64 * pow2,
+            RowKernel::PerWorkgroup => pow2,
+        }
+    }
+
+    /// Blocks of `block_rows` rows one invocation of `launch` may walk within
+    /// [`LOOP_BUDGET`] (0: not even one).
+    fn blocks_per_invocation(self, variant: Variant, classes: u64, block_rows: u64, launch: Launch) -> u64 {
+        let rows_per_invocation = match self {
+            RowKernel::PerThread => block_rows / LANES as u64 * launch.lanes_per_invocation(),
+            RowKernel::PerWorkgroup => block_rows,
+        };
+        let per_block = rows_per_invocation * (self.loop_cost_at(variant, classes, launch) + 1) + BLOCK_OVERHEAD;
+        LOOP_BUDGET / per_block
     }
 
     /// The kernel chosen for rows of `classes` classes.
@@ -190,6 +238,8 @@ struct ChunkParams {
     host_scale: f32,
     mean_from_denoms: u32,
     has_ignore: u32,
+    block_rows: u32,
+    _pad: [u32; 3],
 }
 
 #[repr(C)]
@@ -217,6 +267,8 @@ struct Chunk {
 
 pub(crate) struct SoftmaxPlan {
     gpu: Gpu,
+    kernel: RowKernel,
+    launch: Launch,
     dtype: DType,
     variant: Variant,
     chunks: Vec<Chunk>,
@@ -268,7 +320,6 @@ impl SoftmaxPlan {
         let variant = spec.row_variant().expect("a row-wise loss");
         let dtype = options.dtype;
         let kernel = gpu.row_kernel().unwrap_or(RowKernel::for_classes(shape.classes()));
-        let (pipeline, finalize, count_labels) = pipelines(request, variant, kernel)?;
         let (batch, classes, inner) = (shape.batch() as u64, shape.classes() as u64, shape.inner() as u64);
         let rows = batch * inner;
         let invalid_shape = |why: String| Error::InvalidShape { shape: shape.dims().to_vec(), why };
@@ -295,16 +346,17 @@ impl SoftmaxPlan {
             let c = step_for(item_bytes);
             step = step / gcd(step, c) * c;
         }
-        // Rows per invocation are bounded too (LOOP_BUDGET): a chunk has at most
-        // `rows_per_invocation` rows for each of its MAX_GROUPS workgroups' row slots.
-        let row_cost = kernel.loop_cost(variant, classes);
-        let row_slots = MAX_GROUPS as u64 * kernel.rows_per_workgroup();
-        let items_per_budget = LOOP_BUDGET / row_cost * row_slots / inner.max(1);
+        // Rows per chunk are bounded too (LOOP_BUDGET): at most 65 535 workgroups of the
+        // default launch, each walking as many blocks as the budget allows. Chunks,
+        // blocks and their sums' order follow from the shape alone, never the launch.
+        let block_rows = kernel.block_rows(variant, rows, classes);
+        let default_blocks = kernel.blocks_per_invocation(variant, classes, block_rows, Launch::DEFAULT);
+        let items_per_budget = 65_535 * default_blocks * block_rows / inner.max(1);
         if items_per_budget == 0 {
             return Err(invalid_shape(format!(
                 "one invocation of the {kernel:?} kernel would loop {} times over a batch item's rows of {classes} \
                  classes, more than the {LOOP_BUDGET} that llvmpipe runs right",
-                inner.div_ceil(row_slots) * row_cost
+                inner.div_ceil(65_535 * block_rows) * kernel.loop_cost(variant, classes)
             )));
         }
         // Only chunks after the first need aligned starts: a batch that fits one binding
@@ -324,13 +376,27 @@ impl SoftmaxPlan {
         let from_denoms = mean && variant.mean_over_label_weights();
         let host_scale = if mean && !from_denoms { 1.0 / rows as f64 } else { 1.0 };
         let ignore = spec.ignore();
+        // The launch: the adapter's (or the pinned one) where every chunk fits it, else
+        // the default. Multi-label margin's list limit is the default launch's budget.
+        let largest_chunk = items_per_chunk.min(batch.max(1)) * inner;
+        let fits = |launch: Launch| {
+            let per_invocation = kernel.blocks_per_invocation(variant, classes, block_rows, launch);
+            per_invocation > 0 && largest_chunk.div_ceil(block_rows).div_ceil(per_invocation) <= 65_535
+        };
+        let launch = match gpu.launch(kernel.pass(), dtype.bytes(rows * classes)) {
+            launch if variant != Variant::MultiLabelMargin && fits(launch) => launch,
+            _ => Launch::DEFAULT,
+        };
+        let (pipeline, finalize, count_labels) = pipelines(request, variant, kernel, launch)?;
+        let blocks_per_invocation = kernel.blocks_per_invocation(variant, classes, block_rows, launch);
         let mut chunks = Vec::new();
         let mut partial_base = 0u32;
         let mut first_item = 0u64;
         while first_item < batch {
             let items = items_per_chunk.min(batch - first_item);
             let chunk_rows = items * inner;
-            let groups = chunk_rows.div_ceil(kernel.rows_per_workgroup()).clamp(1, MAX_GROUPS as u64) as u32;
+            let blocks = chunk_rows.div_ceil(block_rows).max(1);
+            let groups = launch.workgroups(blocks, blocks_per_invocation);
             let params = ChunkParams {
                 rows: chunk_rows as u32,
                 partial_base,
@@ -340,9 +406,11 @@ impl SoftmaxPlan {
                 host_scale: host_scale as f32,
                 mean_from_denoms: from_denoms as u32,
                 has_ignore: ignore.is_some() as u32,
+                block_rows: block_rows as u32,
+                _pad: [0; 3],
             };
             chunks.push(Chunk { first_item, items, groups, params: uniform(gpu, "fused-loss row params", &params) });
-            partial_base += groups;
+            partial_base += blocks as u32;
             first_item += items;
         }
         // Each pre-pass is one workgroup: at most a binding of labels, and few enough per
@@ -399,6 +467,8 @@ impl SoftmaxPlan {
         });
         Ok(SoftmaxPlan {
             gpu: gpu.clone(),
+            kernel,
+            launch,
             dtype,
             variant,
             chunks,
@@ -415,6 +485,10 @@ impl SoftmaxPlan {
 }
 
 impl ShapePlan for SoftmaxPlan {
+    fn launch(&self) -> Option<(PassKind, Launch)> {
+        Some((self.kernel.pass(), self.launch))
+    }
+
     fn dispatch_count(&self) -> usize {
         self.chunks.len() + 1 + if self.variant.has_labels() { self.label_passes.len() } else { 0 }
     }
@@ -551,6 +625,7 @@ fn pipelines(
     request: &PlanRequest,
     variant: Variant,
     kernel: RowKernel,
+    launch: Launch,
 ) -> Result<(wgpu::ComputePipeline, wgpu::ComputePipeline, Option<wgpu::ComputePipeline>)> {
     let PlanRequest { gpu, loss, spec, reduction, options, .. } = *request;
     if options.in_place && !variant.allows_in_place() {
@@ -597,6 +672,7 @@ fn pipelines(
     }
     let set = |flags: &[&str]| -> Defines { flags.iter().map(|f| (f.to_string(), String::new())).collect() };
     let labels = variant.has_labels();
+    defines.extend([launch.define()]);
     let pipeline = request.pipeline(spec.shader, kernel.entry(), &defines)?;
     let finalize = request.pipeline("finalize", "finalize", &set(if labels { &["DENOMS"] } else { &[] }))?;
     let count_labels = if labels {
@@ -712,8 +788,9 @@ mod mirrors {
     fn uniform_structs_mirror_the_shaders() {
         assert_mirrors!(ChunkParams, "classification/multilabel_soft_margin", "Params" {
             rows: u32, partial_base: u32, classes: u32, inner: u32, ignore_index: i32, host_scale: f32,
-            mean_from_denoms: u32, has_ignore: u32,
+            mean_from_denoms: u32, has_ignore: u32, block_rows: u32,
         });
+        assert_eq!(reflection::const_u32("classification/multilabel_soft_margin", "LANES"), crate::launch::LANES);
         assert_mirrors!(LabelParams, "classification/labels", "LabelParams" {
             rows: u32, classes: u32, ignore_index: i32, has_ignore: u32, accumulate: u32, list_limit: u32,
         });
